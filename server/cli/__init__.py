@@ -1,0 +1,22 @@
+"""The ``frontdesk`` console script.
+
+Each group of subcommands lives in its own module and is attached here, so the
+script's surface (a contract other systems and scripts rely on) is visible in
+one place.
+"""
+
+from __future__ import annotations
+
+import click
+
+from server.cli import devices as devices_commands
+from server.cli import records as records_commands
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Frontdesk: clinic check-in kiosk, vitals stations and HL7 interfaces."""
+
+
+devices_commands.register(main)
+records_commands.register(main)
