@@ -1,0 +1,255 @@
+"""HL7 v2 acknowledgements: build them (listener side), read them and decide (sender side).
+
+:func:`classify` is pure so the dispatcher's delivery rules can be tested as a
+table: it turns an :class:`Ack` into a :class:`Decision` and never touches a
+socket, a clock or the outbox.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import types
+from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+
+from hl7.er7 import FieldValue
+from hl7.er7 import Message
+from hl7.er7 import ParseError
+from hl7.er7 import Segment
+from hl7.er7 import encode_message
+from hl7.er7 import encode_msh
+from hl7.er7 import encode_segment
+from hl7.er7 import format_timestamp
+from hl7.er7 import parse_message
+
+__all__ = [
+    "ACK_CODES",
+    "DEFAULT_POLICY",
+    "Ack",
+    "AckPolicy",
+    "Decision",
+    "ErrorDetail",
+    "Outcome",
+    "build_ack",
+    "classify",
+    "parse_ack",
+]
+
+ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
+"""Original-mode (A*) and enhanced-mode accept (C*) acknowledgment codes, HL7 table 0008."""
+
+# HL7 table 0357, message error condition codes.
+_ERROR_CONDITIONS: dict[str, str] = {
+    "0": "Message accepted",
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "104": "Value too long",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "202": "Unsupported processing id",
+    "203": "Unsupported version id",
+    "204": "Unknown key identifier",
+    "205": "Duplicate key identifier",
+    "206": "Application record locked",
+    "207": "Application internal error",
+}
+
+_SEVERITIES = frozenset({"E", "W", "I", "F"})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """One ERR segment of an ACK we send.
+
+    :param text: ERR-8 user message, for the sender's staff (escaped like every value).
+    :param code: ERR-3, HL7 table 0357 (``207`` application internal error by default).
+    :param severity: ERR-4: ``E`` error, ``W`` warning, ``I`` information, ``F`` fatal.
+    :param segment: ERR-2.1 segment id, with ERR-2.2 ``sequence`` (1-based occurrence)
+        and ERR-2.3 ``field``; leave empty when the error has no location.
+    """
+
+    text: str
+    code: str = "207"
+    severity: str = "E"
+    segment: str = ""
+    sequence: int | None = None
+    field: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in _ERROR_CONDITIONS:
+            raise ValueError(f"ERR-3 code {self.code!r} is not in HL7 table 0357")
+        if self.severity not in _SEVERITIES:
+            raise ValueError(f"ERR-4 severity {self.severity!r} is not one of E, W, I, F")
+
+
+def _location(error: ErrorDetail) -> FieldValue:
+    return (
+        error.segment,
+        "" if error.sequence is None else str(error.sequence),
+        "" if error.field is None else str(error.field),
+    )
+
+
+def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDetail] = (),
+              control_id: str, now: dt.datetime) -> bytes:
+    """Acknowledge ``message`` with MSA-1 ``code``: MSH, MSA and one ERR per error.
+
+    Sender and receiver are swapped (MSH-3/4 ↔ MSH-5/6), MSA-2 echoes the
+    original MSH-10, MSH-9 is ``ACK^<trigger>^ACK`` and MSH-11/12 echo the
+    original processing id and version, so the sender can correlate and parse
+    the reply in its own terms. Echoed fields are re-encoded with our delimiters,
+    so an original with unusual delimiters cannot leak them into our reply.
+
+    :param control_id: MSH-10 of the ACK itself (injected for deterministic tests).
+    :param now: MSH-7, an aware datetime.
+    :raises ValueError: for an unknown ``code``.
+    :raises ParseError: if ``message`` is bytes that do not parse.
+    """
+    if code not in ACK_CODES:
+        raise ValueError(f"acknowledgment code {code!r} is not one of {sorted(ACK_CODES)}")
+    original = parse_message(message) if isinstance(message, bytes) else message
+    msh = original.msh
+    trigger = msh.value(9, 2)
+    segments = [
+        encode_msh({
+            3: msh.field_value(5),
+            4: msh.field_value(6),
+            5: msh.field_value(3),
+            6: msh.field_value(4),
+            7: format_timestamp(now),
+            9: ("ACK", trigger, "ACK"),
+            10: control_id,
+            11: msh.field_value(11) or "P",
+            12: msh.field_value(12) or "2.6",
+            18: "UNICODE UTF-8",
+        }),
+        encode_segment("MSA", {1: code, 2: msh.value(10)}),
+    ]
+    for error in errors:
+        segments.append(encode_segment("ERR", {
+            2: _location(error),
+            3: (error.code, _ERROR_CONDITIONS[error.code], "HL70357"),
+            4: error.severity,
+            8: error.text,
+        }))
+    return encode_message(segments)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What a receiver answered: MSA-1, MSA-2 and every error text it gave.
+
+    ``errors`` collects MSA-3 (deprecated but still sent) and, per ERR segment,
+    ERR-8, else the ERR-3 text, else the v2.3 ERR-1 code text, so the dead-letter
+    reason is whatever the receiver managed to say.
+    """
+
+    code: str
+    control_id: str
+    errors: tuple[str, ...] = ()
+
+
+def _err_text(err: Segment) -> str:
+    for candidate in (err.value(8), err.value(3, 2), err.value(3, 1), err.value(1, 4, 2), err.value(1, 4, 1)):
+        if candidate:
+            return candidate
+    return ""
+
+
+def parse_ack(data: bytes) -> Ack:
+    """Read an ACK.
+
+    :raises ParseError: if the bytes are not a message or hold no MSA segment with
+        MSA-1; an unknown MSA-1 code is kept and left to :func:`classify`.
+    :raises CharsetError: for bytes invalid in the ACK's declared charset.
+    """
+    message = parse_message(data)
+    msa = message.segment("MSA")
+    if msa is None:
+        raise ParseError("acknowledgment has no MSA segment")
+    code = msa.value(1).strip().upper()
+    if not code:
+        raise ParseError("acknowledgment has an empty MSA-1")
+    texts = [msa.value(3)] + [_err_text(err) for err in message.all("ERR")]
+    return Ack(code=code, control_id=msa.value(2), errors=tuple(t for t in texts if t))
+
+
+class Outcome(enum.StrEnum):
+    """What the dispatcher does with an outbox row after an ACK."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+    PROTOCOL_ERROR = "protocol_error"
+
+
+_DEFAULT_OUTCOMES: Mapping[str, Outcome] = types.MappingProxyType({
+    "AA": Outcome.DELIVERED,
+    "CA": Outcome.DELIVERED,
+    "AR": Outcome.RETRY,
+    "CE": Outcome.RETRY,
+    "AE": Outcome.DEAD_LETTER,
+    "CR": Outcome.DEAD_LETTER,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class AckPolicy:
+    """Per-receiver meaning of acknowledgment codes.
+
+    The default follows HL7: AR and CE describe conditions on the receiver's side
+    that go away (resend later, unchanged, same MSH-10); AE and CR say the message
+    itself is wrong, so resending it can only fail again and would hide the problem.
+    Some receivers misuse codes (AR for a content error, AE while a database is
+    down), hence ``overrides``, e.g. ``{"AE": Outcome.RETRY}``.
+    """
+
+    overrides: Mapping[str, Outcome] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.overrides) - ACK_CODES
+        if unknown:
+            raise ValueError(f"not acknowledgment codes: {sorted(unknown)}")
+        if Outcome.PROTOCOL_ERROR in self.overrides.values():
+            raise ValueError("protocol_error is reserved for mismatched or unknown ACKs")
+        object.__setattr__(self, "overrides", types.MappingProxyType(dict(self.overrides)))
+
+    def outcome(self, code: str) -> Outcome | None:
+        return self.overrides.get(code, _DEFAULT_OUTCOMES.get(code))
+
+
+DEFAULT_POLICY = AckPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The classifier's verdict and a human-readable reason for logs and the dead-letter page."""
+
+    outcome: Outcome
+    reason: str
+
+
+def classify(ack: Ack, expected_control_id: str, policy: AckPolicy = DEFAULT_POLICY) -> Decision:
+    """Decide what an ACK means for the message whose MSH-10 is ``expected_control_id``.
+
+    An MSA-2 that is not ours is a protocol error, never a delivery: some peers
+    answer a second message with the previous message's ACK, and taking that as
+    success would lose the message. The dispatcher ignores such an ACK,
+    reconnects and marks nothing delivered.
+    """
+    if ack.control_id != expected_control_id:
+        return Decision(
+            Outcome.PROTOCOL_ERROR,
+            f"MSA-2 {ack.control_id!r} does not match MSH-10 {expected_control_id!r}",
+        )
+    outcome = policy.outcome(ack.code)
+    if outcome is None:
+        return Decision(Outcome.PROTOCOL_ERROR, f"unknown acknowledgment code {ack.code!r}")
+    detail = "; ".join(ack.errors)
+    reason = f"{ack.code}: {detail}" if detail else ack.code
+    return Decision(outcome, reason)

@@ -1,0 +1,410 @@
+"""ER7 (pipe-and-hat) reading and writing without hl7apy.
+
+Reading: :func:`parse_message` is a lenient, fast parser for the inbound hot
+path (SIU, ADT, ACKs). It splits segments on CR only, because real field values
+carry LF and splitting on ``\\n`` cuts them in two; files with LF or CRLF line
+ends go through :func:`load_messages` first. Delimiters come from MSH-1/MSH-2,
+the charset from MSH-18, and values are unescaped when accessed, so a message
+that is never fully read costs little.
+
+Writing: :func:`encode_segment` and :func:`encode_msh` turn typed field values
+into ER7, sending every leaf through :func:`hl7.escape.escape_text`; builders use
+nothing else, so no user text reaches the wire unescaped.
+
+Positions are 1-based as in HL7 (``PID-5.1`` is ``value(5, 1)``); out-of-range
+positions read as the empty string. The HL7 explicit null ``""`` is returned
+as the two-character string ``'""'`` (see :data:`NULL`) so callers can tell
+"clear this value" from "not sent".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from hl7.escape import DEFAULT_DELIMITERS
+from hl7.escape import CharsetError
+from hl7.escape import Delimiters
+from hl7.escape import EncodingError
+from hl7.escape import escape_text
+from hl7.escape import unescape_text
+
+__all__ = [
+    "CharsetError",
+    "Component",
+    "FieldValue",
+    "Message",
+    "NULL",
+    "ParseError",
+    "Repeated",
+    "Repetition",
+    "Segment",
+    "UTF8_CHARSET",
+    "codec_for",
+    "encode_message",
+    "encode_msh",
+    "encode_segment",
+    "format_date",
+    "format_timestamp",
+    "load_messages",
+    "normalise_line_endings",
+    "parse_message",
+]
+
+NULL = '""'
+"""The HL7 explicit null: the receiver should clear the stored value."""
+
+UTF8_CHARSET = "UNICODE UTF-8"
+"""The MSH-18 value for UTF-8, the charset of every message we build."""
+
+_CHARSETS: dict[str, str] = {
+    "": "ascii",
+    "ASCII": "ascii",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "8859/1": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/3": "iso8859-3",
+    "8859/4": "iso8859-4",
+    "8859/5": "iso8859-5",
+    "8859/6": "iso8859-6",
+    "8859/7": "iso8859-7",
+    "8859/8": "iso8859-8",
+    "8859/9": "iso8859-9",
+    "8859/15": "iso8859-15",
+}
+
+
+class ParseError(EncodingError):
+    """The bytes are not an ER7 message we can read (no MSH, bad delimiters, unknown charset)."""
+
+
+def codec_for(msh18: str) -> str:
+    """Map an MSH-18 character set (HL7 table 0211) to a Python codec name.
+
+    Blank means 7-bit ASCII (HL7 default). Only single-byte ISO 8859 sets and
+    UTF-8 are supported: the ISO 2022 code-switching sets (``ISO IR87`` …) need
+    MSH-20 handling no peer of ours uses.
+
+    :raises ParseError: for a charset we cannot decode.
+    """
+    try:
+        return _CHARSETS[msh18.strip().upper()]
+    except KeyError:
+        raise ParseError(f"unsupported MSH-18 character set {msh18!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One segment; ``fields[n]`` is field *n* (``fields[0]`` is the segment name).
+
+    For MSH, ``fields[1]`` is the field separator and ``fields[2]`` the encoding
+    characters, so MSH numbering matches every other segment.
+    """
+
+    fields: tuple[str, ...]
+    delimiters: Delimiters
+    charset: str
+
+    @property
+    def name(self) -> str:
+        return self.fields[0]
+
+    @property
+    def field_count(self) -> int:
+        """The number of fields present (trailing empty fields are not sent, so this varies)."""
+        return len(self.fields) - 1
+
+    def raw(self, field: int) -> str:
+        """The field exactly as received, still escaped; ``""`` if absent."""
+        if 0 < field < len(self.fields):
+            return self.fields[field]
+        return ""
+
+    def _is_msh_header(self, field: int) -> bool:
+        return field <= 2 and self.fields[0] == "MSH"
+
+    def _repetitions(self, field: int) -> list[str]:
+        raw = self.raw(field)
+        if self._is_msh_header(field):
+            return [raw]
+        return raw.split(self.delimiters.repetition)
+
+    def repetition_count(self, field: int) -> int:
+        """Repetitions of a field; an empty field counts as one empty repetition."""
+        return len(self._repetitions(field))
+
+    def _components(self, field: int, repetition: int) -> list[str]:
+        reps = self._repetitions(field)
+        if not 0 < repetition <= len(reps):
+            return [""]
+        if self._is_msh_header(field):
+            return [reps[0]]
+        return reps[repetition - 1].split(self.delimiters.component)
+
+    def component_count(self, field: int, repetition: int = 1) -> int:
+        return len(self._components(field, repetition))
+
+    def _subcomponents(self, field: int, component: int, repetition: int) -> list[str]:
+        comps = self._components(field, repetition)
+        if not 0 < component <= len(comps):
+            return [""]
+        if self._is_msh_header(field):
+            return [comps[0]]
+        return comps[component - 1].split(self.delimiters.subcomponent)
+
+    def subcomponent_count(self, field: int, component: int = 1, repetition: int = 1) -> int:
+        return len(self._subcomponents(field, component, repetition))
+
+    def value(self, field: int, component: int = 1, subcomponent: int = 1, *, repetition: int = 1) -> str:
+        """One leaf value, unescaped.
+
+        :raises CharsetError: if a ``\\X..\\`` escape holds bytes invalid in the message charset.
+        """
+        subs = self._subcomponents(field, component, repetition)
+        if not 0 < subcomponent <= len(subs):
+            return ""
+        if self._is_msh_header(field):
+            return subs[0]
+        return unescape_text(subs[subcomponent - 1], self.delimiters, self.charset)
+
+    def values(self, field: int, component: int = 1, subcomponent: int = 1) -> tuple[str, ...]:
+        """The same leaf across every repetition of a field (PID-3 identifiers, PID-13 phones)."""
+        return tuple(
+            self.value(field, component, subcomponent, repetition=r)
+            for r in range(1, self.repetition_count(field) + 1)
+        )
+
+    def field_value(self, field: int) -> FieldValue:
+        """The whole field as a typed value, unescaped, ready for :func:`encode_segment`.
+
+        Used to echo a field into another message (an ACK swapping MSH-3/4 and
+        MSH-5/6) with our own delimiters, losing no structure.
+        """
+        reps: list[Repetition] = []
+        for r in range(1, self.repetition_count(field) + 1):
+            comps: list[Component] = []
+            for c in range(1, self.component_count(field, r) + 1):
+                subs = tuple(
+                    self.value(field, c, s, repetition=r)
+                    for s in range(1, self.subcomponent_count(field, c, r) + 1)
+                )
+                comps.append(subs[0] if len(subs) == 1 else subs)
+            reps.append(comps[0] if len(comps) == 1 and isinstance(comps[0], str) else tuple(comps))
+        return reps[0] if len(reps) == 1 else Repeated(tuple(reps))
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A parsed ER7 message: segments in order, with the delimiters and charset it declared."""
+
+    segments: tuple[Segment, ...]
+    delimiters: Delimiters
+    charset: str
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    @property
+    def segment_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.segments)
+
+    def all(self, name: str) -> tuple[Segment, ...]:
+        """Every segment with this name, in message order."""
+        return tuple(s for s in self.segments if s.name == name)
+
+    def segment(self, name: str) -> Segment | None:
+        """The first segment with this name, or ``None``."""
+        for s in self.segments:
+            if s.name == name:
+                return s
+        return None
+
+    def value(self, name: str, field: int, component: int = 1, subcomponent: int = 1,
+              *, repetition: int = 1) -> str:
+        """A leaf of the first segment called ``name``; ``""`` if there is none."""
+        s = self.segment(name)
+        if s is None:
+            return ""
+        return s.value(field, component, subcomponent, repetition=repetition)
+
+
+def _header(data: str) -> tuple[Delimiters, str]:
+    """Read the delimiters and MSH-18 from the text (or the ASCII-decoded bytes) of MSH."""
+    if not data.startswith("MSH") or len(data) < 8:
+        raise ParseError("message does not start with an MSH segment")
+    end = data.find("\r")
+    msh = data if end < 0 else data[:end]
+    sep = msh[3]
+    enc_end = msh.find(sep, 4)
+    msh2 = msh[4:] if enc_end < 0 else msh[4:enc_end]
+    try:
+        delimiters = Delimiters.from_msh(sep, msh2)
+    except EncodingError as exc:
+        raise ParseError(f"bad MSH delimiters: {exc}") from None
+    fields = msh.split(sep)
+    msh18 = fields[17] if len(fields) > 17 else ""
+    first = msh18.split(delimiters.repetition)[0].split(delimiters.component)[0]
+    return delimiters, first
+
+
+def parse_message(data: bytes | str) -> Message:
+    """Parse one ER7 message whose segments end in CR.
+
+    Bytes are decoded in the charset MSH-18 declares, strictly: a byte that is
+    not valid there raises :class:`CharsetError` rather than being guessed at,
+    because a mis-decoded name is worse than a rejected message (the sender gets
+    an AE and can fix its MSH-18). Empty segments (a trailing CR, CR CR) are
+    skipped.
+
+    :raises ParseError: if there is no MSH, its delimiters are invalid, or MSH-18 is unknown.
+    :raises CharsetError: for bytes invalid in the declared charset.
+    """
+    if isinstance(data, bytes):
+        delimiters, msh18 = _header(data[: data.find(b"\r") if b"\r" in data else len(data)]
+                                    .decode("ascii", "replace"))
+        charset = codec_for(msh18)
+        try:
+            text = data.decode(charset)
+        except UnicodeDecodeError as exc:
+            declared = msh18 or "ASCII (MSH-18 blank)"
+            raise CharsetError(
+                f"byte 0x{data[exc.start]:02X} at offset {exc.start} is not valid in {declared}"
+            ) from None
+    else:
+        delimiters, msh18 = _header(data)
+        charset = codec_for(msh18)
+        text = data
+    sep = delimiters.field
+    segments = []
+    for line in text.split("\r"):
+        if not line:
+            continue
+        parts = line.split(sep)
+        if parts[0] == "MSH":
+            parts.insert(1, sep)
+        segments.append(Segment(tuple(parts), delimiters, charset))
+    return Message(tuple(segments), delimiters, charset)
+
+
+def normalise_line_endings(data: bytes) -> bytes:
+    """Turn CRLF and LF segment ends into CR.
+
+    Only for files (fixtures, ``import-hl7``), which editors save with LF or
+    CRLF. Never apply it to bytes from the wire: there an LF belongs to a value.
+    """
+    return data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+
+
+_BATCH_ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
+
+
+def load_messages(data: bytes) -> list[bytes]:
+    """Split the contents of an HL7 file into messages, each ending in CR.
+
+    Line ends are normalised, blank lines dropped, batch envelope segments
+    (FHS, BHS, BTS, FTS) skipped, and a new message starts at every MSH.
+
+    :raises ParseError: if anything other than a batch envelope precedes the first MSH.
+    """
+    messages: list[list[bytes]] = []
+    for line in normalise_line_endings(data).split(b"\r"):
+        if not line.strip() or line[:3] in _BATCH_ENVELOPE:
+            continue
+        if line.startswith(b"MSH"):
+            messages.append([])
+        elif not messages:
+            raise ParseError(f"segment {line[:3]!r} before the first MSH")
+        messages[-1].append(line)
+    return [b"\r".join(m) + b"\r" for m in messages]
+
+
+# Writing ---------------------------------------------------------------------------------------
+
+Component = str | tuple[str, ...]
+"""A component: plain text, or a tuple of subcomponents."""
+
+Repetition = str | tuple[Component, ...]
+"""One repetition of a field: plain text (a single component), or a tuple of components."""
+
+
+@dataclass(frozen=True, slots=True)
+class Repeated:
+    """A repeating field (PID-3 identifiers, PID-13 phone numbers).
+
+    A distinct type rather than a list so that "several components" and
+    "several repetitions" can never be confused.
+    """
+
+    values: tuple[Repetition, ...]
+
+
+FieldValue = Repetition | Repeated
+
+
+def _encode_component(value: Component, d: Delimiters) -> str:
+    if isinstance(value, str):
+        return escape_text(value, d)
+    return d.subcomponent.join(escape_text(s, d) for s in value).rstrip(d.subcomponent)
+
+
+def _encode_repetition(value: Repetition, d: Delimiters) -> str:
+    if isinstance(value, str):
+        return escape_text(value, d)
+    return d.component.join(_encode_component(c, d) for c in value).rstrip(d.component)
+
+
+def _encode_field(value: FieldValue, d: Delimiters) -> str:
+    if isinstance(value, Repeated):
+        return d.repetition.join(_encode_repetition(r, d) for r in value.values)
+    return _encode_repetition(value, d)
+
+
+def encode_segment(name: str, fields: Mapping[int, FieldValue],
+                   delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """Write one non-MSH segment from ``{field number: value}``, without its CR.
+
+    Fields not in the mapping are empty; trailing empty fields, components and
+    subcomponents are not written.
+    """
+    if not fields:
+        return name
+    cells = [""] * (max(fields) + 1)
+    cells[0] = name
+    for number, value in fields.items():
+        if number < 1:
+            raise ValueError(f"{name} field number must be >= 1, got {number}")
+        cells[number] = _encode_field(value, delimiters)
+    return delimiters.field.join(cells).rstrip(delimiters.field)
+
+
+def encode_msh(fields: Mapping[int, FieldValue], delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """Write MSH from ``{field number: value}`` for fields 3 and up; MSH-1/2 come from ``delimiters``."""
+    if any(number < 3 for number in fields):
+        raise ValueError("MSH-1 and MSH-2 are written from the delimiters")
+    shifted = {number - 1: value for number, value in fields.items()}
+    body = encode_segment("MSH", shifted, delimiters)
+    return "MSH" + delimiters.field + delimiters.encoding_characters + body[4:]
+
+
+def encode_message(segments: list[str]) -> bytes:
+    """Join encoded segments with CR (each one ends in CR) and encode as UTF-8."""
+    return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def format_timestamp(moment: dt.datetime) -> str:
+    """DTM with seconds and UTC offset (``YYYYMMDDHHMMSS+ZZZZ``), as PCD-01 requires for MSH-7.
+
+    :raises ValueError: for a naive datetime: an HL7 time without an offset is ambiguous.
+    """
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("HL7 timestamps need an aware datetime (with tzinfo)")
+    return moment.strftime("%Y%m%d%H%M%S%z")
+
+
+def format_date(day: dt.date) -> str:
+    """DT ``YYYYMMDD`` (PID-7 date of birth)."""
+    return day.strftime("%Y%m%d")

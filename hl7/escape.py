@@ -1,0 +1,211 @@
+"""The one escaping path for HL7 v2 ER7 text, both directions.
+
+Every value we write goes through :func:`escape_text`; every value we read goes
+through :func:`unescape_text`. Keeping a single path is what makes injection
+impossible: a patient named ``SMITH\\rOBX|1|NM|…`` must stay one name and never
+become a segment.
+
+Why not a library: hl7apy 1.3.5 writes CR/LF inside values raw (a forged OBX
+segment after re-parsing) and passes user text that merely *looks* like an
+escape (``\\F\\``) through unchanged; python-hl7 writes malformed hex escapes
+(``\\X a\\``, odd digit counts, Latin-1 code points in UTF-8 messages). Our rule:
+
+* the escape character becomes ``\\E\\`` and every delimiter its escape
+  (``\\F\\ \\S\\ \\T\\ \\R\\``, and ``\\P\\`` for a v2.7 truncation character);
+  ``str.translate`` does this in one pass, so the order question (escape
+  character first) never arises;
+* CR and LF become ``\\X0D\\`` and ``\\X0A\\`` (always two hex digits per byte);
+* every other C0 control character and any lone surrogate is refused with
+  :class:`EscapeError`: they cannot be carried safely (0x0B and 0x1C are MLLP
+  framing bytes) and silently dropping them would alter what the patient typed.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "CharsetError",
+    "DEFAULT_DELIMITERS",
+    "Delimiters",
+    "EncodingError",
+    "EscapeError",
+    "escape_text",
+    "unescape_text",
+]
+
+
+class EncodingError(ValueError):
+    """Base class of every encoding problem raised by ``hl7.escape`` and ``hl7.er7``."""
+
+
+class EscapeError(EncodingError):
+    """Text that cannot be represented in an HL7 v2 field (a control character, a lone surrogate)."""
+
+
+class CharsetError(EncodingError):
+    """Bytes that are not valid in the character set the message declares (MSH-18)."""
+
+
+_SPECIAL_ASCII = frozenset("\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Delimiters:
+    """The five (or six) characters that give ER7 its structure, as MSH-1 and MSH-2 declare them.
+
+    Receivers must honour whatever a sender declares (``MSH^~\\|&`` exists in the wild),
+    so nothing here assumes the defaults.
+    """
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+    truncation: str = ""
+
+    def __post_init__(self) -> None:
+        chars = [self.field, self.component, self.repetition, self.escape, self.subcomponent]
+        if self.truncation:
+            chars.append(self.truncation)
+        for char in chars:
+            if len(char) != 1 or char.isalnum() or char in _SPECIAL_ASCII or not char.isascii():
+                raise EncodingError(f"invalid HL7 delimiter {char!r}")
+        if len(set(chars)) != len(chars):
+            raise EncodingError(f"HL7 delimiters are not distinct: {''.join(chars)!r}")
+
+    @classmethod
+    def from_msh(cls, msh1: str, msh2: str) -> Delimiters:
+        """Build from the field separator (MSH-1) and the encoding characters (MSH-2).
+
+        :raises EncodingError: if MSH-2 is not 4 or 5 distinct, non-alphanumeric characters.
+        """
+        if len(msh2) not in (4, 5):
+            raise EncodingError(f"MSH-2 must hold 4 or 5 encoding characters, got {msh2!r}")
+        return cls(
+            field=msh1,
+            component=msh2[0],
+            repetition=msh2[1],
+            escape=msh2[2],
+            subcomponent=msh2[3],
+            truncation=msh2[4] if len(msh2) == 5 else "",
+        )
+
+    @property
+    def encoding_characters(self) -> str:
+        """The MSH-2 value: component, repetition, escape, subcomponent (and truncation) characters."""
+        return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
+
+
+DEFAULT_DELIMITERS = Delimiters()
+
+# C0 controls other than CR (0x0D) and LF (0x0A), and UTF-16 surrogates, which no charset can encode.
+_FORBIDDEN = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
+@functools.lru_cache(maxsize=16)
+def _escape_table(delimiters: Delimiters) -> dict[int, str]:
+    e = delimiters.escape
+    table = {
+        ord(delimiters.escape): f"{e}E{e}",
+        ord(delimiters.field): f"{e}F{e}",
+        ord(delimiters.component): f"{e}S{e}",
+        ord(delimiters.subcomponent): f"{e}T{e}",
+        ord(delimiters.repetition): f"{e}R{e}",
+        0x0D: f"{e}X0D{e}",
+        0x0A: f"{e}X0A{e}",
+    }
+    if delimiters.truncation:
+        table[ord(delimiters.truncation)] = f"{e}P{e}"
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def _named_escapes(delimiters: Delimiters) -> dict[str, str]:
+    named = {
+        "F": delimiters.field,
+        "S": delimiters.component,
+        "T": delimiters.subcomponent,
+        "R": delimiters.repetition,
+        "E": delimiters.escape,
+        ".br": "\n",
+    }
+    if delimiters.truncation:
+        named["P"] = delimiters.truncation
+    return named
+
+
+def escape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """Escape one leaf value (a component or subcomponent) for ER7.
+
+    :param text: the value as the user or the system holds it.
+    :param delimiters: the message's delimiters (MSH-1, MSH-2).
+    :returns: text safe to place between delimiters; it never contains a delimiter,
+        CR or LF.
+    :raises EscapeError: for C0 control characters other than CR/LF and for lone
+        surrogates, naming the character and its position.
+    """
+    bad = _FORBIDDEN.search(text)
+    if bad is not None:
+        raise EscapeError(
+            f"character U+{ord(bad.group()):04X} at position {bad.start()} cannot be sent in HL7 v2"
+        )
+    return text.translate(_escape_table(delimiters))
+
+
+def _decode_hex(digits: str, charset: str) -> str | None:
+    if not digits or len(digits) % 2:
+        return None
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        return None
+    try:
+        return raw.decode(charset)
+    except UnicodeDecodeError as exc:
+        raise CharsetError(f"escape \\X{digits}\\ holds bytes that are not valid {charset}") from exc
+
+
+def unescape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charset: str = "utf-8") -> str:
+    """Undo ER7 escaping of one leaf value.
+
+    Handles ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`` (and ``\\P\\`` when MSH-2 declares a
+    truncation character), ``\\Xhh…\\`` as bytes decoded in the message charset, and
+    ``\\.br\\`` as a line feed. Anything else (``\\H\\``, ``\\N\\``, ``\\Zxx\\``,
+    ``\\Cxxyy\\``, malformed hex, an unterminated escape) is kept verbatim: it is
+    formatting or a sender's mistake, and keeping it loses nothing.
+
+    :param charset: Python codec name of the message charset (see ``hl7.er7.codec_for``).
+    :raises CharsetError: if a hex escape decodes to bytes invalid in ``charset``.
+    """
+    e = delimiters.escape
+    start = text.find(e)
+    if start < 0:
+        return text
+    named = _named_escapes(delimiters)
+    out: list[str] = []
+    pos = 0
+    while start >= 0:
+        end = text.find(e, start + 1)
+        if end < 0:
+            break
+        sequence = text[start + 1 : end]
+        replacement = named.get(sequence)
+        if replacement is None and sequence[:1] == "X":
+            replacement = _decode_hex(sequence[1:], charset)
+        if replacement is None:
+            # Unknown: keep the opening escape character and rescan from the next one,
+            # so that "\H\\F\" still decodes its "\F\".
+            out.append(text[pos:end])
+            pos = end
+            start = end
+            continue
+        out.append(text[pos:start])
+        out.append(replacement)
+        pos = end + 1
+        start = text.find(e, pos)
+    out.append(text[pos:])
+    return "".join(out)
