@@ -1,0 +1,211 @@
+"""Put simulators on a wire: a pseudo-terminal pair or a real pyserial port.
+
+The simulators are sans-I/O; this runner owns the I/O. On every tick it hands a
+simulator what the host wrote, writes back its answers, then writes whatever the
+simulator's stream has due. One runner serves any number of lines so a benchmark
+can drive twenty devices from one process.
+
+The ``unplug`` scenario is the runner's: it drops a line periodically the way a
+cable pull does. For a pty that means closing the master, which fails the host's
+read exactly like a USB-serial adapter that vanished (``devices.md`` §4); the
+line comes back as a *new* pty under a new path, and, when a link path is given,
+that symlink is re-pointed at it, the way ``/dev/serial/by-id`` follows an
+adapter that re-enumerated.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+import tty
+import typing as t
+from dataclasses import dataclass
+
+import serial
+
+from devices.drivers import SerialSettings
+from devices.simulators.base import Simulator
+
+log = logging.getLogger(__name__)
+
+#: How often the runner services its lines; bounds answer latency, costs the runner's CPU only.
+TICK = 0.01
+
+
+class Endpoint(t.Protocol):
+    """The runner's end of one line."""
+
+    def open(self) -> str:
+        """Open the line and return the path or URL the host should connect to."""
+        ...
+
+    def read(self) -> bytes:
+        """Bytes the host wrote, without blocking (``b""`` if none)."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send device bytes; bytes nobody can take are dropped, as on a real wire."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class PtyEndpoint:
+    """A pseudo-terminal pair; the host opens the slave path, the runner keeps the master.
+
+    The runner also keeps a slave descriptor open: without one, reading the
+    master fails with EIO until the host opens the slave, and a runner started
+    before its host would look unplugged.
+
+    :param link: optional symlink (re)pointed at the current slave on every open.
+    """
+
+    def __init__(self, link: str | None = None) -> None:
+        self.link = link
+        self._master: int | None = None
+        self._slave: int | None = None
+
+    def open(self) -> str:
+        master, slave = os.openpty()
+        tty.setraw(master)
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        path = os.ttyname(slave)
+        if self.link is None:
+            return path
+        staging = f"{self.link}.{os.getpid()}.new"
+        os.symlink(path, staging)
+        os.replace(staging, self.link)
+        return self.link
+
+    def read(self) -> bytes:
+        if self._master is None:
+            return b""
+        try:
+            return os.read(self._master, 4096)
+        except BlockingIOError:
+            return b""
+        except OSError as exc:
+            if exc.errno == errno.EIO:
+                return b""
+            raise
+
+    def write(self, data: bytes) -> None:
+        if self._master is None or not data:
+            return
+        try:
+            os.write(self._master, data)
+        except BlockingIOError:
+            log.debug("pty buffer full, %d bytes dropped", len(data))
+
+    def close(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+
+
+class PortEndpoint:
+    """A pyserial port or URL, e.g. one end of a null-modem cable or ``socket://``."""
+
+    def __init__(self, url: str, settings: SerialSettings) -> None:
+        self.url = url
+        self.settings = settings
+        self._serial: serial.SerialBase | None = None
+
+    def open(self) -> str:
+        s = self.settings
+        self._serial = serial.serial_for_url(self.url, baudrate=s.baudrate, bytesize=s.bytesize,
+                                             parity=s.parity, stopbits=s.stopbits, rtscts=s.rtscts,
+                                             xonxoff=s.xonxoff, timeout=0, write_timeout=1)
+        return self.url
+
+    def read(self) -> bytes:
+        if self._serial is None:
+            return b""
+        waiting = self._serial.in_waiting
+        return bytes(self._serial.read(waiting)) if waiting else b""
+
+    def write(self, data: bytes) -> None:
+        if self._serial is not None and data:
+            try:
+                self._serial.write(data)
+            except serial.SerialTimeoutException:
+                log.debug("write timed out, %d bytes dropped", len(data))
+
+    def close(self) -> None:
+        port, self._serial = self._serial, None
+        if port is not None:
+            port.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Unplug:
+    """The line is up for ``up`` seconds, then down for ``down`` seconds, repeatedly."""
+
+    up: float = 3.0
+    down: float = 1.0
+
+
+class Line:
+    """One simulator on one endpoint, with its own unplug schedule."""
+
+    def __init__(self, simulator: Simulator, endpoint: Endpoint, *, unplug: Unplug | None = None) -> None:
+        self.simulator = simulator
+        self.endpoint = endpoint
+        self.unplug = unplug
+        self.path: str | None = None
+        self._change_at = float("inf")
+
+    def start(self, now: float) -> str:
+        self.path = self.endpoint.open()
+        self._change_at = now + self.unplug.up if self.unplug else float("inf")
+        return self.path
+
+    def service(self, now: float, on_open: t.Callable[[str], None]) -> None:
+        """Answer the host, send what is due, and pull or restore the cable on schedule."""
+        if now >= self._change_at and self.unplug is not None:
+            if self.path is None:
+                on_open(self.start(now))
+            else:
+                self.endpoint.close()
+                log.info("unplugged %s", self.path)
+                self.path = None
+                self._change_at = now + self.unplug.down
+        if self.path is None:
+            return
+        request = self.endpoint.read()
+        if request:
+            self.endpoint.write(self.simulator.receive(request))
+        self.endpoint.write(self.simulator.output(now))
+
+    def close(self) -> None:
+        if self.path is not None:
+            self.endpoint.close()
+            self.path = None
+
+
+def run(lines: t.Sequence[Line], stop: threading.Event, *,
+        on_open: t.Callable[[str], None] = lambda path: None,
+        clock: t.Callable[[], float] = time.monotonic, tick: float = TICK) -> None:
+    """Open every line, then service them every ``tick`` until ``stop`` is set; close them on the way out.
+
+    :param on_open: called with the path to connect to whenever a line (re)opens.
+    """
+    try:
+        now = clock()
+        for line in lines:
+            on_open(line.start(now))
+        while not stop.is_set():
+            now = clock()
+            for line in lines:
+                line.service(now, on_open)
+            stop.wait(tick)
+    finally:
+        for line in lines:
+            line.close()

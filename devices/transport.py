@@ -1,0 +1,215 @@
+"""The serial line to one device: open by path or URL, find it again, back off, reconnect.
+
+pyserial is used as a transport only: bytes in, bytes out. Decoding stays in the
+sans-I/O decoders, so nothing here knows a protocol.
+
+Why reconnect is built in: a USB-serial adapter that is unplugged (or a pty whose
+master closes, which fails the same way) raises :class:`serial.SerialException`
+on the next read; if the old file descriptor stayed open the kernel would bring
+the adapter back under a new name (``/dev/ttyUSB1``). So a failed line is closed
+at once and reopened with exponential backoff, and when the configuration gives
+the adapter's USB serial number the port is looked up again by that number.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import typing as t
+from dataclasses import dataclass
+
+import serial
+from serial.tools import list_ports
+
+from devices.drivers import SerialSettings
+
+log = logging.getLogger(__name__)
+
+#: What a read waits for at most, so the caller can poll, watch the quiet timeout and stop.
+MAX_READ_WAIT = 0.5
+
+#: Upper bound of one read; a serial device never has more buffered in practice.
+READ_CHUNK = 65536
+
+
+class LinkError(Exception):
+    """The line could not be opened or failed while in use; the message names the port."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Capped exponential backoff with jitter, a pure function of the failure count.
+
+    ``delay(n) = min(cap, base * 2 ** (n - 1)) + U(0, jitter)`` for ``n`` consecutive
+    failures (the urllib3 ``Retry`` shape): a vanished adapter is retried quickly at
+    first, because a replug usually takes a second or two, and then no more often
+    than every ``cap`` seconds so a missing device does not burn CPU or flood the log.
+    """
+
+    base: float = 0.1
+    cap: float = 2.0
+    jitter: float = 0.1
+
+    def delay(self, failures: int, rand: t.Callable[[], float] = random.random) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (0 before the first)."""
+        if failures <= 0:
+            return 0.0
+        exponential: float = self.base * 2.0 ** (failures - 1)
+        return min(self.cap, exponential) + rand() * self.jitter
+
+
+Comports = t.Callable[[], t.Iterable[t.Any]]
+
+
+def find_port_by_serial_number(serial_number: str, comports: Comports = list_ports.comports) -> str | None:
+    """The device path of the USB adapter with ``serial_number``, or ``None`` if it is not plugged in."""
+    for info in comports():
+        if info.serial_number == serial_number:
+            return str(info.device)
+    return None
+
+
+class SerialLink:
+    """One device's serial line, opened on demand and reopened after a failure.
+
+    :param port: a device path (``/dev/ttyUSB0``, ``/dev/serial/by-id/…``) or any
+        pyserial URL (``loop://``, ``socket://host:port``, ``rfc2217://…``).
+    :param settings: baud rate, framing and flow control.
+    :param serial_number: the adapter's USB serial number; when given, the port is
+        looked up by it on every open and ``port`` is the fallback.
+    :param backoff: delay policy between failed opens.
+    :param opener: ``serial.serial_for_url`` or a stand-in with its signature.
+    :param comports: the port enumerator used for the serial-number lookup.
+    """
+
+    def __init__(self, port: str, settings: SerialSettings, *, serial_number: str | None = None,
+                 backoff: Backoff | None = None,
+                 opener: t.Callable[..., serial.SerialBase] = serial.serial_for_url,
+                 comports: Comports = list_ports.comports,
+                 rand: t.Callable[[], float] = random.random) -> None:
+        self.port = port
+        self.settings = settings
+        self.serial_number = serial_number
+        self.backoff = backoff or Backoff()
+        self._opener = opener
+        self._comports = comports
+        self._rand = rand
+        self._serial: serial.SerialBase | None = None
+        self._failures = 0
+        self._next_attempt = 0.0
+        self.path: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._serial is not None
+
+    def resolve(self) -> str:
+        """The path to open now: the adapter found by serial number, else the configured port."""
+        if self.serial_number is not None:
+            found = find_port_by_serial_number(self.serial_number, self._comports)
+            if found is not None:
+                return found
+        return self.port
+
+    def open(self) -> None:
+        """Open the line once.
+
+        :raises LinkError: naming the port and the operating system's reason.
+        """
+        path = self.resolve()
+        s = self.settings
+        try:
+            self._serial = self._opener(path, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
+                                        stopbits=s.stopbits, rtscts=s.rtscts, xonxoff=s.xonxoff,
+                                        timeout=MAX_READ_WAIT, write_timeout=MAX_READ_WAIT)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"cannot open port {path}: {_reason(exc)}") from None
+        self.path = path
+
+    def connect(self, now: float) -> bool:
+        """Try to open the line if the backoff allows it at monotonic time ``now``.
+
+        :returns: ``True`` when the line is open after the call.
+        :raises LinkError: when this attempt failed; the next one waits longer.
+        """
+        if self._serial is not None:
+            return True
+        if now < self._next_attempt:
+            return False
+        try:
+            self.open()
+        except LinkError:
+            self._failures += 1
+            self._next_attempt = now + self.backoff.delay(self._failures, self._rand)
+            raise
+        self._failures = 0
+        return True
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until the next open attempt is allowed."""
+        return max(0.0, self._next_attempt - now)
+
+    def read(self, timeout: float) -> bytes:
+        """Wait up to ``timeout`` seconds for bytes and return all that have arrived.
+
+        One wake-up per burst rather than per byte: block for the first byte, then
+        take whatever else is already buffered.
+
+        :raises LinkError: when the line failed; it is closed and will be reopened.
+        """
+        port = self._require()
+        try:
+            port.timeout = max(0.0, min(timeout, MAX_READ_WAIT))
+            data = port.read(1)
+            if data:
+                waiting = port.in_waiting
+                if waiting:
+                    data += port.read(min(waiting, READ_CHUNK))
+            return bytes(data)
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from None
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` to the device.
+
+        :raises LinkError: when the line failed; it is closed and will be reopened.
+        """
+        port = self._require()
+        try:
+            port.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise self._lost(exc) from None
+
+    def close(self) -> None:
+        """Close the line (idempotent); an error while closing a dead port is irrelevant."""
+        port, self._serial = self._serial, None
+        if port is not None:
+            try:
+                port.close()
+            except (serial.SerialException, OSError) as exc:
+                log.debug("closing %s: %s", self.path, exc)
+
+    def _require(self) -> serial.SerialBase:
+        if self._serial is None:
+            raise LinkError(f"port {self.port} is not open")
+        return self._serial
+
+    def _lost(self, exc: BaseException) -> LinkError:
+        """Close at once: an fd kept open on a vanished adapter makes it re-enumerate under a new name."""
+        path = self.path or self.port
+        self.close()
+        self._failures = 1
+        self._next_attempt = 0.0
+        return LinkError(f"port {path} failed: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    """The operating system's words for a failure, without pyserial's repetition of the path."""
+    cause = exc.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int):
+        return os.strerror(errno)
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,228 @@
+"""Deliver a station's readings to the server over HTTP, surviving outages on local disk.
+
+Every reading is written to a disk buffer (stdlib ``sqlite3``, ``synchronous=FULL``
+so each append is fsynced) *before* any attempt to send it, and gets its
+``reading_id`` at that moment. A sender thread posts the oldest readings in
+batches to ``POST {server}/api/v1/readings`` and deletes them only after a 200.
+So a server outage, a network cut or a gateway restart loses nothing; replays
+arrive in the original order, and because the id never changes the server can
+drop duplicates (a batch the server stored but whose answer was lost is sent
+again).
+
+Retry classification:
+
+* 200 → delivered.
+* 401 / 403 → the token is wrong; logged once as an error, readings stay
+  buffered, retried with backoff (an operator fixes the token, nothing is lost).
+* any other status, a timeout or a connection error → retried with capped
+  exponential backoff. A 4xx other than auth is logged with the server's answer:
+  we keep the data rather than guess it is disposable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import random
+import sqlite3
+import threading
+import typing as t
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+from devices.reading import Reading
+from devices.transport import Backoff
+
+log = logging.getLogger(__name__)
+
+READINGS_PATH = "/api/v1/readings"
+
+#: Readings per POST: large enough to drain a long outage quickly, small enough for one request.
+BATCH_SIZE = 200
+
+#: Upper bound of the wait between attempts while the server is unreachable.
+UPLINK_BACKOFF = Backoff(base=0.5, cap=30.0, jitter=0.5)
+
+
+def reading_to_json(reading: Reading, reading_id: str) -> dict[str, t.Any]:
+    """The wire form of one reading (the server's JSON API contract)."""
+    return {
+        "reading_id": reading_id,
+        "device_id": reading.device_id,
+        "station": reading.station,
+        "metric": reading.metric,
+        "mdc_code": reading.mdc_code,
+        "value": None if reading.value is None else str(reading.value),
+        "unit": reading.unit,
+        "flags": sorted(reading.flags),
+        "device_time": None if reading.device_time is None else reading.device_time.isoformat(),
+        "host_time": reading.host_time.astimezone(dt.UTC).isoformat(),
+    }
+
+
+class DiskBuffer:
+    """An ordered, durable queue of JSON readings in one SQLite file.
+
+    Readings are removed only by :meth:`remove_through`, after the server
+    acknowledged them, so the file holds exactly what is not yet delivered.
+    """
+
+    def __init__(self, directory: str) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, "readings.sqlite3")
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS pending ("
+            " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+            " reading_id TEXT NOT NULL UNIQUE,"
+            " body TEXT NOT NULL)"
+        )
+
+    def append(self, body: dict[str, t.Any]) -> None:
+        """Store one reading durably; returns after the write reached the disk."""
+        with self._lock:
+            self._db.execute("INSERT INTO pending (reading_id, body) VALUES (?, ?)",
+                             (body["reading_id"], json.dumps(body, separators=(",", ":"))))
+
+    def peek(self, limit: int) -> list[tuple[int, dict[str, t.Any]]]:
+        """The oldest ``limit`` readings with their sequence numbers, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, body FROM pending ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [(seq, json.loads(body)) for seq, body in rows]
+
+    def remove_through(self, seq: int) -> None:
+        """Forget every reading up to and including ``seq`` (they were delivered)."""
+        with self._lock:
+            self._db.execute("DELETE FROM pending WHERE seq <= ?", (seq,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM pending").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery attempt did: ``sent`` readings delivered, or why not."""
+
+    sent: int
+    retry: bool
+    error: str | None = None
+
+
+class Uplink:
+    """Buffer readings and post them to the server from a background thread.
+
+    :param server: base URL, e.g. ``https://frontdesk.clinic.example``.
+    :param token: the gateway's API token (sent as ``Authorization: Bearer``).
+    :param gateway: this gateway's name, sent with every batch.
+    :param buffer: the durable queue; survives restarts, so a new ``Uplink`` on
+        the same directory replays what the last one did not deliver.
+    """
+
+    def __init__(self, server: str, token: str, gateway: str, buffer: DiskBuffer, *,
+                 batch_size: int = BATCH_SIZE, backoff: Backoff = UPLINK_BACKOFF, timeout: float = 10.0,
+                 ids: t.Callable[[], str] = lambda: uuid.uuid4().hex,
+                 rand: t.Callable[[], float] = random.random) -> None:
+        scheme = urllib.parse.urlsplit(server).scheme
+        if scheme not in ("http", "https"):
+            raise ValueError(f"server URL {server!r} must start with http:// or https://")
+        self.url = server.rstrip("/") + READINGS_PATH
+        self.gateway = gateway
+        self.buffer = buffer
+        self._token = token
+        self._batch_size = batch_size
+        self._backoff = backoff
+        self._timeout = timeout
+        self._ids = ids
+        self._rand = rand
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failures = 0
+        self._auth_reported = False
+
+    def submit(self, reading: Reading) -> None:
+        """Buffer ``reading`` durably with a fresh id and wake the sender; safe from any thread."""
+        self.buffer.append(reading_to_json(reading, self._ids()))
+        self._wake.set()
+
+    def send_once(self) -> Outcome:
+        """Post the oldest batch once and drop it from the buffer if the server took it."""
+        pending = self.buffer.peek(self._batch_size)
+        if not pending:
+            return Outcome(sent=0, retry=False)
+        body = json.dumps({"gateway": self.gateway, "readings": [reading for _, reading in pending]})
+        request = urllib.request.Request(self.url, data=body.encode(), method="POST", headers={
+            "Authorization": f"Bearer {self._token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        })
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            return self._refused(exc)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Outcome(sent=0, retry=True, error=f"server {self.url} unreachable: {reason}")
+        self.buffer.remove_through(pending[-1][0])
+        self._auth_reported = False
+        return Outcome(sent=len(pending), retry=False)
+
+    def _refused(self, exc: urllib.error.HTTPError) -> Outcome:
+        detail = exc.read(500).decode("utf-8", "replace").strip()
+        if exc.code in (401, 403):
+            message = f"server {self.url} refused the gateway token (HTTP {exc.code}); readings stay buffered"
+            if not self._auth_reported:
+                log.error("%s", message)
+                self._auth_reported = True
+            return Outcome(sent=0, retry=True, error=message)
+        return Outcome(sent=0, retry=True, error=f"server {self.url} answered HTTP {exc.code}: {detail}")
+
+    def drain(self, stop: threading.Event) -> None:
+        """Send until the buffer is empty or ``stop`` is set, backing off while the server fails."""
+        while not stop.is_set():
+            outcome = self.send_once()
+            if outcome.error is not None:
+                self._failures += 1
+                if self._failures == 1 or self._failures % 10 == 0:
+                    log.warning("%s (%d readings buffered)", outcome.error, len(self.buffer))
+                stop.wait(self._backoff.delay(self._failures, self._rand))
+                continue
+            if self._failures:
+                log.info("server reachable again")
+            self._failures = 0
+            if outcome.sent == 0:
+                return
+
+    def run(self) -> None:
+        """Sender loop: drain, then sleep until a new reading arrives (or a periodic re-check)."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            self.drain(self._stop)
+            self._wake.wait(timeout=5.0)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, daemon=True, name="uplink")
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sending; whatever is still buffered stays on disk for the next start."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
