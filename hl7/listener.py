@@ -245,10 +245,10 @@ class MLLPListener:
         except Exception:
             log.exception("connection from %s:%s failed", addr[0], addr[1])
         finally:
+            sock.close()
             with self._lock:
                 self._connections.pop(key, None)
             self._slots.release()
-            sock.close()
 
     def _peer(self, sock: socket.socket, addr: tuple[t.Any, ...]) -> PeerInfo:
         if not isinstance(sock, ssl.SSLSocket):
