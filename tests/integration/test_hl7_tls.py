@@ -1,0 +1,270 @@
+"""TLS and mutual TLS between the MLLP client and listener, with certificates made here.
+
+Needs the ``cryptography`` package (test-only) to issue a CA, server and
+client certificates, plus a rogue CA whose certificates must be refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from hl7.ack import build_ack
+from hl7.ack import parse_ack
+from hl7.client import ConnectFailed
+from hl7.client import MLLPClient
+from hl7.client import TransportError
+from hl7.listener import MLLPListener
+from hl7.listener import PeerInfo
+from hl7.tls import client_context
+from hl7.tls import server_context
+
+NOW = dt.datetime(2026, 11, 26, 9, 30, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+
+
+class Authority:
+    """A throwaway certificate authority writing PEM files under ``directory``."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        self.certificate = (
+            self._builder(subject, self.key.public_key())
+            .issuer_name(subject)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cafile = directory / f"{name}-ca.pem"
+        self.cafile.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    @staticmethod
+    def _builder(subject: x509.Name, public_key: ec.EllipticCurvePublicKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+            .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+        )
+
+    def issue(self, common_name: str, *, server: bool) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        usage = x509.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (
+            self._builder(subject, key.public_key())
+            .issuer_name(self.certificate.subject)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if server:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+        certificate = builder.sign(self.key, hashes.SHA256())
+        issued = Issued(
+            cert=self.directory / f"{self.name}-{common_name}.pem",
+            key=self.directory / f"{self.name}-{common_name}.key",
+        )
+        issued.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        issued.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return issued
+
+
+@dataclass(frozen=True)
+class PKI:
+    ca: Authority
+    rogue: Authority
+    server: Issued
+    client: Issued
+    rogue_server: Issued
+    rogue_client: Issued
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = Authority(directory, "clinic")
+    rogue = Authority(directory, "rogue")
+    return PKI(
+        ca=ca,
+        rogue=rogue,
+        server=ca.issue("records.clinic.test", server=True),
+        client=ca.issue("kiosk-01", server=False),
+        rogue_server=rogue.issue("records.clinic.test", server=True),
+        rogue_client=rogue.issue("kiosk-01", server=False),
+    )
+
+
+def message(control_id: str) -> bytes:
+    return (
+        f"MSH|^~\\&|KIOSK|FAMCLINIC|EHR|FAMCLINIC|20261126093012+0000||ADT^A04^ADT_A01|{control_id}|P|2.6\r"
+    ).encode()
+
+
+class AAHandler:
+    def __init__(self) -> None:
+        self.peers: list[PeerInfo] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, data: bytes, peer: PeerInfo) -> bytes:
+        with self._lock:
+            self.peers.append(peer)
+        return build_ack(data, "AA", control_id="T1", now=NOW)
+
+
+@pytest.fixture
+def handler() -> AAHandler:
+    return AAHandler()
+
+
+@pytest.fixture
+def tls_listener(pki: PKI, handler: AAHandler) -> Iterator[MLLPListener]:
+    context = server_context(certfile=str(pki.server.cert), keyfile=str(pki.server.key))
+    with MLLPListener(handler, port=0, ssl_context=context, read_timeout=5) as server:
+        yield server
+
+
+@pytest.fixture
+def mtls_listener(pki: PKI, handler: AAHandler) -> Iterator[MLLPListener]:
+    context = server_context(
+        certfile=str(pki.server.cert), keyfile=str(pki.server.key), client_cafile=str(pki.ca.cafile)
+    )
+    with MLLPListener(handler, port=0, ssl_context=context, read_timeout=5) as server:
+        yield server
+
+
+def send(server: MLLPListener, context: ssl.SSLContext | None, control_id: str = "TLS1") -> str:
+    with MLLPClient(*server.address, ssl_context=context, connect_timeout=5, ack_timeout=5) as client:
+        return parse_ack(client.send(message(control_id), control_id)).code
+
+
+def test_tls_round_trip(pki: PKI, tls_listener: MLLPListener, handler: AAHandler) -> None:
+    assert send(tls_listener, client_context(cafile=str(pki.ca.cafile))) == "AA"
+    assert handler.peers[0].tls
+    assert handler.peers[0].certificate_subject == ""
+
+
+def test_client_refuses_server_certificate_from_another_ca(pki: PKI, handler: AAHandler) -> None:
+    context = server_context(certfile=str(pki.rogue_server.cert), keyfile=str(pki.rogue_server.key))
+    with MLLPListener(handler, port=0, ssl_context=context, read_timeout=5) as server:
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            send(server, client_context(cafile=str(pki.ca.cafile)))
+    assert handler.peers == []
+
+
+def test_client_refuses_server_certificate_for_another_name(pki: PKI, tls_listener: MLLPListener) -> None:
+    host, port = tls_listener.address
+    context = client_context(cafile=str(pki.ca.cafile))
+    with MLLPClient(host, port, ssl_context=context, server_hostname="ehr.elsewhere.test") as client:
+        with pytest.raises(ConnectFailed):
+            client.send(message("N1"), "N1")
+
+
+def test_plaintext_client_gets_nothing_from_a_tls_listener(
+    pki: PKI, tls_listener: MLLPListener, handler: AAHandler
+) -> None:
+    with pytest.raises(TransportError):
+        send(tls_listener, None)
+    assert handler.peers == []
+    assert send(tls_listener, client_context(cafile=str(pki.ca.cafile))) == "AA"
+
+
+def test_mutual_tls_round_trip_names_the_client(
+    pki: PKI, mtls_listener: MLLPListener, handler: AAHandler
+) -> None:
+    context = client_context(
+        cafile=str(pki.ca.cafile), certfile=str(pki.client.cert), keyfile=str(pki.client.key)
+    )
+    assert send(mtls_listener, context) == "AA"
+    assert handler.peers[0].certificate_subject == "kiosk-01"
+
+
+def test_mutual_tls_refuses_a_client_without_certificate(
+    pki: PKI, mtls_listener: MLLPListener, handler: AAHandler
+) -> None:
+    with pytest.raises(TransportError):
+        send(mtls_listener, client_context(cafile=str(pki.ca.cafile)))
+    assert handler.peers == []
+
+
+def test_mutual_tls_refuses_a_client_certificate_from_another_ca(
+    pki: PKI, mtls_listener: MLLPListener, handler: AAHandler
+) -> None:
+    context = client_context(
+        cafile=str(pki.ca.cafile), certfile=str(pki.rogue_client.cert), keyfile=str(pki.rogue_client.key)
+    )
+    with pytest.raises(TransportError):
+        send(mtls_listener, context)
+    assert handler.peers == []
+    good = client_context(
+        cafile=str(pki.ca.cafile), certfile=str(pki.client.cert), keyfile=str(pki.client.key)
+    )
+    assert send(mtls_listener, good) == "AA"
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_below_1_2_is_refused(pki: PKI, tls_listener: MLLPListener) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=str(pki.ca.cafile))
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    context.maximum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ConnectFailed):
+        send(tls_listener, context)
+
+
+def test_contexts_require_tls_1_2(pki: PKI) -> None:
+    client = client_context(cafile=str(pki.ca.cafile))
+    server = server_context(certfile=str(pki.server.cert), keyfile=str(pki.server.key))
+    assert client.minimum_version == server.minimum_version == ssl.TLSVersion.TLSv1_2
+    assert client.verify_mode == ssl.CERT_REQUIRED
+    assert client.check_hostname
+
+
+def test_client_certificate_needs_its_key(pki: PKI) -> None:
+    with pytest.raises(ValueError):
+        client_context(cafile=str(pki.ca.cafile), certfile=str(pki.client.cert))
