@@ -1,0 +1,167 @@
+"""Stream helpers shared by the oximeter, thermometer and scale decoders.
+
+Every decoder in this family has the same three chores besides its own frame
+layout: account for bytes it had to throw away while hunting for the next frame,
+split text protocols into bounded lines, and tell the gateway when a device
+condition (sensor off, low battery) starts or stops. They live here once so the
+decoders keep only what is specific to their wire format.
+"""
+
+from __future__ import annotations
+
+import re
+
+from devices.protocols.base import DeviceState
+from devices.protocols.base import Event
+from devices.protocols.base import FrameRejected
+
+NO_DATA = "no_data"
+SENSOR_OFF = "sensor_off"
+ARTIFACT = "artifact"
+LOW_BATTERY = "low_battery"
+
+CONDITION_FLAGS: frozenset[str] = frozenset(
+    {SENSOR_OFF, LOW_BATTERY, "battery_critical", "sensor_fault", "no_sensor", "defective_sensor",
+     "unrecognised_sensor", "device_error"}
+)
+"""Flags that describe the device rather than one value; a change in them becomes a DeviceState."""
+
+
+def sum8(data: bytes | bytearray | memoryview) -> int:
+    """Sum of ``data`` modulo 256, the checksum most of these devices use."""
+    return sum(data) & 0xFF
+
+
+class Discards:
+    """Counts bytes dropped while resynchronising and reports them as one FrameRejected per run.
+
+    A run ends when the next good frame is found, or when it reaches ``limit``
+    bytes: reporting in fixed-size pieces keeps the report independent of how
+    the stream was chunked and still tells the gateway, during a stream of pure
+    noise (a wrong baud rate), that bytes are being rejected.
+    The reason of a run is the reason of its first byte (a failed checksum
+    explains the garbage that follows better than "no sync" does).
+    """
+
+    __slots__ = ("_limit", "_reason", "_size")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._size = 0
+        self._reason = ""
+
+    def add(self, size: int, reason: str, out: list[Event]) -> None:
+        """Record ``size`` dropped bytes, reporting into ``out`` whenever a run is full."""
+        if self._size == 0:
+            self._reason = reason
+        self._size += size
+        while self._size >= self._limit:
+            out.append(FrameRejected(self._reason, self._limit))
+            self._size -= self._limit
+
+    def flush(self, out: list[Event]) -> None:
+        """Report the run in progress, if any (called just before a good frame's events)."""
+        if self._size:
+            out.append(FrameRejected(self._reason, self._size))
+            self._size = 0
+
+
+class LineFramer:
+    """Splits a byte stream into LF-terminated lines while holding at most ``max_line`` bytes.
+
+    A line that grows past ``max_line`` without an LF is dropped in
+    ``max_line``-sized pieces and its tail is dropped when the LF finally comes,
+    so a device sending binary at the wrong baud rate cannot grow memory. A CR
+    before the LF is removed; lone CRs stay in the line for the parser to judge.
+    """
+
+    __slots__ = ("_buffer", "_max_line", "_overlong")
+
+    def __init__(self, max_line: int) -> None:
+        self._max_line = max_line
+        self._buffer = bytearray()
+        self._overlong = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the line in progress."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes | FrameRejected]:
+        """Return the lines (without CR LF) and overflow rejections completed by ``data``."""
+        out: list[bytes | FrameRejected] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            self._take(data[start:] if end < 0 else data[start:end], out)
+            if end < 0:
+                return out
+            line = bytes(self._buffer)
+            self._buffer.clear()
+            if self._overlong:
+                self._overlong = False
+                out.append(FrameRejected("line too long", len(line) + 1))
+            else:
+                out.append(line[:-1] if line.endswith(b"\r") else line)
+            start = end + 1
+
+    def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
+        self._buffer += chunk
+        while len(self._buffer) > self._max_line:
+            del self._buffer[: self._max_line]
+            self._overlong = True
+            out.append(FrameRejected("line too long", self._max_line))
+
+
+def key_values(text: str) -> tuple[list[str], dict[str, str]]:
+    """Split a whitespace-separated line into bare tokens and ``KEY=value`` pairs.
+
+    Parsing generic pairs instead of a fixed pattern per model is what keeps one
+    decoder working across firmware versions that add, drop or reorder fields.
+    """
+    bare: list[str] = []
+    pairs: dict[str, str] = {}
+    for token in text.split():
+        key, sep, value = token.partition("=")
+        if sep and key:
+            pairs[key.upper()] = value
+        else:
+            bare.append(token)
+    return bare, pairs
+
+
+class ConditionTracker:
+    """Emits a DeviceState when the set of device-condition flags changes.
+
+    Measurements already carry their flags; this gives the station page one
+    event when, say, the finger comes out, instead of one per frame.
+    """
+
+    __slots__ = ("_current",)
+
+    def __init__(self) -> None:
+        self._current: frozenset[str] = frozenset()
+
+    def update(self, flags: frozenset[str], out: list[Event], detail: str = "") -> None:
+        """Compare the condition part of ``flags`` with the last one seen; report a change into ``out``."""
+        conditions = flags & CONDITION_FLAGS
+        if conditions != self._current:
+            self._current = conditions
+            out.append(DeviceState(conditions, detail or ("cleared" if not conditions else "")))
+
+
+_LAST_UNPRINTABLE = re.compile(rb".*[^\x20-\x7e]", re.DOTALL)
+
+
+def strip_line_noise(line: bytes) -> tuple[int, bytes]:
+    """Split ``line`` after its last byte that is not printable ASCII: (noise length, rest).
+
+    Text devices send only printable ASCII, so anything up to the last other byte
+    is line noise (a plug-in glitch, Tanita's stray signal after output, the tail
+    of a frame sent at another baud rate). Dropping it lets the good text after it
+    still be read: resynchronisation inside a line.
+    """
+    noise = _LAST_UNPRINTABLE.match(line)
+    if noise is None:
+        return 0, line
+    return noise.end(), line[noise.end():]

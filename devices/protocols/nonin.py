@@ -1,0 +1,671 @@
+"""Nonin pulse oximeters: binary data formats 2, 7, 8 and 13, and the ASCII line models.
+
+Drivers: ``nonin-df2``, ``nonin-df7``, ``nonin-df8`` (streaming SpO2 and pulse
+with status bits), ``nonin-df13`` (SmartPoint spot check with a device time and
+memory replay) and ``nonin-ascii`` (``SPO2=097 HR=072`` lines of the Avant,
+8500 and 9847 families). Source: Nonin doc 6470-000-01 (9560 Onyx II; the
+WristOx2 3150 lists the same formats).
+
+Why the decoders are careful about what they call a reading:
+
+* HR 511 and SpO2 127 are Nonin's "no data" values, and the status bits for
+  artifact, out-of-track and sensor alarm mean the numbers on the wire are stale
+  ("-D" values linger ten seconds after the finger comes out). In all those cases
+  the measurement carries ``value=None`` and flags saying why; a stale number is
+  never handed on to be charted.
+* DF8 has no checksum: its only sync rule is that the first byte of a frame is
+  the only one with bit 7 set, which random bytes satisfy often. A DF8 frame is
+  therefore trusted only when its reserved bits are clear, its SpO2 is in range
+  and it is directly followed by another such frame; once two frames agree the
+  decoder is locked and emits each following frame as it arrives.
+* DF2 and DF7 values are spread over a 25-frame packet, so a packet is decoded
+  only when all 25 frames arrived intact from the frame carrying SYNC.
+
+Per-model bit maps are data (:data:`DF8_MODELS`, :data:`STREAM_STATUS_BITS`,
+:data:`DF13_BITS`) so that a model whose manual disagrees gets its own entry.
+
+Assumption to verify on a device: the DF13 date and time bytes are decoded as
+BCD (2025 is sent as ``20 25``), as the sample frames suggest, although the
+set-clock command takes binary values. :data:`DF13_TIME_IS_BCD` switches it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from devices.drivers import Driver
+from devices.drivers import SerialSettings
+from devices.drivers import register
+from devices.protocols._stream import ARTIFACT
+from devices.protocols._stream import LOW_BATTERY
+from devices.protocols._stream import NO_DATA
+from devices.protocols._stream import SENSOR_OFF
+from devices.protocols._stream import ConditionTracker
+from devices.protocols._stream import Discards
+from devices.protocols._stream import LineFramer
+from devices.protocols._stream import key_values
+from devices.protocols._stream import strip_line_noise
+from devices.protocols._stream import sum8
+from devices.protocols.base import DeviceState
+from devices.protocols.base import Event
+from devices.protocols.base import FrameRejected
+from devices.protocols.base import Measurement
+from devices.simulators.base import Simulator
+
+NONIN_MISSING_HR = 511
+NONIN_MISSING_SPO2 = 127
+ACK = 0x06
+NAK = 0x15
+STX = 0x02
+ETX = 0x03
+
+FORMAT_CODES: dict[str, int] = {"df2": 0x02, "df7": 0x07, "df8": 0x08, "df13": 0x0D}
+"""The ZZ byte of the set-format command for each data format."""
+
+
+def set_format_command(code: int) -> bytes:
+    """The ``02 70 02 02 ZZ 03`` command that selects data format ``code``.
+
+    The device accepts it only within 5 s of the link coming up and answers
+    ``06`` (ACK) or ``15`` (NAK); the choice is kept in non-volatile memory.
+    """
+    return bytes((STX, 0x70, 0x02, 0x02, code, ETX))
+
+
+@dataclass(frozen=True, slots=True)
+class Bit:
+    """One status bit: where it is, which flag it raises, and whether it voids the values.
+
+    ``inverted`` raises the flag when the bit is clear (DF13's SPA bit marks a
+    high-quality reading; its absence is what the assistant needs to see).
+    """
+
+    byte: int
+    mask: int
+    flag: str
+    voids: bool = False
+    inverted: bool = False
+
+
+def _flags(frame: bytes | bytearray, bits: tuple[Bit, ...]) -> tuple[frozenset[str], bool]:
+    """The flags ``bits`` raise in ``frame`` and whether any of them voids the values."""
+    raised: set[str] = set()
+    voided = False
+    for bit in bits:
+        if bool(frame[bit.byte] & bit.mask) != bit.inverted:
+            raised.add(bit.flag)
+            voided = voided or bit.voids
+    return frozenset(raised), voided
+
+
+def _oximetry(spo2: int, hr: int, flags: frozenset[str], voided: bool,
+              device_time: dt.datetime | None = None) -> list[Event]:
+    """SpO2 and pulse measurements, with Nonin's missing-value sentinels turned into flags."""
+    events: list[Event] = []
+    for metric, unit, raw, missing in (("spo2", "%", spo2, NONIN_MISSING_SPO2),
+                                       ("pulse_oximeter", "/min", hr, NONIN_MISSING_HR)):
+        if raw == missing:
+            events.append(Measurement(metric, None, unit, flags | {NO_DATA}, device_time))
+        else:
+            events.append(Measurement(metric, None if voided else Decimal(raw), unit, flags, device_time))
+    return events
+
+
+class _FormatSelect:
+    """The connect-time conversation shared by the binary formats: select the format, read the reply.
+
+    The ACK or NAK byte can only be told apart from stream bytes because it comes
+    first after the command, so it is recognised only while a reply is awaited.
+    """
+
+    def __init__(self, code: int) -> None:
+        self._code = code
+        self._awaiting_reply = False
+
+    def on_connect(self) -> bytes:
+        """Write the set-format command so the device streams the format this decoder reads."""
+        self._awaiting_reply = True
+        return set_format_command(self._code)
+
+    def poll(self, now: float) -> bytes:
+        """Nothing: the binary formats stream without being asked."""
+        return b""
+
+    def _reply(self, byte: int, out: list[Event]) -> bool:
+        """Consume ``byte`` if it is the awaited ACK/NAK and report it; say whether it was."""
+        if not self._awaiting_reply or byte not in (ACK, NAK):
+            return False
+        self._awaiting_reply = False
+        if byte == ACK:
+            out.append(DeviceState(frozenset({"format_accepted"}), f"data format {self._code:#04x} selected"))
+        else:
+            out.append(DeviceState(frozenset({"format_rejected"}), f"data format {self._code:#04x} refused"))
+        return True
+
+
+# ---- DF2 and DF7: 5-byte frames, 25 frames per packet ---------------------------------------------
+
+STATUS_ALWAYS = 0x80
+STATUS_SYNC = 0x01
+FRAMES_PER_PACKET = 25
+
+STREAM_STATUS_BITS: tuple[Bit, ...] = (
+    Bit(0, 0x20, ARTIFACT, voids=True),
+    Bit(0, 0x10, "out_of_track", voids=True),
+    Bit(0, 0x08, SENSOR_OFF, voids=True),
+)
+"""DF2/DF7 STATUS byte (bit 7 always set, bit 0 SYNC, bits 2/1 perfusion below)."""
+
+PERFUSION: dict[int, str] = {0x04: "low_perfusion", 0x06: "marginal_perfusion"}
+"""STATUS bits 2 (red) and 1 (green) masked with 0x06: red alone is low, both (yellow) marginal."""
+
+STAT2_BITS: tuple[Bit, ...] = (Bit(0, 0x01, LOW_BATTERY),)
+"""STAT2 float (frame 8): bit 0 LOW BAT; bit 5 (SPA) is informational while streaming."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLayout:
+    """Where things are in a DF2 or DF7 frame and which float slot carries what."""
+
+    name: str
+    code: int
+    lead: int | None
+    status_at: int
+    float_at: int
+    frame_len: int = 5
+    hr_msb_frame: int = 0
+    hr_lsb_frame: int = 1
+    spo2_frame: int = 2
+    stat2_frame: int = 7
+
+
+DF2 = StreamLayout("df2", 0x02, lead=0x01, status_at=1, float_at=3)
+DF7 = StreamLayout("df7", 0x07, lead=None, status_at=0, float_at=3)
+
+
+def encode_stream_frame(layout: StreamLayout, status: int, pleth: int, value: int) -> bytes:
+    """One frame of ``layout`` with its checksum (the simulator's half of the layout)."""
+    if layout.lead is None:
+        body = bytes((status | STATUS_ALWAYS, (pleth >> 8) & 0xFF, pleth & 0xFF, value))
+    else:
+        body = bytes((layout.lead, status | STATUS_ALWAYS, pleth & 0xFF, value))
+    return body + bytes((sum8(body),))
+
+
+def stream_floats(hr: int, spo2: int, stat2: int) -> list[int]:
+    """The FLOAT byte of each of the 25 frames of a packet; slots not decoded here stay 0."""
+    floats = [0] * FRAMES_PER_PACKET
+    floats[DF2.hr_msb_frame] = (hr >> 7) & 0x03
+    floats[DF2.hr_lsb_frame] = hr & 0x7F
+    floats[DF2.spo2_frame] = spo2
+    floats[DF2.stat2_frame] = stat2
+    return floats
+
+
+class StreamDecoder(_FormatSelect):
+    """DF2 or DF7 decoder: hunts frames by checksum, assembles packets from the SYNC frame.
+
+    Frames before the first SYNC frame are the tail of a packet that started
+    before we connected and are ignored; a packet cut short by a lost frame is
+    rejected whole, because its floats would land in the wrong slots.
+    """
+
+    def __init__(self, layout: StreamLayout) -> None:
+        super().__init__(layout.code)
+        self._layout = layout
+        self.max_frame = layout.frame_len
+        self._buf = bytearray()
+        self._packet: list[bytes] = []
+        self._synced = False
+        self._discards = Discards(64)
+        self._orphans = Discards(FRAMES_PER_PACKET * layout.frame_len)
+        self._conditions = ConditionTracker()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buf)
+
+    def _could_start(self, i: int) -> bool:
+        buf, layout = self._buf, self._layout
+        if layout.lead is None:
+            return bool(buf[i] & STATUS_ALWAYS)
+        if buf[i] != layout.lead:
+            return False
+        return i + 1 >= len(buf) or bool(buf[i + 1] & STATUS_ALWAYS)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data``; return the events of the packets it completed."""
+        out: list[Event] = []
+        buf = self._buf
+        buf += data
+        size = self._layout.frame_len
+        i = 0
+        n = len(buf)
+        while i < n:
+            if self._reply(buf[i], out):
+                i += 1
+                continue
+            if not self._could_start(i):
+                self._discards.add(1, "no sync", out)
+                i += 1
+                continue
+            if n - i < size:
+                break
+            if sum8(buf[i:i + size - 1]) != buf[i + size - 1]:
+                self._discards.add(1, "bad checksum", out)
+                i += 1
+                continue
+            self._discards.flush(out)
+            self._frame(bytes(buf[i:i + size]), out)
+            i += size
+        del buf[:i]
+        return out
+
+    def _frame(self, frame: bytes, out: list[Event]) -> None:
+        layout = self._layout
+        if frame[layout.status_at] & STATUS_SYNC:
+            self._orphans.flush(out)
+            if self._packet:
+                out.append(FrameRejected("incomplete packet", len(self._packet) * layout.frame_len))
+            self._packet = [frame]
+            self._synced = True
+        elif self._packet:
+            self._packet.append(frame)
+        elif self._synced:
+            self._orphans.add(layout.frame_len, "frame outside packet", out)
+        if len(self._packet) == FRAMES_PER_PACKET:
+            self._decode_packet(self._packet, out)
+            self._packet = []
+
+    def _decode_packet(self, packet: list[bytes], out: list[Event]) -> None:
+        layout = self._layout
+        status = 0
+        for frame in packet:
+            status |= frame[layout.status_at]
+        floats = [frame[layout.float_at] for frame in packet]
+        spo2 = floats[layout.spo2_frame]
+        if spo2 > 100 and spo2 != NONIN_MISSING_SPO2:
+            out.append(FrameRejected("SpO2 out of range", FRAMES_PER_PACKET * layout.frame_len))
+            return
+        hr = (floats[layout.hr_msb_frame] & 0x03) << 7 | (floats[layout.hr_lsb_frame] & 0x7F)
+        flags, voided = _flags(bytes((status,)), STREAM_STATUS_BITS)
+        stat2_flags, _ = _flags(bytes((floats[layout.stat2_frame],)), STAT2_BITS)
+        flags |= stat2_flags
+        if status & 0x06 in PERFUSION:
+            flags |= {PERFUSION[status & 0x06]}
+        self._conditions.update(flags, out)
+        out.extend(_oximetry(spo2, hr, flags, voided))
+
+
+# ---- DF8: 4 bytes per second, no checksum -----------------------------------------------------------
+
+DF8_FRAME = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Df8Model:
+    """A DF8 bit map: the status bits and the bits that must be clear (reserved)."""
+
+    bits: tuple[Bit, ...]
+    reserved: tuple[int, int, int, int]
+
+
+DF8_MODELS: dict[str, Df8Model] = {
+    "onyx-9560": Df8Model(
+        bits=(
+            Bit(0, 0x20, "out_of_track", voids=True),
+            Bit(0, 0x10, "low_perfusion"),
+            Bit(0, 0x08, "marginal_perfusion"),
+            Bit(0, 0x04, ARTIFACT, voids=True),
+            Bit(3, 0x08, SENSOR_OFF, voids=True),
+            Bit(3, 0x01, LOW_BATTERY),
+        ),
+        reserved=(0x40, 0x00, 0x00, 0x56),
+    ),
+    "sensor-status-b4": Df8Model(
+        bits=(
+            Bit(0, 0x40, SENSOR_OFF, voids=True),
+            Bit(0, 0x20, "out_of_track", voids=True),
+            Bit(0, 0x10, "low_perfusion"),
+            Bit(0, 0x08, "marginal_perfusion"),
+            Bit(0, 0x04, ARTIFACT, voids=True),
+            Bit(3, 0x08, "sensor_fault", voids=True),
+            Bit(3, 0x04, "spot_check_mode"),
+            Bit(3, 0x02, "battery_critical"),
+            Bit(3, 0x01, LOW_BATTERY),
+        ),
+        reserved=(0x00, 0x00, 0x00, 0x70),
+    ),
+}
+"""DF8 bit maps by model. ``onyx-9560`` follows doc 6470-000-01 (b1 ``1 R OOT LPRF MPRF ARTF HR8 HR7``,
+b4 ``0 R SPA R SNSA R R LOWBAT``); ``sensor-status-b4`` is the layout another model's decoder reads
+(b1 bit 6 sensor disconnected; b4 sensor faulty, spot-check mode, battery critical, battery low)."""
+
+
+def encode_df8(hr: int, spo2: int, flags: frozenset[str], model: str = "onyx-9560") -> bytes:
+    """One DF8 frame carrying ``hr``, ``spo2`` and the status bits of ``flags`` in ``model``'s map."""
+    frame = bytearray((0x80 | (hr >> 7) & 0x03, hr & 0x7F, spo2 & 0x7F, 0x00))
+    for bit in DF8_MODELS[model].bits:
+        if bit.flag in flags:
+            frame[bit.byte] |= bit.mask
+    return bytes(frame)
+
+
+class Df8Decoder(_FormatSelect):
+    """DF8 decoder: sync on bit 7, trust a frame only once the next one confirms the alignment."""
+
+    def __init__(self, model: str = "onyx-9560") -> None:
+        super().__init__(FORMAT_CODES["df8"])
+        self._model = DF8_MODELS[model]
+        self.max_frame = 2 * DF8_FRAME
+        self._buf = bytearray()
+        self._pending: bytes | None = None
+        self._locked = False
+        self._discards = Discards(64)
+        self._conditions = ConditionTracker()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held: an incomplete frame plus a frame awaiting confirmation."""
+        return len(self._buf) + (DF8_FRAME if self._pending else 0)
+
+    def _valid(self, i: int) -> bool:
+        buf = self._buf
+        reserved = self._model.reserved
+        for k in range(DF8_FRAME):
+            byte = buf[i + k]
+            if bool(byte & 0x80) != (k == 0) or byte & reserved[k]:
+                return False
+        spo2 = buf[i + 2]
+        return spo2 <= 100 or spo2 == NONIN_MISSING_SPO2
+
+    def _lose_lock(self, out: list[Event]) -> None:
+        if self._pending is not None:
+            self._discards.add(DF8_FRAME, "unconfirmed frame", out)
+            self._pending = None
+        self._locked = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data``; return the events of the frames it completed and confirmed."""
+        out: list[Event] = []
+        buf = self._buf
+        buf += data
+        i = 0
+        n = len(buf)
+        while i < n:
+            if self._reply(buf[i], out):
+                i += 1
+                continue
+            if not buf[i] & 0x80:
+                self._lose_lock(out)
+                self._discards.add(1, "no sync", out)
+                i += 1
+                continue
+            if n - i < DF8_FRAME:
+                break
+            if not self._valid(i):
+                self._lose_lock(out)
+                self._discards.add(1, "bad frame", out)
+                i += 1
+                continue
+            frame = bytes(buf[i:i + DF8_FRAME])
+            i += DF8_FRAME
+            if self._locked:
+                self._emit(frame, out)
+            elif self._pending is not None:
+                self._locked = True
+                self._emit(self._pending, out)
+                self._pending = None
+                self._emit(frame, out)
+            else:
+                self._pending = frame
+        del buf[:i]
+        return out
+
+    def _emit(self, frame: bytes, out: list[Event]) -> None:
+        self._discards.flush(out)
+        flags, voided = _flags(frame, self._model.bits)
+        self._conditions.update(flags, out)
+        out.extend(_oximetry(frame[2], (frame[0] & 0x03) << 7 | frame[1], flags, voided))
+
+
+# ---- DF13: SmartPoint spot check ------------------------------------------------------------------
+
+DF13_SYNC = b"\x00\x02\x00\x0d"
+DF13_MIN_LENGTH = 14
+DF13_MAX_FRAME = 64
+DF13_TIME_IS_BCD = True
+
+DF13_BITS: tuple[Bit, ...] = (
+    Bit(14, 0x02, "low_quality", inverted=True),
+    Bit(14, 0x01, NO_DATA, voids=True),
+    Bit(15, 0x10, "from_memory"),
+    Bit(15, 0x01, LOW_BATTERY),
+)
+"""DF13 status bits by frame offset: STATUS_MSB bit 1 SPA (clear = not a high-quality reading),
+bit 0 NOMS; STATUS_LSB bit 4 MEM (replayed from memory), bit 0 LOW BAT."""
+
+
+def _bcd(byte: int) -> int:
+    high, low = byte >> 4, byte & 0x0F
+    if high > 9 or low > 9:
+        raise ValueError(f"not BCD: {byte:#04x}")
+    return high * 10 + low
+
+
+def _df13_time(fields: bytes) -> dt.datetime | None:
+    """Century, YY, MM, DD, hh, mm, ss as a naive device-local datetime; ``None`` if not a valid time.
+
+    A battery change clears the clock, so an invalid time is expected and must
+    not cost the reading.
+    """
+    convert = _bcd if DF13_TIME_IS_BCD else int
+    try:
+        century, year, month, day, hour, minute, second = (convert(b) for b in fields)
+        return dt.datetime(century * 100 + year, month, day, hour, minute, second)
+    except ValueError:
+        return None
+
+
+def _to_bcd(value: int) -> int:
+    return (value // 10) << 4 | value % 10
+
+
+def encode_df13(hr: int, spo2: int, flags: frozenset[str], when: dt.datetime) -> bytes:
+    """One 22-byte DF13 frame (the simulator's half of :data:`DF13_BITS`)."""
+    convert = _to_bcd if DF13_TIME_IS_BCD else int
+    body = bytearray(
+        (convert(when.year // 100), convert(when.year % 100), convert(when.month), convert(when.day),
+         convert(when.hour), convert(when.minute), convert(when.second), 0, 0, 0, hr >> 8, hr & 0xFF, 0, spo2)
+    )
+    for bit in DF13_BITS:
+        if (bit.flag in flags) != bit.inverted:
+            body[bit.byte - 6] |= bit.mask
+    return DF13_SYNC + len(body).to_bytes(2, "big") + bytes(body) + bytes((sum8(body), ETX))
+
+
+class Df13Decoder(_FormatSelect):
+    """DF13 decoder: frames found by their 4-byte sync, checked by length, checksum and ETX."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT_CODES["df13"])
+        self.max_frame = DF13_MAX_FRAME
+        self._buf = bytearray()
+        self._discards = Discards(DF13_MAX_FRAME)
+        self._conditions = ConditionTracker()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data``; return the events of the spot checks it completed."""
+        out: list[Event] = []
+        buf = self._buf
+        buf += data
+        i = 0
+        n = len(buf)
+        while i < n:
+            if self._reply(buf[i], out):
+                i += 1
+                continue
+            start = buf.find(DF13_SYNC, i)
+            if start < 0:
+                keep = max(i, n - len(DF13_SYNC) + 1)
+                if keep > i:
+                    self._discards.add(keep - i, "no sync", out)
+                i = keep
+                break
+            if start > i:
+                self._discards.add(start - i, "no sync", out)
+                i = start
+            if n - i < 6:
+                break
+            length = buf[i + 4] << 8 | buf[i + 5]
+            total = 8 + length
+            if length < DF13_MIN_LENGTH or total > DF13_MAX_FRAME:
+                self._discards.add(1, "bad length", out)
+                i += 1
+                continue
+            if n - i < total:
+                break
+            frame = bytes(buf[i:i + total])
+            if frame[-1] != ETX or sum8(frame[6:6 + length]) != frame[6 + length]:
+                self._discards.add(1, "bad checksum", out)
+                i += 1
+                continue
+            self._discards.flush(out)
+            self._decode(frame, out)
+            i += total
+        del buf[:i]
+        return out
+
+    def _decode(self, frame: bytes, out: list[Event]) -> None:
+        flags, voided = _flags(frame, DF13_BITS)
+        when = _df13_time(frame[6:13])
+        if when is None:
+            flags |= {"bad_device_time"}
+        spo2 = frame[19]
+        if spo2 > 100 and spo2 != NONIN_MISSING_SPO2:
+            out.append(FrameRejected("SpO2 out of range", len(frame)))
+            return
+        self._conditions.update(flags, out)
+        out.extend(_oximetry(spo2, frame[16] << 8 | frame[17], flags, voided, when))
+
+
+# ---- ASCII line models ----------------------------------------------------------------------------
+
+ASCII_MAX_LINE = 80
+ASCII_FIELDS: dict[str, tuple[str, str, int]] = {
+    "SPO2": ("spo2", "%", 100),
+    "HR": ("pulse_oximeter", "/min", 400),
+}
+"""Field name -> (metric, unit, largest value the device can display)."""
+
+ASCII_MARKS: dict[str, str] = {"F": "fast_averaging", "*": "event_marked"}
+"""Bare tokens (and a trailing ``*`` on a value) with a meaning."""
+
+
+class AsciiDecoder:
+    """``SPO2=XXX HR=YYY`` lines (optionally ``HH:MM:SS`` first, `` F`` or ``*`` after).
+
+    The 9847's time prefix has no date, so it is not used as a device time; the
+    host receive time orders these readings.
+    """
+
+    def __init__(self) -> None:
+        self.max_frame = ASCII_MAX_LINE
+        self._lines = LineFramer(ASCII_MAX_LINE)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the line in progress."""
+        return self._lines.buffered
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data``; return one pair of measurements per complete line."""
+        out: list[Event] = []
+        for line in self._lines.feed(data):
+            if isinstance(line, FrameRejected):
+                out.append(line)
+                continue
+            dropped, line = strip_line_noise(line)
+            if dropped:
+                out.append(FrameRejected("line noise", dropped))
+            if line.strip():
+                out.extend(self._line(line))
+        return out
+
+    def _line(self, line: bytes) -> list[Event]:
+        text = line.decode("ascii")
+        bare, pairs = key_values(text.replace("*", " * "))
+        flags = frozenset(ASCII_MARKS[token] for token in bare if token in ASCII_MARKS)
+        events: list[Event] = []
+        for key, (metric, unit, highest) in ASCII_FIELDS.items():
+            raw = pairs.get(key)
+            if raw is None:
+                return [FrameRejected(f"no {key} field", len(line))]
+            if raw and set(raw) == {"-"}:
+                events.append(Measurement(metric, None, unit, flags | {NO_DATA}))
+            elif raw.isdigit() and int(raw) <= highest:
+                events.append(Measurement(metric, Decimal(int(raw)), unit, flags))
+            else:
+                return [FrameRejected(f"bad {key} value", len(line))]
+        return events
+
+
+# ---- registration ---------------------------------------------------------------------------------
+
+QUIET_TIMEOUT = 3.0
+"""Streaming Nonin formats send at least once a second; three silent seconds mean the link is gone."""
+
+
+def _simulator(data_format: str) -> Callable[[str, int], Simulator]:
+    def make(scenario: str, seed: int) -> Simulator:
+        # Imported here: the simulator builds its frames with this module's encoders.
+        from devices.simulators.nonin import NoninSimulator
+
+        return NoninSimulator(data_format, scenario, seed)
+
+    return make
+
+
+def _decoder(data_format: str) -> StreamDecoder | Df8Decoder | Df13Decoder | AsciiDecoder:
+    if data_format == "df2":
+        return StreamDecoder(DF2)
+    if data_format == "df7":
+        return StreamDecoder(DF7)
+    if data_format == "df8":
+        return Df8Decoder()
+    if data_format == "df13":
+        return Df13Decoder()
+    return AsciiDecoder()
+
+
+DESCRIPTIONS: dict[str, str] = {
+    "df2": "Nonin data format 2 (75 frames/s, 8-bit pleth, checksummed)",
+    "df7": "Nonin data format 7 (75 frames/s, 16-bit pleth, checksummed)",
+    "df8": "Nonin data format 8 (SpO2 and pulse once a second, no checksum)",
+    "df13": "Nonin data format 13 (SmartPoint spot check with device time and memory replay)",
+    "ascii": "Nonin ASCII models (SPO2=XXX HR=YYY lines; Avant 9600/7500FO want 2 stop bits)",
+}
+
+for _format, _description in DESCRIPTIONS.items():
+    register(
+        Driver(
+            name=f"nonin-{_format}",
+            description=_description,
+            decoder=functools.partial(_decoder, _format),
+            simulator=_simulator(_format),
+            serial=SerialSettings(baudrate=9600),
+            # DF13 speaks only after a spot check, so silence says nothing about the link.
+            quiet_timeout=math.inf if _format == "df13" else QUIET_TIMEOUT,
+        )
+    )

@@ -1,0 +1,269 @@
+"""Nonin decoders: reference frames, simulator streams, chunking invariance, flags and resync."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from devices.protocols import nonin
+from devices.protocols.base import DeviceState
+from devices.protocols.base import Event
+from devices.protocols.base import FrameRejected
+from devices.protocols.base import Measurement
+from devices.simulators._common import split_randomly
+from devices.simulators.nonin import NoninSimulator
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "nonin"
+FORMATS = ("df2", "df7", "df8", "df13", "ascii")
+STREAMING = ("df2", "df7", "df8")
+
+
+def hex_fixture(name: str) -> bytes:
+    lines = (FIXTURES / name).read_text().splitlines()
+    return bytes.fromhex(" ".join(line for line in lines if not line.startswith("#")))
+
+
+def decode(data_format: str, data: bytes, split: str = "whole") -> list[Event]:
+    decoder = nonin._decoder(data_format)
+    if split == "whole":
+        return decoder.feed(data)
+    if split == "bytes":
+        pieces = [data[i:i + 1] for i in range(len(data))]
+    else:
+        pieces = split_randomly(data, random.Random(split))
+    events: list[Event] = []
+    for piece in pieces:
+        events.extend(decoder.feed(piece))
+        assert decoder.buffered <= decoder.max_frame
+    return events
+
+
+def simulated(data_format: str, scenario: str, seconds: float = 12.0, seed: int = 7) -> bytes:
+    simulator = NoninSimulator(data_format, scenario, seed)
+    step = 0.25
+    return b"".join(simulator.output(k * step) for k in range(int(seconds / step) + 1))
+
+
+def measurements(events: list[Event]) -> list[Measurement]:
+    return [e for e in events if isinstance(e, Measurement)]
+
+
+def test_df8_reference_frames() -> None:
+    data = hex_fixture("df8_spo2_97_hr_72.hex") + hex_fixture("df8_no_data_sensor_alarm.hex")
+    assert decode("df8", data) == [
+        Measurement("spo2", Decimal(97), "%"),
+        Measurement("pulse_oximeter", Decimal(72), "/min"),
+        DeviceState(frozenset({"sensor_off"})),
+        Measurement("spo2", None, "%", frozenset({"no_data", "sensor_off"})),
+        Measurement("pulse_oximeter", None, "/min", frozenset({"no_data", "sensor_off"})),
+    ]
+
+
+def test_df8_lone_frame_waits_for_confirmation() -> None:
+    # No checksum: one frame alone could be noise, so it is held until the next one agrees.
+    decoder = nonin.Df8Decoder()
+    assert decoder.feed(hex_fixture("df8_spo2_97_hr_72.hex")) == []
+    assert len(measurements(decoder.feed(hex_fixture("df8_spo2_97_hr_72.hex")))) == 4
+
+
+def test_df13_reference_frames() -> None:
+    data = hex_fixture("df13_spa_hr72_spo2_97.hex") + hex_fixture("df13_noms.hex")
+    when = dt.datetime(2025, 6, 15, 14, 30, 5)
+    absent = frozenset({"no_data", "low_quality"})
+    assert decode("df13", data) == [
+        Measurement("spo2", Decimal(97), "%", device_time=when),
+        Measurement("pulse_oximeter", Decimal(72), "/min", device_time=when),
+        Measurement("spo2", None, "%", absent, when),
+        Measurement("pulse_oximeter", None, "/min", absent, when),
+    ]
+
+
+def test_df13_encoder_reproduces_the_reference_frame() -> None:
+    frame = nonin.encode_df13(72, 97, frozenset(), dt.datetime(2025, 6, 15, 14, 30, 5))
+    assert frame == hex_fixture("df13_spa_hr72_spo2_97.hex")
+
+
+@pytest.mark.parametrize(("layout", "fixture", "pleth"), [(nonin.DF2, "df2_frame1.hex", 0x80),
+                                                           (nonin.DF7, "df7_frame1.hex", 0x1234)])
+def test_stream_reference_frame_starts_a_packet(layout: nonin.StreamLayout, fixture: str, pleth: int) -> None:
+    first = hex_fixture(fixture)
+    assert nonin.encode_stream_frame(layout, nonin.STATUS_SYNC, pleth, 0) == first
+    floats = nonin.stream_floats(72, 97, 0)
+    rest = b"".join(nonin.encode_stream_frame(layout, 0x02, 0x40, value) for value in floats[1:])
+    decoder = nonin.StreamDecoder(layout)
+    assert decoder.feed(first) == []
+    assert decoder.buffered == 0
+    assert decoder.feed(rest) == [Measurement("spo2", Decimal(97), "%"),
+                                  Measurement("pulse_oximeter", Decimal(72), "/min")]
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+@pytest.mark.parametrize("scenario", ("normal", "artifact", "sensor-off", "garbage"))
+def test_chunking_does_not_change_events(data_format: str, scenario: str) -> None:
+    data = simulated(data_format, scenario, seconds=8.0 if data_format != "df13" else 30.0)
+    whole = decode(data_format, data)
+    assert measurements(whole)
+    assert decode(data_format, data, "bytes") == whole
+    assert decode(data_format, data, "chunks-1") == whole
+    assert decode(data_format, data, "chunks-2") == whole
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_normal_scenario_gives_charted_values(data_format: str) -> None:
+    events = decode(data_format, simulated(data_format, "normal", seconds=30.0))
+    values = measurements(events)
+    assert len(values) >= 4
+    assert not [e for e in events if isinstance(e, FrameRejected)]
+    assert all(m.value is not None and m.flags <= {"from_memory"} for m in values)
+    assert all(Decimal(90) <= m.value <= Decimal(100) for m in values if m.metric == "spo2" and m.value)
+
+
+@pytest.mark.parametrize(("data_format", "flag", "voids"), [("df2", "artifact", True),
+                                                           ("df7", "artifact", True),
+                                                           ("df8", "artifact", True),
+                                                           ("df13", "low_quality", False),
+                                                           ("ascii", "no_data", True)])
+def test_artifact_scenario_flags(data_format: str, flag: str, voids: bool) -> None:
+    values = measurements(decode(data_format, simulated(data_format, "artifact", seconds=30.0)))
+    flagged = [m for m in values if flag in m.flags]
+    assert flagged and len(flagged) < len(values)
+    assert all((m.value is None) == voids for m in flagged)
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_sensor_off_scenario_never_charts_a_number(data_format: str) -> None:
+    events = decode(data_format, simulated(data_format, "sensor-off", seconds=30.0))
+    values = measurements(events)
+    assert values and all(m.value is None and "no_data" in m.flags for m in values)
+    if data_format in STREAMING:
+        assert all("sensor_off" in m.flags for m in values)
+        assert [e for e in events if isinstance(e, DeviceState)] == [DeviceState(frozenset({"sensor_off"}))]
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_garbage_scenario_rejects_noise_and_keeps_good_frames(data_format: str) -> None:
+    events = decode(data_format, simulated(data_format, "garbage", seconds=40.0))
+    assert any(isinstance(e, FrameRejected) for e in events)
+    values = measurements(events)
+    assert len(values) >= 8
+    assert all(m.value is not None and m.flags <= {"from_memory"} for m in values)
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_resynchronises_after_garbage(data_format: str) -> None:
+    clean = simulated(data_format, "normal", seconds=30.0, seed=3)
+    noise = bytes(random.Random(5).randrange(256) for _ in range(300))
+    expected = measurements(decode(data_format, clean))
+    events = decode(data_format, noise + clean)
+    assert any(isinstance(e, FrameRejected) for e in events)
+    got = measurements(events)
+    # The first unit may be swallowed while resynchronising; everything after it decodes as without noise.
+    assert got == expected[len(expected) - len(got):]
+    assert len(got) >= len(expected) - 4
+
+
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_wrong_baud_rate_gives_no_reading(data_format: str) -> None:
+    noise = random.Random(data_format).randbytes(20000)
+    events = decode(data_format, noise, "chunks-3")
+    assert not measurements(events)
+    assert sum(e.size for e in events if isinstance(e, FrameRejected)) > 10000
+
+
+def test_bad_checksum_is_rejected_and_the_next_frame_decodes() -> None:
+    good = hex_fixture("df13_spa_hr72_spo2_97.hex")
+    bad = good[:-2] + bytes(((good[-2] + 1) & 0xFF,)) + good[-1:]
+    events = decode("df13", bad + good)
+    assert events[0] == FrameRejected("bad checksum", len(bad))
+    assert measurements(events) == measurements(decode("df13", good))
+
+
+def test_truncated_df13_frame_then_good_frame() -> None:
+    good = hex_fixture("df13_spa_hr72_spo2_97.hex")
+    events = decode("df13", good[:15] + good)
+    assert isinstance(events[0], FrameRejected)
+    assert measurements(events) == measurements(decode("df13", good))
+
+
+def test_df13_invalid_clock_keeps_the_reading() -> None:
+    frame = bytearray(hex_fixture("df13_spa_hr72_spo2_97.hex"))
+    frame[8] = 0x13  # month 13, as after a battery change
+    frame[20] = sum(frame[6:20]) & 0xFF
+    values = measurements(decode("df13", bytes(frame)))
+    assert [m.value for m in values] == [Decimal(97), Decimal(72)]
+    assert all(m.device_time is None and m.flags == {"bad_device_time"} for m in values)
+
+
+def test_df13_memory_replay_is_flagged() -> None:
+    values = measurements(decode("df13", simulated("df13", "normal", seconds=1.0)))
+    assert values and all(m.flags == {"from_memory"} for m in values)
+    assert all(m.device_time is not None for m in values)
+
+
+@pytest.mark.parametrize("data_format", ("df2", "df7", "df8", "df13"))
+def test_set_format_on_connect_and_its_ack(data_format: str) -> None:
+    decoder = nonin._decoder(data_format)
+    assert isinstance(decoder, nonin._FormatSelect)
+    command = decoder.on_connect()
+    assert command == bytes((0x02, 0x70, 0x02, 0x02, nonin.FORMAT_CODES[data_format], 0x03))
+    assert decoder.poll(10.0) == b""
+    reply = NoninSimulator(data_format, "normal", 1).receive(command)
+    assert reply == b"\x06"
+    assert decoder.feed(reply) == [DeviceState(frozenset({"format_accepted"}), f"data format "
+                                               f"{nonin.FORMAT_CODES[data_format]:#04x} selected")]
+
+
+def test_nak_is_reported_and_unawaited_ack_is_noise() -> None:
+    decoder = nonin.Df8Decoder()
+    assert decoder.feed(b"\x06") == []
+    decoder.on_connect()
+    events = decoder.feed(b"\x15")
+    assert [e for e in events if isinstance(e, DeviceState)][0].flags == {"format_rejected"}
+
+
+def test_simulator_naks_a_malformed_command_and_buffers_split_ones() -> None:
+    simulator = NoninSimulator("df8", "normal", 1)
+    command = nonin.set_format_command(0x08)
+    assert simulator.receive(command[:3]) == b""
+    assert simulator.receive(command[3:] + bytes.fromhex("02 70 02 02 FF 03")) == b"\x06\x15"
+
+
+def test_df8_model_bit_maps_are_per_model() -> None:
+    frame = bytes((0x80 | 0x40, 72, 97, 0x02))
+    onyx = nonin.Df8Decoder("onyx-9560")
+    assert measurements(onyx.feed(frame * 2)) == []  # bit 6 and b4 bit 1 are reserved on the 9560
+    other = nonin.Df8Decoder("sensor-status-b4")
+    values = measurements(other.feed(frame * 2))
+    assert values[0] == Measurement("spo2", None, "%", frozenset({"sensor_off", "battery_critical"}))
+
+
+@pytest.mark.parametrize(("line", "spo2", "hr", "flags"), [
+    (b"SPO2=097 HR=072\r\n", Decimal(97), Decimal(72), frozenset()),
+    (b"SPO2=095 HR=101 F\r\n", Decimal(95), Decimal(101), frozenset({"fast_averaging"})),
+    (b"12:00:01 SPO2=098 HR=066*\r\n", Decimal(98), Decimal(66), frozenset({"event_marked"})),
+    (b"SPO2=--- HR=---\r\n", None, None, frozenset({"no_data"})),
+])
+def test_ascii_lines(line: bytes, spo2: Decimal | None, hr: Decimal | None, flags: frozenset[str]) -> None:
+    absent = {"no_data"} if spo2 is None else set()
+    assert decode("ascii", line) == [Measurement("spo2", spo2, "%", flags | absent),
+                                     Measurement("pulse_oximeter", hr, "/min", flags | absent)]
+
+
+@pytest.mark.parametrize("line", [b"SPO2=097\r\n", b"SPO2=197 HR=072\r\n", b"SPO2=9x7 HR=072\r\n",
+                                  b"hello\r\n"])
+def test_ascii_malformed_lines_are_rejected(line: bytes) -> None:
+    events = decode("ascii", line)
+    assert len(events) == 1 and isinstance(events[0], FrameRejected)
+
+
+def test_ascii_overlong_line_is_dropped_with_a_bounded_buffer() -> None:
+    decoder = nonin.AsciiDecoder()
+    events = decoder.feed(b"X" * 500)
+    assert decoder.buffered <= decoder.max_frame
+    events += decoder.feed(b"\r\nSPO2=097 HR=072\r\n")
+    assert sum(e.size for e in events if isinstance(e, FrameRejected)) == 502
+    assert len(measurements(events)) == 2
