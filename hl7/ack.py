@@ -15,15 +15,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 
+from hl7.er7 import Component
 from hl7.er7 import FieldValue
 from hl7.er7 import Message
 from hl7.er7 import ParseError
+from hl7.er7 import Repeated
+from hl7.er7 import Repetition
 from hl7.er7 import Segment
 from hl7.er7 import encode_message
 from hl7.er7 import encode_msh
 from hl7.er7 import encode_segment
 from hl7.er7 import format_timestamp
 from hl7.er7 import parse_message
+from hl7.escape import sendable_text
 
 __all__ = [
     "ACK_CODES",
@@ -95,6 +99,26 @@ def _location(error: ErrorDetail) -> FieldValue:
     )
 
 
+def _sendable_component(value: Component) -> Component:
+    if isinstance(value, str):
+        return sendable_text(value)
+    return tuple(sendable_text(s) for s in value)
+
+
+def _sendable_repetition(value: Repetition) -> Repetition:
+    if isinstance(value, str):
+        return sendable_text(value)
+    return tuple(_sendable_component(c) for c in value)
+
+
+def _echo(segment: Segment, field: int) -> FieldValue:
+    """A field of the original, re-encodable whatever control characters the sender put in it."""
+    value = segment.field_value(field)
+    if isinstance(value, Repeated):
+        return Repeated(tuple(_sendable_repetition(r) for r in value.values))
+    return _sendable_repetition(value)
+
+
 def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDetail] = (),
               control_id: str, now: dt.datetime) -> bytes:
     """Acknowledge ``message`` with MSA-1 ``code``: MSH, MSA and one ERR per error.
@@ -103,7 +127,8 @@ def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDeta
     original MSH-10, MSH-9 is ``ACK^<trigger>^ACK`` and MSH-11/12 echo the
     original processing id and version, so the sender can correlate and parse
     the reply in its own terms. Echoed fields are re-encoded with our delimiters,
-    so an original with unusual delimiters cannot leak them into our reply.
+    so an original with unusual delimiters cannot leak them into our reply;
+    characters that cannot be sent at all are echoed as U+FFFD.
 
     :param control_id: MSH-10 of the ACK itself (injected for deterministic tests).
     :param now: MSH-7, an aware datetime.
@@ -117,18 +142,18 @@ def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDeta
     trigger = msh.value(9, 2)
     segments = [
         encode_msh({
-            3: msh.field_value(5),
-            4: msh.field_value(6),
-            5: msh.field_value(3),
-            6: msh.field_value(4),
+            3: _echo(msh, 5),
+            4: _echo(msh, 6),
+            5: _echo(msh, 3),
+            6: _echo(msh, 4),
             7: format_timestamp(now),
-            9: ("ACK", trigger, "ACK"),
+            9: ("ACK", sendable_text(trigger), "ACK"),
             10: control_id,
-            11: msh.field_value(11) or "P",
-            12: msh.field_value(12) or "2.6",
+            11: _echo(msh, 11) or "P",
+            12: _echo(msh, 12) or "2.6",
             18: "UNICODE UTF-8",
         }),
-        encode_segment("MSA", {1: code, 2: msh.value(10)}),
+        encode_segment("MSA", {1: code, 2: sendable_text(msh.value(10))}),
     ]
     for error in errors:
         segments.append(encode_segment("ERR", {

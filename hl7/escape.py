@@ -33,6 +33,7 @@ __all__ = [
     "EncodingError",
     "EscapeError",
     "escape_text",
+    "sendable_text",
     "unescape_text",
 ]
 
@@ -154,6 +155,16 @@ def escape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
             f"character U+{ord(bad.group()):04X} at position {bad.start()} cannot be sent in HL7 v2"
         )
     return text.translate(_escape_table(delimiters))
+
+
+def sendable_text(text: str) -> str:
+    """Replace every character :func:`escape_text` refuses with U+FFFD.
+
+    Only for echoing text we did not author, such as a sender's MSH-3 in our ACK:
+    refusing to acknowledge because the sender's own header holds a control
+    character would leave it retrying forever.
+    """
+    return _FORBIDDEN.sub("\ufffd", text)
 
 
 def _decode_hex(digits: str, charset: str) -> str | None:
