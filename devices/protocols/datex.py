@@ -1,0 +1,420 @@
+"""GE Datex-Ohmeda S/5 computer interface ("AS3"), physiological database records.
+
+The host asks once for displayed values with a transmission interval; the
+monitor answers with one record and then pushes one every interval until told
+to stop (interval 0) or until the cable goes. :class:`DatexDecoder` turns those
+records into measurements and, as a :class:`~devices.protocols.base.Conversation`,
+writes the request at connect time and again when the monitor has gone quiet
+(an S/5 that was power-cycled forgets the request).
+
+Wire (19200 8E1, RTS/CTS)::
+
+    7E  stuffed(record + checksum)  7E
+
+Inside a frame ``7E`` is sent as ``7D 5E`` and ``7D`` as ``7D 5D`` (escape
+``7D`` + byte XOR 0x20). The checksum is sum8 of the unstuffed record. Every
+frame carries its own opening and closing flag, so this decoder treats each
+``7E`` as "close what is open, open a new frame" and ignores empty frames:
+hunting after garbage can then never lock onto a closing flag as an opening
+one (``devices.md`` §6.1).
+
+Record (all integers little-endian)::
+
+    header, 40 bytes
+      0  r_len        int16   whole record length, header included
+      2  r_nbr        uint8
+      3  dri_level    uint8
+      4  plug_id      uint16
+      6  r_time       uint32  UNIX seconds, monitor clock
+     10  reserved     4 bytes
+     14  r_maintype   int16   0 = DRI_MT_PHDB (physiological data)
+     16  sr_desc[8]   (int16 offset, uint8 type); type 0xFF ends the list
+    data area starts at 40; sr_desc offsets are relative to it
+
+    physiological subrecord (type 1 displayed, 2/3 trend), 278 bytes
+      0  time         uint32
+      4  class data   270 bytes, the basic class for the first subrecord
+    274  marker, reserved, cl_drilvl_subt (uint16)
+
+    basic class, groups of (status uint32, label uint16, values int16...)
+      0  ECG   hr st1 st2 st3 imp_rr           status bit 7 noise, bit 8 artifact
+     72  NIBP  sys dia mean hr                 pressures in 0.01 mmHg, hr in 1/min
+     86  T1    temp                            0.01 degC
+    118  SpO2  spo2 pr ir_amp svo2             spo2 in 0.01 %, pr in 1/min
+    group status bit 0 = module exists, bit 1 = measurement active
+
+    request: header with r_len 49, maintype 0, sr_desc[0] = (0, 0) and
+    sr_desc[1] = (0, 0xFF), then phdb_rcrd_type uint8 (1 = displayed values),
+    tx_interval int16 seconds (0 stops), phdb_class_bf uint32 (0 = basic only),
+    reserved int16.
+
+Values at or below -32001 are the monitor's "no value" codes, never numbers:
+-32767 invalid, -32766 not updated, -32765 discontinuity, -32764 under range,
+-32763 over range, -32762 not calibrated.
+
+Sources: the S/5 Computer Interface Specification as implemented by
+VSCaptureWave (``Class1.cs``, ``Class2.cs``) and ``devices.md`` §1.5.
+
+Assumptions to verify on a monitor:
+
+* ``r_len`` counts the header (true for the request, 40 + 9 = 49).
+* The first displayed-values subrecord holds the basic class (VSCaptureWave
+  reads subrecord *n* as class *n*; ``cl_drilvl_subt`` is not decoded).
+* Exists/active are bits 0/1 of every group's status and ECG artifact/noise are
+  bits 8/7 (a public Rust port of the spec lists them); the SpO2 group has no
+  artifact bit, so the S/5 signals poor SpO2 only through its "no value" codes.
+* An existing but inactive group (probe unplugged, sensor off) is reported as
+  ``sensor_off``; a group whose module is absent produces no events at all.
+* The checksum byte is stuffed like any other byte when it equals ``7E``/``7D``.
+* ``dri_level`` 0 in the request is accepted by all S/5 software levels.
+* ECG heart rate is decoded for the artifact state only: the metric table has
+  no ECG heart-rate key, so pulse comes from the NIBP and SpO2 groups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from dataclasses import dataclass
+from decimal import Decimal
+
+from devices.drivers import Driver
+from devices.drivers import SerialSettings
+from devices.drivers import register
+from devices.protocols.base import DeviceState
+from devices.protocols.base import Event
+from devices.protocols.base import FrameRejected
+from devices.protocols.base import Measurement
+from devices.simulators.base import Simulator
+
+FLAG = 0x7E
+ESCAPE = 0x7D
+ESCAPE_XOR = 0x20
+_FLAG_BYTE = b"\x7e"
+_ESCAPE_BYTE = b"\x7d"
+
+HEADER = struct.Struct("<hBBHI4xh")
+SR_DESC = struct.Struct("<hB")
+HEADER_SIZE = 40
+SR_DESC_COUNT = 8
+SR_DESC_OFFSET = 16
+PHDB_REQUEST = struct.Struct("<BhIh")
+SUBRECORD_SIZE = 278
+CLASS_OFFSET = 4
+CLASS_SIZE = 270
+MAX_RECORD = 1490
+"""Largest record the interface sends (header + 1450 data bytes)."""
+
+MAX_FRAME = 2 * (MAX_RECORD + 1) + 2
+"""Wire bytes one frame may take when every byte is stuffed; the buffer bound."""
+
+DRI_MT_PHDB = 0
+DRI_PH_XMIT_REQ = 0
+DRI_PH_DISPL = 1
+DRI_PH_TRENDS = (2, 3)
+DRI_EOL_SUBR_LIST = 0xFF
+DRI_LEVEL = 0
+
+DATA_INVALID_LIMIT = -32001
+SPECIAL_VALUES: dict[int, str] = {
+    -32767: "invalid",
+    -32766: "not_updated",
+    -32765: "discontinuity",
+    -32764: "under_range",
+    -32763: "over_range",
+    -32762: "not_calibrated",
+}
+
+NO_DATA = "no_data"
+SENSOR_OFF = "sensor_off"
+ARTIFACT = "artifact"
+
+STATUS_EXISTS = 1 << 0
+STATUS_ACTIVE = 1 << 1
+ECG_NOISE = 1 << 7
+ECG_ARTIFACT = 1 << 8
+
+ECG_GROUP = 0
+NIBP_GROUP = 72
+T1_GROUP = 86
+SPO2_GROUP = 118
+GROUP_VALUES = 6
+"""Offset of the first value in a group, after status (4) and label (2)."""
+
+DEFAULT_INTERVAL = 5
+"""Seconds between pushed records; the interface's documented minimum for displayed values."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One int16 value of the basic class: where it is, what it means, its resolution."""
+
+    metric: str
+    group: int
+    offset: int
+    exponent: int
+    unit: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("systolic", NIBP_GROUP, GROUP_VALUES + 0, -2, "mm[Hg]"),
+    Field("diastolic", NIBP_GROUP, GROUP_VALUES + 2, -2, "mm[Hg]"),
+    Field("mean_arterial", NIBP_GROUP, GROUP_VALUES + 4, -2, "mm[Hg]"),
+    Field("pulse_nibp", NIBP_GROUP, GROUP_VALUES + 6, 0, "/min"),
+    Field("temperature", T1_GROUP, GROUP_VALUES + 0, -2, "Cel"),
+    Field("spo2", SPO2_GROUP, GROUP_VALUES + 0, -2, "%"),
+    Field("pulse_oximeter", SPO2_GROUP, GROUP_VALUES + 2, 0, "/min"),
+)
+"""The basic-class values this decoder reports, in record order; a table so a layout fix is one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhdbRequest:
+    """A host's physiological-data transmission request."""
+
+    record_type: int
+    interval: int
+    class_bits: int
+
+
+def stuff(payload: bytes) -> bytes:
+    """Escape ``7D`` then ``7E`` (the order matters: escaping ``7E`` first would double-escape)."""
+    return payload.replace(b"\x7d", b"\x7d\x5d").replace(b"\x7e", b"\x7d\x5e")
+
+
+def unstuff(raw: bytes) -> bytes | None:
+    """Undo :func:`stuff`; ``None`` when an escape has no byte to act on."""
+    if _ESCAPE_BYTE not in raw:
+        return raw
+    parts = raw.split(_ESCAPE_BYTE)
+    out = bytearray(parts[0])
+    for part in parts[1:]:
+        if not part:
+            return None
+        out.append(part[0] ^ ESCAPE_XOR)
+        out += part[1:]
+    return bytes(out)
+
+
+def encode_frame(record: bytes) -> bytes:
+    """Frame ``record`` for the wire: flag, stuffed record and sum8, flag."""
+    return _FLAG_BYTE + stuff(record + bytes((sum(record) & 0xFF,))) + _FLAG_BYTE
+
+
+def build_header(length: int, time: int, subrecords: list[tuple[int, int]]) -> bytes:
+    """A 40-byte record header for a PHDB record with the given (offset, type) subrecords."""
+    descs = [*subrecords, (0, DRI_EOL_SUBR_LIST)]
+    descs += [(0, 0)] * (SR_DESC_COUNT - len(descs))
+    return HEADER.pack(length, 0, DRI_LEVEL, 0, time, DRI_MT_PHDB) + b"".join(
+        SR_DESC.pack(offset, kind) for offset, kind in descs
+    )
+
+
+def build_request(interval: int, record_type: int = DRI_PH_DISPL) -> bytes:
+    """The framed request for ``record_type`` records every ``interval`` seconds (0 stops them)."""
+    body = PHDB_REQUEST.pack(record_type, interval, 0, 0)
+    header = build_header(HEADER_SIZE + len(body), 0, [(0, DRI_PH_XMIT_REQ)])
+    return encode_frame(header + body)
+
+
+def subrecords(record: bytes) -> list[tuple[int, int]] | str:
+    """The (offset, type) list of a checksum-valid record, or the reason its header is unusable."""
+    if len(record) < HEADER_SIZE:
+        return "short record"
+    r_len, _, _, _, _, maintype = HEADER.unpack_from(record)
+    if r_len != len(record):
+        return "length mismatch"
+    if maintype != DRI_MT_PHDB:
+        return []
+    found: list[tuple[int, int]] = []
+    for index in range(SR_DESC_COUNT):
+        offset, kind = SR_DESC.unpack_from(record, SR_DESC_OFFSET + index * SR_DESC.size)
+        if kind == DRI_EOL_SUBR_LIST:
+            return found
+        if offset < 0 or HEADER_SIZE + offset > len(record):
+            return "subrecord outside record"
+        found.append((offset, kind))
+    return found
+
+
+def parse_request(record: bytes) -> PhdbRequest | None:
+    """The transmission request in ``record``, if it is one (the simulator's side of the dialogue)."""
+    descs = subrecords(record)
+    if isinstance(descs, str) or not descs or descs[0][1] != DRI_PH_XMIT_REQ:
+        return None
+    start = HEADER_SIZE + descs[0][0]
+    if start + PHDB_REQUEST.size > len(record):
+        return None
+    record_type, interval, class_bits, _ = PHDB_REQUEST.unpack_from(record, start)
+    return PhdbRequest(record_type, interval, class_bits)
+
+
+class DatexFramer:
+    """Splits the byte stream into checksum-valid records; the buffer holds at most ``max_frame`` bytes.
+
+    Raw (still stuffed) bytes are collected with ``bytes.find`` between flags
+    and unstuffed once per frame, which keeps decoding O(bytes) with no
+    per-byte Python loop.
+    """
+
+    __slots__ = ("_buffer", "_skipped", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._skipped = -1
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes | FrameRejected]:
+        """Return the records (checksum removed) and rejections completed by ``data``."""
+        out: list[bytes | FrameRejected] = []
+        start = 0
+        while True:
+            end = data.find(_FLAG_BYTE, start)
+            self._take(data[start:] if end < 0 else data[start:end], out)
+            if end < 0:
+                return out
+            self._close(out)
+            start = end + 1
+
+    def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
+        if self._skipped >= 0:
+            self._skipped += len(chunk)
+            return
+        room = self.max_frame - len(self._buffer)
+        if len(chunk) <= room:
+            self._buffer += chunk
+            return
+        out.append(FrameRejected("oversize frame", self.max_frame))
+        self._buffer.clear()
+        self._skipped = len(chunk) - room
+
+    def _close(self, out: list[bytes | FrameRejected]) -> None:
+        if self._skipped >= 0:
+            if self._skipped:
+                out.append(FrameRejected("oversize frame", self._skipped))
+            self._skipped = -1
+            return
+        if not self._buffer:
+            return
+        raw = bytes(self._buffer)
+        self._buffer.clear()
+        frame = unstuff(raw)
+        if frame is None:
+            out.append(FrameRejected("bad escape", len(raw)))
+        elif len(frame) < 2:
+            out.append(FrameRejected("short frame", len(raw)))
+        elif sum(frame[:-1]) & 0xFF != frame[-1]:
+            out.append(FrameRejected("checksum", len(raw)))
+        else:
+            out.append(frame[:-1])
+
+
+def _value(raw: int, field: Field, flags: frozenset[str], device_time: dt.datetime | None) -> Measurement:
+    if raw <= DATA_INVALID_LIMIT:
+        code = SPECIAL_VALUES.get(raw, "invalid")
+        return Measurement(field.metric, None, field.unit, flags | {NO_DATA, code}, device_time)
+    if flags:
+        return Measurement(field.metric, None, field.unit, flags | {NO_DATA}, device_time)
+    return Measurement(field.metric, Decimal(raw).scaleb(field.exponent), field.unit, flags, device_time)
+
+
+def decode_basic(data: bytes, device_time: dt.datetime | None) -> list[Event]:
+    """Events of one basic-class block (270 bytes) in record order."""
+    out: list[Event] = []
+    ecg_status = struct.unpack_from("<I", data, ECG_GROUP)[0]
+    if ecg_status & STATUS_EXISTS and ecg_status & (ECG_ARTIFACT | ECG_NOISE):
+        out.append(DeviceState(frozenset({ARTIFACT}), "ECG artifact or noise", device_time))
+    for field in FIELDS:
+        status = struct.unpack_from("<I", data, field.group)[0]
+        if not status & STATUS_EXISTS:
+            continue
+        flags = frozenset() if status & STATUS_ACTIVE else frozenset({SENSOR_OFF})
+        raw = struct.unpack_from("<h", data, field.group + field.offset)[0]
+        out.append(_value(raw, field, flags, device_time))
+    return out
+
+
+class DatexDecoder:
+    """Sans-I/O decoder and conversation for the S/5 computer interface.
+
+    :param interval: seconds between pushed records, sent in the request.
+    :param silence: seconds without a good record after which :meth:`poll`
+        repeats the request; three intervals, so one lost record does not
+        trigger it but a monitor restart is recovered quickly.
+    """
+
+    def __init__(self, interval: int = DEFAULT_INTERVAL, silence: float | None = None) -> None:
+        self._framer = DatexFramer()
+        self.max_frame = self._framer.max_frame
+        self.interval = interval
+        self.silence = 3.0 * interval if silence is None else silence
+        self._heard = False
+        self._last_heard: float | None = None
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data`` and return the events it completed, in stream order."""
+        out: list[Event] = []
+        for item in self._framer.feed(data):
+            if isinstance(item, FrameRejected):
+                out.append(item)
+            else:
+                self._record(item, out)
+        return out
+
+    def on_connect(self) -> bytes:
+        """The displayed-values request; the monitor pushes nothing until it receives one."""
+        return build_request(self.interval)
+
+    def poll(self, now: float) -> bytes:
+        """Repeat the request when no good record arrived for ``silence`` seconds."""
+        if self._heard or self._last_heard is None:
+            self._heard = False
+            self._last_heard = now
+            return b""
+        if now - self._last_heard >= self.silence:
+            self._last_heard = now
+            return self.on_connect()
+        return b""
+
+    def _record(self, record: bytes, out: list[Event]) -> None:
+        descs = subrecords(record)
+        if isinstance(descs, str):
+            out.append(FrameRejected(descs, len(record)))
+            return
+        self._heard = True
+        r_time = HEADER.unpack_from(record)[4]
+        device_time = dt.datetime.fromtimestamp(r_time, dt.UTC) if r_time else None
+        for offset, kind in descs:
+            if kind != DRI_PH_DISPL and kind not in DRI_PH_TRENDS:
+                continue
+            start = HEADER_SIZE + offset + CLASS_OFFSET
+            if start + CLASS_SIZE > len(record):
+                out.append(FrameRejected("subrecord outside record", len(record)))
+                return
+            out.extend(decode_basic(record[start : start + CLASS_SIZE], device_time))
+            return
+
+
+def _simulator(scenario: str, seed: int) -> Simulator:
+    """Import late: the simulator builds its frames with this module's encoders."""
+    from devices.simulators.datex import DatexSimulator
+
+    return DatexSimulator(scenario, seed)
+
+
+DRIVER = register(
+    Driver(
+        name="datex-as3",
+        description="GE Datex-Ohmeda S/5 computer interface: NIBP, SpO2, pulse, temperature",
+        decoder=DatexDecoder,
+        simulator=_simulator,
+        serial=SerialSettings(baudrate=19200, bytesize=8, parity="E", stopbits=1, rtscts=True),
+        quiet_timeout=3.0 * DEFAULT_INTERVAL + 2.0,
+        poll_interval=1.0,
+    )
+)

@@ -1,0 +1,686 @@
+"""Philips IntelliVue MP/MX/X2 data export over the MIB/RS232 port.
+
+The monitor says nothing until associated, then expects to be polled and
+drops the association when the host goes quiet. :class:`IntelliVueDecoder` is
+therefore both a decoder and a :class:`~devices.protocols.base.Conversation`:
+:meth:`~IntelliVueDecoder.on_connect` returns the association request,
+:meth:`~IntelliVueDecoder.poll` returns, at monotonic time ``now``, whatever is
+due (the answer to the monitor's MDS Create event, numeric polls, keep-alives,
+a new association request after a refusal, abort or silence).
+
+Protocol states (:attr:`IntelliVueDecoder.state`)::
+
+    unassociated --on_connect/poll--> associating --AARE--> associated
+    associated --MDS Create event (answered)--> polling
+    any --refuse / abort / release / silence--> unassociated (retry after ASSOCIATION_RETRY)
+
+Wire (115200 8N1, no handshake; ``devices.md`` §1.6)::
+
+    C0  escaped(header user-data FCS)  C1
+    header   protocol_id 0x11, msg_type 0x01, length uint16 BE (user data bytes)
+    FCS      RFC 1662 FCS-16 over header + user data, ones' complement, LSB first
+
+``C0``, ``C1`` and ``7D`` inside a frame are sent as ``7D`` + byte XOR 0x20;
+``7D C1`` aborts a frame. All integers of the user data are big-endian.
+
+User data (Data Export Interface Programming Guide, as implemented by
+VSCaptureMP ``Class3.cs``)::
+
+    session   0x0D association request, 0x0E accepted, 0x0C refused,
+              0x09 release request, 0x0A released, 0x19 abort;
+              0xE1 0x00 = data export: SPpdu(session_id, p_context_id)
+    ROapdus   ro_type (1 invoke, 2 result, 3 error, 5 linked result), length
+    ROIV/RORS invoke_id, command_type (1 confirmed event report, 3 get,
+              7 confirmed action), length
+    event     managed_object(class, context, handle), event_time u32,
+              event_type (0x0D06 = MDS Create), length, info
+    action    managed_object, [scope u32 in requests], action_type
+              (0x0C16 = poll MDIB data), length, then
+    poll req  poll_number, polled_obj_type(partition, code), attr_group
+    poll res  poll_number, rel_time u32, abs_time (8 BCD bytes: century, year,
+              month, day, hour, minute, second, hundredths), polled_obj_type,
+              attr_group, then count/length lists: context -> observation
+              (handle) -> attribute (id, length, value)
+    NuObsValue  physio_id, state, unit_code, FLOAT (exponent int8, mantissa int24)
+
+Numerics come as ``NOM_ATTR_NU_VAL_OBS`` (0x0950) or, for NIBP, the compound
+``NOM_ATTR_NU_CMPD_VAL_OBS`` (0x094B). Physiological ids and unit codes are the
+MDC terms of their partitions (``devices.md`` §5), kept in :data:`PHYSIO_IDS`
+and :data:`UNIT_CODES`. FLOAT NaN (mantissa 0x7FFFFF), NRes, +/-INF and a
+measurement state of invalid, questionable, unavailable, calibrating, test or
+demo never yield a value.
+
+Assumptions to verify on a monitor:
+
+* The keep-alive is an MDS poll (``polled_obj_type`` = MDS) every
+  :data:`KEEP_ALIVE` seconds; numeric polls every :data:`POLL_PERIOD` also keep
+  the link up. The monitor's own timeout was not confirmed (OpenICE uses 5 s).
+* ``0x480A`` (Philips ``NOM_PULS_OXIM_PULS_RATE``) and ``0x4822``
+  (``NOM_PLETH_PULS_RATE``) are both pulse from the oximeter.
+* The monitor's absolute time is its local wall clock with no offset, so
+  ``device_time`` is naive.
+* The association request is the published "poll profile" AARQ; extended polls
+  (linked results, 0xF13B) and waveforms are not requested.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+from decimal import Decimal
+
+from devices.drivers import Driver
+from devices.drivers import SerialSettings
+from devices.drivers import register
+from devices.protocols.base import DeviceState
+from devices.protocols.base import Event
+from devices.protocols.base import FrameRejected
+from devices.protocols.base import Measurement
+from devices.protocols.datex import unstuff
+from devices.simulators.base import Simulator
+
+BOF = 0xC0
+EOF = 0xC1
+ESCAPE = 0x7D
+ESCAPE_XOR = 0x20
+_DELIMITERS = re.compile(b"[\xc0\xc1]")
+
+PROTOCOL_ID = 0x11
+MSG_TYPE = 0x01
+FRAME_HEADER = struct.Struct(">BBH")
+MAX_USER_DATA = 1480
+"""The monitor's receive/transmit MTU announced in the association (0x05B0 = 1456) plus headroom."""
+
+MAX_FRAME = 2 * (FRAME_HEADER.size + MAX_USER_DATA + 2)
+"""Wire bytes one frame may take with every byte escaped; the buffer bound."""
+
+CN_SPDU_SI = 0x0D
+AC_SPDU_SI = 0x0E
+RF_SPDU_SI = 0x0C
+FN_SPDU_SI = 0x09
+DN_SPDU_SI = 0x0A
+AB_SPDU_SI = 0x19
+DATA_SESSION = 0xE100
+PRESENTATION_CONTEXT = 2
+
+ROIV_APDU = 1
+RORS_APDU = 2
+ROER_APDU = 3
+ROLRS_APDU = 5
+CMD_CONFIRMED_EVENT_REPORT = 1
+CMD_CONFIRMED_ACTION = 7
+
+NOM_MOC_VMS_MDS = 0x0021
+NOM_MOC_VMO_METRIC_NU = 0x0006
+NOM_PART_OBJ = 1
+NOM_NOTI_MDS_CREAT = 0x0D06
+NOM_ACT_POLL_MDIB_DATA = 0x0C16
+NOM_ATTR_NU_VAL_OBS = 0x0950
+NOM_ATTR_NU_CMPD_VAL_OBS = 0x094B
+
+SP_HEADER = struct.Struct(">HHHH")
+"""SPpdu (session_id, p_context_id) followed by ROapdus (ro_type, length)."""
+RO_HEADER = struct.Struct(">HHH")
+"""invoke_id, command_type, length of ROIV and RORS apdus."""
+MANAGED_OBJECT = struct.Struct(">HHH")
+EVENT_ARGUMENT = struct.Struct(">HHHIHH")
+ACTION_ARGUMENT = struct.Struct(">HHHIHH")
+ACTION_RESULT = struct.Struct(">HHHHH")
+POLL_REQUEST = struct.Struct(">HHHH")
+POLL_REPLY_HEAD = struct.Struct(">HI8sHHH")
+LIST_HEAD = struct.Struct(">HH")
+CONTEXT_HEAD = struct.Struct(">HHH")
+OBSERVATION_HEAD = struct.Struct(">HHH")
+NU_OBS_VALUE = struct.Struct(">HHHI")
+
+ASSOCIATION_REQUEST = bytes.fromhex(
+    "0dec0508130100160102800014020002c1dc3180a0808001010000a280a003000001a480308002010106045201000130"
+    "8006025101000000003080020102060c2a8648ce14020100000001013080060c2a8648ce140201000000020100000000"
+    "000061803080020101a0806080a180060c2a8648ce14020100000003010000be802880060c2a8648ce14020100000001"
+    "0102010281488000000040000000000000008000000020000000000000000001002c000100288000000000000fa00000"
+    "05b0000005b0ffffffff600000000001000cf00100088e0000000000000000000000000000000000000000000000"
+)
+"""The AARQ with the poll profile (protocol version 0x80000000, cold start, MTU 1456, dynamic objects)."""
+
+RELEASE_REQUEST = bytes.fromhex("0918c11661803080020101a080628080010000000000000000")
+
+PHYSIO_IDS: dict[int, str] = {
+    0x4BB8: "spo2",
+    0x480A: "pulse_oximeter",
+    0x481A: "pulse_oximeter",
+    0x4822: "pulse_oximeter",
+    0x482A: "pulse_nibp",
+    0x4A05: "systolic",
+    0x4A06: "diastolic",
+    0x4A07: "mean_arterial",
+    0x4B48: "temperature",
+    0x4B5C: "temperature",
+    0xE008: "temperature_oral",
+    0x500A: "respiration_rate",
+}
+"""Physiological id (MDC term, partition 2) -> metric key."""
+
+UNIT_CODES: dict[int, str] = {
+    0x0220: "%",
+    0x0AA0: "/min",
+    0x0AE0: "/min",
+    0x0F20: "mm[Hg]",
+    0x0F03: "kPa",
+    0x17A0: "Cel",
+    0x1140: "[degF]",
+}
+"""Unit code (MDC term, partition 4) -> UCUM."""
+
+FLOAT_SPECIALS: dict[int, str] = {
+    0x7FFFFF: "no_data",
+    0x800000: "not_resolved",
+    0x7FFFFE: "over_range",
+    0x800002: "under_range",
+    0x800001: "no_data",
+}
+"""FLOAT mantissas that are codes, not numbers (NaN, NRes, +INF, -INF, reserved)."""
+
+STATE_WITHHELD: dict[int, frozenset[str]] = {
+    0x8000: frozenset({"invalid"}),
+    0x4000: frozenset({"questionable", "artifact"}),
+    0x2000: frozenset({"unavailable"}),
+    0x1000: frozenset({"calibrating"}),
+    0x0800: frozenset({"test_data"}),
+    0x0400: frozenset({"demo_data"}),
+}
+"""MeasurementState bits whose value must not be charted."""
+
+STATE_INFO: dict[int, str] = {
+    0x0040: "early_indication",
+    0x0020: "measuring",
+    0x0002: "alarm",
+}
+"""MeasurementState bits reported as flags beside a usable value."""
+
+NO_DATA = "no_data"
+
+POLL_PERIOD = 1.0
+KEEP_ALIVE = 4.0
+ASSOCIATION_TIMEOUT = 5.0
+ASSOCIATION_RETRY = 5.0
+LINK_TIMEOUT = 10.0
+"""Seconds without any good frame after which the association is presumed lost."""
+
+UNASSOCIATED = "unassociated"
+ASSOCIATING = "associating"
+ASSOCIATED = "associated"
+POLLING = "polling"
+
+
+class Malformed(Exception):
+    """A checksum-valid message whose inner lengths or counts do not add up."""
+
+
+def _fcs_table() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        value = byte
+        for _ in range(8):
+            value = (value >> 1) ^ 0x8408 if value & 1 else value >> 1
+        table.append(value)
+    return tuple(table)
+
+
+FCS_TABLE = _fcs_table()
+
+
+def fcs16(data: bytes, fcs: int = 0xFFFF) -> int:
+    """RFC 1662 FCS-16 of ``data`` (before the ones' complement)."""
+    table = FCS_TABLE
+    for byte in data:
+        fcs = (fcs >> 8) ^ table[(fcs ^ byte) & 0xFF]
+    return fcs
+
+
+def escape(data: bytes) -> bytes:
+    """Escape ``7D`` first, then the frame delimiters."""
+    return data.replace(b"\x7d", b"\x7d\x5d").replace(b"\xc0", b"\x7d\xe0").replace(b"\xc1", b"\x7d\xe1")
+
+
+def frame_bytes(payload: bytes) -> bytes:
+    """``payload`` (header included) escaped between BOF and EOF with its FCS."""
+    fcs = fcs16(payload) ^ 0xFFFF
+    return b"\xc0" + escape(payload + fcs.to_bytes(2, "little")) + b"\xc1"
+
+
+def encode_frame(user_data: bytes) -> bytes:
+    """``user_data`` wrapped in the RS232 frame header and framed for the wire."""
+    return frame_bytes(FRAME_HEADER.pack(PROTOCOL_ID, MSG_TYPE, len(user_data)) + user_data)
+
+
+def data_message(ro_type: int, invoke_id: int, command: int, body: bytes) -> bytes:
+    """A data-export message: SPpdu, ROapdus and ROIV/RORS header around ``body``."""
+    apdu = RO_HEADER.pack(invoke_id, command, len(body)) + body
+    return SP_HEADER.pack(DATA_SESSION, PRESENTATION_CONTEXT, ro_type, len(apdu)) + apdu
+
+
+def poll_request(invoke_id: int, poll_number: int, object_code: int) -> bytes:
+    """A framed poll of all objects of class ``object_code`` (numerics, or the MDS as keep-alive)."""
+    request = POLL_REQUEST.pack(poll_number, NOM_PART_OBJ, object_code, 0)
+    body = ACTION_ARGUMENT.pack(NOM_MOC_VMS_MDS, 0, 0, 0, NOM_ACT_POLL_MDIB_DATA, len(request)) + request
+    return encode_frame(data_message(ROIV_APDU, invoke_id, CMD_CONFIRMED_ACTION, body))
+
+
+def session_message(kind: int, body: bytes) -> bytes:
+    """A session-layer message (association, release, abort) with its one-byte length."""
+    return bytes((kind, len(body))) + body
+
+
+def encode_float(value: Decimal) -> int:
+    """The 32-bit FLOAT of ``value`` (exponent in the high byte, 24-bit mantissa)."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError(f"{value} is not a finite number")
+    mantissa = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
+    return ((exponent & 0xFF) << 24) | (mantissa & 0xFFFFFF)
+
+
+def decode_float(raw: int) -> Decimal | str:
+    """A FLOAT's value, or the name of its special code."""
+    mantissa = raw & 0xFFFFFF
+    special = FLOAT_SPECIALS.get(mantissa)
+    if special is not None:
+        return special
+    exponent = (raw >> 24) & 0xFF
+    if exponent > 127:
+        exponent -= 256
+    if mantissa & 0x800000:
+        mantissa -= 0x1000000
+    if exponent > 0:
+        return Decimal(mantissa * 10**exponent)
+    return Decimal(mantissa).scaleb(exponent)
+
+
+def encode_time(when: dt.datetime) -> bytes:
+    """An absolute time as the monitor's eight BCD bytes."""
+    parts = (when.year // 100, when.year % 100, when.month, when.day, when.hour, when.minute,
+             when.second, when.microsecond // 10000)
+    return bytes((p // 10) << 4 | p % 10 for p in parts)
+
+
+def decode_time(raw: bytes) -> dt.datetime | None:
+    """The monitor's BCD absolute time, ``None`` when unset (``FF``) or not a date."""
+    digits = []
+    for byte in raw:
+        high, low = byte >> 4, byte & 0x0F
+        if high > 9 or low > 9:
+            return None
+        digits.append(high * 10 + low)
+    century, year, month, day, hour, minute, second, hundredths = digits
+    try:
+        return dt.datetime(century * 100 + year, month, day, hour, minute, second, hundredths * 10000)
+    except ValueError:
+        return None
+
+
+def numeric(value: bytes, device_time: dt.datetime | None) -> Measurement | None:
+    """The measurement of one NuObsValue, ``None`` for a physiological id we do not chart."""
+    physio_id, state, unit_code, raw = NU_OBS_VALUE.unpack(value)
+    metric = PHYSIO_IDS.get(physio_id)
+    if metric is None:
+        return None
+    flags: set[str] = set()
+    withheld = False
+    for bit, names in STATE_WITHHELD.items():
+        if state & bit:
+            flags |= names
+            withheld = True
+    flags.update(name for bit, name in STATE_INFO.items() if state & bit)
+    unit = UNIT_CODES.get(unit_code)
+    if unit is None:
+        flags.add("unknown_unit")
+        withheld = True
+    decoded = decode_float(raw)
+    number = decoded if isinstance(decoded, Decimal) else None
+    if isinstance(decoded, str):
+        flags.add(decoded)
+    if withheld or number is None:
+        flags.add(NO_DATA)
+        number = None
+    return Measurement(metric, number, unit or "", frozenset(flags), device_time)
+
+
+def _items(data: bytes, pos: int, head: struct.Struct) -> tuple[list[tuple[int, int, int]], int]:
+    """Walk a count/length list of records that start with ``head``; ``(id, count, start)`` each."""
+    count, length = LIST_HEAD.unpack_from(data, pos)
+    pos += LIST_HEAD.size
+    end = pos + length
+    if end > len(data):
+        raise Malformed("list longer than message")
+    found = []
+    for _ in range(count):
+        ident, inner_count, inner_length = head.unpack_from(data, pos)
+        found.append((ident, inner_count, pos + head.size))
+        pos += head.size + inner_length
+        if pos > end:
+            raise Malformed("list entry past list end")
+    return found, end
+
+
+def poll_reply_events(body: bytes) -> list[Event]:
+    """Measurements of a PollMdibDataReply, in the order the monitor listed them."""
+    _, _, abs_time, _, _, _ = POLL_REPLY_HEAD.unpack_from(body)
+    device_time = decode_time(abs_time)
+    out: list[Event] = []
+    contexts, _ = _items(body, POLL_REPLY_HEAD.size, CONTEXT_HEAD)
+    for _, _, start in contexts:
+        observations, _ = _items(body, start - LIST_HEAD.size, OBSERVATION_HEAD)
+        for _, _, attrs_start in observations:
+            pos = attrs_start - LIST_HEAD.size
+            count, length = LIST_HEAD.unpack_from(body, pos)
+            pos += LIST_HEAD.size
+            end = pos + length
+            if end > len(body):
+                raise Malformed("attribute list longer than message")
+            for _ in range(count):
+                attribute, size = LIST_HEAD.unpack_from(body, pos)
+                value = body[pos + 4 : pos + 4 + size]
+                pos += 4 + size
+                if pos > end:
+                    raise Malformed("attribute past list end")
+                out.extend(_attribute(attribute, value, device_time))
+    return out
+
+
+def _attribute(attribute: int, value: bytes, device_time: dt.datetime | None) -> list[Event]:
+    values: list[bytes] = []
+    if attribute == NOM_ATTR_NU_VAL_OBS:
+        values.append(value)
+    elif attribute == NOM_ATTR_NU_CMPD_VAL_OBS:
+        count, length = LIST_HEAD.unpack_from(value)
+        if length != count * NU_OBS_VALUE.size or LIST_HEAD.size + length > len(value):
+            raise Malformed("compound value length")
+        size = NU_OBS_VALUE.size
+        values.extend(value[4 + i * size : 4 + (i + 1) * size] for i in range(count))
+    out: list[Event] = []
+    for item in values:
+        if len(item) != NU_OBS_VALUE.size:
+            raise Malformed("observed value length")
+        measurement = numeric(item, device_time)
+        if measurement is not None:
+            out.append(measurement)
+    return out
+
+
+class IntelliVueFramer:
+    """Splits the byte stream into FCS-valid payloads (frame header included, FCS removed).
+
+    Bytes outside frames are counted and reported in runs of at most
+    ``max_frame`` so the report does not depend on how the stream was chunked;
+    the frame buffer never holds more than ``max_frame`` bytes.
+    """
+
+    __slots__ = ("_buffer", "_in_frame", "_junk", "_skipped", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+        self._in_frame = False
+        self._junk = 0
+        self._skipped = -1
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes | FrameRejected]:
+        """Return the payloads and rejections completed by ``data``."""
+        out: list[bytes | FrameRejected] = []
+        pos = 0
+        while True:
+            match = _DELIMITERS.search(data, pos)
+            end = len(data) if match is None else match.start()
+            if self._in_frame:
+                self._take(data[pos:end], out)
+            else:
+                self._outside(end - pos, out)
+            if match is None:
+                return out
+            if data[end] == BOF:
+                if self._in_frame:
+                    self._drop_open("truncated frame", out)
+                elif self._junk:
+                    out.append(FrameRejected("bytes outside frame", self._junk))
+                    self._junk = 0
+                self._in_frame = True
+            elif self._in_frame:
+                self._close(out)
+                self._in_frame = False
+            else:
+                self._outside(1, out)
+            pos = end + 1
+
+    def _outside(self, size: int, out: list[bytes | FrameRejected]) -> None:
+        self._junk += size
+        while self._junk >= self.max_frame:
+            out.append(FrameRejected("bytes outside frame", self.max_frame))
+            self._junk -= self.max_frame
+
+    def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
+        if self._skipped >= 0:
+            self._skipped += len(chunk)
+            return
+        room = self.max_frame - len(self._buffer)
+        if len(chunk) <= room:
+            self._buffer += chunk
+            return
+        out.append(FrameRejected("oversize frame", self.max_frame))
+        self._buffer.clear()
+        self._skipped = len(chunk) - room
+
+    def _drop_open(self, reason: str, out: list[bytes | FrameRejected]) -> bool:
+        """Report what the open frame skipped or held; ``True`` when it was a skipped oversize frame."""
+        if self._skipped >= 0:
+            if self._skipped:
+                out.append(FrameRejected("oversize frame", self._skipped))
+            self._skipped = -1
+            return True
+        if self._buffer:
+            out.append(FrameRejected(reason, len(self._buffer)))
+            self._buffer.clear()
+        return False
+
+    def _close(self, out: list[bytes | FrameRejected]) -> None:
+        if self._skipped >= 0 or not self._buffer:
+            self._drop_open("", out)
+            return
+        raw = bytes(self._buffer)
+        self._buffer.clear()
+        if raw[-1] == ESCAPE:
+            out.append(FrameRejected("aborted frame", len(raw)))
+            return
+        frame = unstuff(raw)
+        if frame is None or len(frame) < 3:
+            out.append(FrameRejected("short frame", len(raw)))
+        elif fcs16(frame[:-2]) ^ 0xFFFF != int.from_bytes(frame[-2:], "little"):
+            out.append(FrameRejected("checksum", len(raw)))
+        else:
+            out.append(frame[:-2])
+
+
+def user_data(payload: bytes) -> bytes | str:
+    """The user data of an FCS-valid payload, or why its frame header is wrong."""
+    if len(payload) < FRAME_HEADER.size:
+        return "short frame"
+    protocol, kind, length = FRAME_HEADER.unpack_from(payload)
+    if protocol != PROTOCOL_ID or kind != MSG_TYPE:
+        return "not a data export frame"
+    if length != len(payload) - FRAME_HEADER.size:
+        return "length mismatch"
+    return payload[FRAME_HEADER.size :]
+
+
+def split_data_message(message: bytes) -> tuple[int, int, int, bytes]:
+    """``(ro_type, invoke_id, command_type, body)`` of a data-export message.
+
+    Linked results carry two more bytes (state, count) before their header;
+    errors carry an error value where the others carry a command.
+    """
+    session, _, ro_type, length = SP_HEADER.unpack_from(message)
+    if session != DATA_SESSION or SP_HEADER.size + length != len(message):
+        raise Malformed("data export header")
+    pos = SP_HEADER.size + (2 if ro_type == ROLRS_APDU else 0)
+    invoke_id, command, body_length = RO_HEADER.unpack_from(message, pos)
+    body = message[pos + RO_HEADER.size :]
+    if body_length != len(body):
+        raise Malformed("remote operation length")
+    return ro_type, invoke_id, command, body
+
+
+class IntelliVueDecoder:
+    """Sans-I/O decoder and conversation for the IntelliVue MIB/RS232 data export."""
+
+    def __init__(self) -> None:
+        self._framer = IntelliVueFramer()
+        self.max_frame = self._framer.max_frame
+        self.state = UNASSOCIATED
+        self._outbox = bytearray()
+        self._invoke_id = 0
+        self._poll_number = 0
+        self._heard = False
+        self._last_heard: float | None = None
+        self._deadline: float | None = None
+        self._retry_after = 0.0
+        self._next_poll: float | None = None
+        self._next_keep_alive: float | None = None
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data`` and return the events it completed, in stream order."""
+        out: list[Event] = []
+        for item in self._framer.feed(data):
+            if isinstance(item, FrameRejected):
+                out.append(item)
+                continue
+            message = user_data(item)
+            if isinstance(message, str):
+                out.append(FrameRejected(message, len(item)))
+                continue
+            try:
+                self._message(message, out)
+            except (Malformed, struct.error):
+                out.append(FrameRejected("malformed message", len(item)))
+        return out
+
+    def on_connect(self) -> bytes:
+        """The association request; the monitor sends nothing before it."""
+        self.state = ASSOCIATING
+        self._outbox.clear()
+        self._deadline = None
+        self._last_heard = None
+        return encode_frame(ASSOCIATION_REQUEST)
+
+    def release(self) -> bytes:
+        """The release request, for a polite disconnect (the monitor answers 0x0A)."""
+        self.state = UNASSOCIATED
+        return encode_frame(RELEASE_REQUEST)
+
+    def poll(self, now: float) -> bytes:
+        """Answers, polls, keep-alives and association retries due at monotonic ``now``."""
+        out = bytes(self._outbox)
+        self._outbox.clear()
+        if self._heard or self._last_heard is None:
+            self._heard = False
+            self._last_heard = now
+        if self.state == POLLING and now - self._last_heard >= LINK_TIMEOUT:
+            self.state = UNASSOCIATED
+            self._deadline = now
+        if self.state in (UNASSOCIATED, ASSOCIATING, ASSOCIATED):
+            if self._deadline is None:
+                wait = self._retry_after if self.state == UNASSOCIATED else ASSOCIATION_TIMEOUT
+                self._deadline = now + wait
+            if now >= self._deadline:
+                out += self.on_connect()
+                self._deadline = now + ASSOCIATION_TIMEOUT
+            return out
+        if self._next_poll is None or now >= self._next_poll:
+            self._poll_number = (self._poll_number + 1) & 0xFFFF
+            out += poll_request(self._next_invoke(), self._poll_number, NOM_MOC_VMO_METRIC_NU)
+            self._next_poll = now + POLL_PERIOD
+        if self._next_keep_alive is None:
+            self._next_keep_alive = now + KEEP_ALIVE
+        elif now >= self._next_keep_alive:
+            out += poll_request(self._next_invoke(), self._poll_number, NOM_MOC_VMS_MDS)
+            self._next_keep_alive = now + KEEP_ALIVE
+        return out
+
+    def _next_invoke(self) -> int:
+        self._invoke_id = (self._invoke_id + 1) & 0xFFFF
+        return self._invoke_id
+
+    def _lost(self, flag: str, out: list[Event]) -> None:
+        """After a refusal, abort or release, wait before asking again rather than hammer the monitor."""
+        self.state = UNASSOCIATED
+        self._deadline = None
+        self._retry_after = ASSOCIATION_RETRY
+        out.append(DeviceState(frozenset({flag})))
+
+    def _message(self, message: bytes, out: list[Event]) -> None:
+        if not message:
+            raise Malformed("empty message")
+        self._heard = True
+        kind = message[0]
+        if kind == DATA_SESSION >> 8:
+            self._data(message, out)
+        elif kind == AC_SPDU_SI:
+            self.state = ASSOCIATED
+            self._deadline = None
+            out.append(DeviceState(frozenset({"associated"})))
+        elif kind == RF_SPDU_SI:
+            self._lost("association_refused", out)
+        elif kind == AB_SPDU_SI:
+            self._lost("association_aborted", out)
+        elif kind in (FN_SPDU_SI, DN_SPDU_SI):
+            self._lost("association_released", out)
+        else:
+            raise Malformed(f"session type 0x{kind:02X}")
+
+    def _data(self, message: bytes, out: list[Event]) -> None:
+        ro_type, invoke_id, command, body = split_data_message(message)
+        if ro_type == ROER_APDU:
+            out.append(DeviceState(frozenset({"remote_error"}), f"error value {command}"))
+        elif ro_type == ROIV_APDU and command == CMD_CONFIRMED_EVENT_REPORT:
+            self._event_report(invoke_id, body)
+        elif ro_type in (RORS_APDU, ROLRS_APDU) and command == CMD_CONFIRMED_ACTION:
+            _, _, _, action, length = ACTION_RESULT.unpack_from(body)
+            if action == NOM_ACT_POLL_MDIB_DATA and ACTION_RESULT.size + length == len(body):
+                out.extend(poll_reply_events(body[ACTION_RESULT.size :]))
+            elif action == NOM_ACT_POLL_MDIB_DATA:
+                raise Malformed("action result length")
+
+    def _event_report(self, invoke_id: int, body: bytes) -> None:
+        """Answer every confirmed event report; the MDS Create one also starts polling."""
+        obj_class, context, handle, event_time, event_type, _ = EVENT_ARGUMENT.unpack_from(body)
+        managed_object = MANAGED_OBJECT.pack(obj_class, context, handle)
+        result = managed_object + struct.pack(">IHH", event_time, event_type, 0)
+        self._outbox += encode_frame(data_message(RORS_APDU, invoke_id, CMD_CONFIRMED_EVENT_REPORT, result))
+        if event_type == NOM_NOTI_MDS_CREAT and self.state in (ASSOCIATED, POLLING):
+            self.state = POLLING
+            self._next_poll = None
+            self._next_keep_alive = None
+
+
+def _simulator(scenario: str, seed: int) -> Simulator:
+    """Import late: the simulator builds its frames with this module's encoders."""
+    from devices.simulators.intellivue import IntelliVueSimulator
+
+    return IntelliVueSimulator(scenario, seed)
+
+
+DRIVER = register(
+    Driver(
+        name="intellivue-mib",
+        description="Philips IntelliVue MIB/RS232 data export: NIBP, SpO2, pulse, temperature",
+        decoder=IntelliVueDecoder,
+        simulator=_simulator,
+        serial=SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1),
+        quiet_timeout=LINK_TIMEOUT,
+        poll_interval=0.5,
+    )
+)
