@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from server.cli import core as core_commands
 from server.cli import devices as devices_commands
 from server.cli import records as records_commands
 
@@ -18,5 +19,6 @@ def main() -> None:
     """Frontdesk: clinic check-in kiosk, vitals stations and HL7 interfaces."""
 
 
+core_commands.register(main)
 devices_commands.register(main)
 records_commands.register(main)

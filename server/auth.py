@@ -1,0 +1,122 @@
+"""Who is calling, and may they: principals and the one authorisation decorator.
+
+Three kinds of principal reach the HTTP side: staff users (session cookie),
+kiosk devices and station gateways (bearer tokens). Every view declares which
+may call it with :func:`requires` or opts out with :func:`public`; a test walks
+the URL map and fails for any view that does neither, so a new route cannot be
+left open by accident.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import jsonify
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+
+from server.services import Services
+from server.services.devices import DevicePrincipal
+from server.services.staff import StaffPrincipal
+
+SESSION_COOKIE = "frontdesk_session"
+SECURE_SESSION_COOKIE = "__Host-frontdesk_session"
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+
+def services() -> Services:
+    """The services of the current app."""
+    return t.cast(Services, current_app.extensions["frontdesk"])
+
+
+def session_cookie_name() -> str:
+    """``__Host-`` prefixed when cookies are Secure (the prefix requires it)."""
+    return SECURE_SESSION_COOKIE if current_app.config["SESSION_COOKIE_SECURE"] else SESSION_COOKIE
+
+
+def client_address() -> str:
+    """The caller's address (after ProxyFix when proxies are trusted)."""
+    return request.remote_addr or ""
+
+
+def current_staff() -> StaffPrincipal | None:
+    """The signed-in staff member of this request, resolved once."""
+    if "staff" not in g:
+        token = request.cookies.get(session_cookie_name())
+        g.staff = services().staff.resume(token, client_address()) if token else None
+    return t.cast(StaffPrincipal | None, g.staff)
+
+
+def current_device(kind: str) -> DevicePrincipal | None:
+    """The kiosk or gateway presenting a bearer token on this request."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return services().devices.authenticate(kind, token.strip())
+
+
+def public(view: F) -> F:
+    """Mark a view as reachable without a principal (login page, health, OpenAPI)."""
+    view._access = "public"  # type: ignore[attr-defined]
+    return view
+
+
+def requires(*roles: str, principals: tuple[str, ...] = ("staff",)) -> t.Callable[[F], F]:
+    """Allow a view to the given principal kinds; staff additionally need one of ``roles``.
+
+    An empty ``roles`` admits every staff role; ``admin`` is always admitted.
+    Without a principal, API routes answer 401 and pages redirect to sign-in;
+    with the wrong role the answer is 403 and the refusal is audited.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            for kind in principals:
+                if kind == "staff":
+                    staff = current_staff()
+                    if staff is None:
+                        continue
+                    if roles and staff.role not in roles and staff.role != "admin":
+                        return forbid(staff)
+                    return view(*args, **kwargs)
+                device = current_device(kind)
+                if device is not None:
+                    g.device = device
+                    return view(*args, **kwargs)
+            return _unauthenticated(principals)
+
+        wrapped._access = {"roles": roles, "principals": principals}  # type: ignore[attr-defined]
+        return t.cast(F, wrapped)
+
+    return decorate
+
+
+def wants_json() -> bool:
+    """Whether this request is for the JSON API (errors answer in JSON there)."""
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def _unauthenticated(principals: tuple[str, ...]) -> Response | tuple[Response, int]:
+    if wants_json() or "staff" not in principals:
+        return jsonify(error="authentication required"), 401
+    return redirect(url_for("staff.login"))
+
+
+def forbid(staff: StaffPrincipal, message: str = "Your role does not allow this page.") -> tuple[Response | str, int]:
+    """Refuse a signed-in staff member (403) and audit the refusal."""
+    svc = services()
+    with svc.uow.begin() as session:
+        svc.audit.record(session, staff.actor(client_address()), "authz.denied", outcome="failure",
+                         detail=f"endpoint={request.endpoint}")
+    if wants_json():
+        return jsonify(error="not allowed for your role"), 403
+    return render_template("error.html", status=403, message=message), 403

@@ -1,0 +1,65 @@
+"""What every command shares: loading the configuration and failing with one clear line."""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from server.config import Config
+from server.config import ConfigError
+from server.config import load_config
+from server.db import make_engine
+
+F = t.TypeVar("F", bound=t.Callable[..., t.Any])
+
+EXIT_CONFIG = 2
+
+
+def fail(message: str, code: int = 1) -> t.NoReturn:
+    """Print ``frontdesk: error: message`` on stderr and exit with ``code`` (no traceback)."""
+    click.echo(f"frontdesk: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def with_config(command: F) -> F:
+    """Add ``--config FILE`` and pass the validated :class:`Config` as ``config``.
+
+    Without the option, ``FRONTDESK_CONFIG`` names the file; without either the
+    defaults apply. A bad value exits with status 2 and one line naming the key.
+    """
+
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                  help="TOML configuration file (default: $FRONTDESK_CONFIG, else built-in defaults).")
+    @functools.wraps(command)
+    def wrapped(*args: t.Any, config_path: str | None, **kwargs: t.Any) -> t.Any:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG)
+        return command(*args, config=config, **kwargs)
+
+    return t.cast(F, wrapped)
+
+
+def safe_url(url: str) -> str:
+    """The database URL with any password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_database(config: Config) -> Engine:
+    """An engine that has answered once; exits with one line when the database cannot be reached."""
+    if config.database_url.startswith("sqlite"):
+        config.instance_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        fail(f"database {safe_url(config.database_url)} is unreachable: {reason}")
+    return engine

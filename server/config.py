@@ -1,0 +1,260 @@
+"""Configuration: a TOML file, overridden by ``FRONTDESK_<SECTION>_<KEY>`` variables.
+
+Every setting has a default, so the service starts with no file at all
+(SQLite under ``./instance/``, web on 127.0.0.1:8080, HL7 on 127.0.0.1:2575).
+Values are validated once, at start: a bad one raises :class:`ConfigError`
+naming the key and what is allowed, and the CLI turns that into one line and
+exit status 2. Nothing later has to re-check a setting.
+
+The secret key is never hard-coded: when none is configured, one is generated
+on first start and kept in ``instance/secret_key`` with mode 0600, so sessions
+survive restarts without anyone choosing a weak value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+import typing as t
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+
+ENV_PREFIX = "FRONTDESK_"
+CONFIG_ENV = "FRONTDESK_CONFIG"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; ``str()`` is the one line shown to the operator."""
+
+
+def _choice(*allowed: str) -> dict[str, t.Any]:
+    return {"choices": allowed}
+
+
+def _range(low: float, high: float) -> dict[str, t.Any]:
+    return {"range": (low, high)}
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """``[database]``: where the data lives.
+
+    ``schema`` (PostgreSQL only) sets the ``search_path``, so several instances,
+    or test runs, can share one database without seeing each other.
+    """
+
+    url: str = ""
+    schema: str = ""
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """``[web]``: the HTTP side (staff pages, kiosk, JSON API).
+
+    ``secure_cookies`` must be true whenever the service is reached over HTTPS
+    (directly or behind a proxy); ``production`` refuses to start without it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8080, metadata=_range(1, 65535))
+    secret_key: str = ""
+    idle_timeout_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    absolute_timeout_hours: int = field(default=12, metadata=_range(1, 24 * 7))
+    secure_cookies: bool = False
+    production: bool = False
+    max_content_kb: int = field(default=512, metadata=_range(16, 64 * 1024))
+    login_max_failures_per_user: int = field(default=5, metadata=_range(1, 1000))
+    login_max_failures_per_address: int = field(default=20, metadata=_range(1, 10000))
+    login_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    trusted_proxies: int = field(default=0, metadata=_range(0, 5))
+
+
+@dataclass(frozen=True)
+class HL7Config:
+    """``[hl7]``: the inbound listener and the outbound destination."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = field(default=2575, metadata=_range(1, 65535))
+    max_frame_kb: int = field(default=1024, metadata=_range(1, 64 * 1024))
+    sending_application: str = "FRONTDESK"
+    sending_facility: str = "CLINIC"
+    destination_host: str = ""
+    destination_port: int = field(default=2576, metadata=_range(1, 65535))
+    receiving_application: str = "EHR"
+    receiving_facility: str = "CLINIC"
+    vitals_coding: str = field(default="MDC", metadata=_choice("MDC", "LOINC"))
+    allowed_senders: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    tls_require_client_cert: bool = False
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    """``[kiosk]``: the patient-facing check-in screens."""
+
+    idle_seconds: int = field(default=90, metadata=_range(15, 3600))
+    arrival_window_before_minutes: int = field(default=30, metadata=_range(0, 24 * 60))
+    arrival_window_after_minutes: int = field(default=15, metadata=_range(0, 24 * 60))
+    lookup_max_failures: int = field(default=5, metadata=_range(1, 100))
+    languages: tuple[str, ...] = ("en", "es")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, as validated at start."""
+
+    instance_dir: Path
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    hl7: HL7Config = field(default_factory=HL7Config)
+    kiosk: KioskConfig = field(default_factory=KioskConfig)
+    devices: tuple[dict[str, t.Any], ...] = ()
+    testing: bool = False
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or SQLite in the instance folder."""
+        return self.database.url or f"sqlite:///{self.instance_dir / 'frontdesk.db'}"
+
+    @classmethod
+    def for_tests(cls, *, db_url: str, instance_dir: Path, db_schema: str = "", **sections: t.Any) -> Config:
+        """A configuration for tests: a given database, a throwaway secret, no file lookups."""
+        web = dataclasses.replace(WebConfig(secret_key=secrets.token_hex(32)), **sections.pop("web", {}))
+        built = {name: dataclasses.replace(_SECTIONS[name](), **sections.pop(name, {}))
+                 for name in ("hl7", "kiosk") if name in sections}
+        return cls(instance_dir=instance_dir, database=DatabaseConfig(url=db_url, schema=db_schema), web=web,
+                   testing=True, **built, **sections)
+
+
+_SECTIONS: dict[str, type[t.Any]] = {
+    "database": DatabaseConfig,
+    "web": WebConfig,
+    "hl7": HL7Config,
+    "kiosk": KioskConfig,
+}
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[str, str] | None = None,
+                instance_dir: Path | None = None) -> Config:
+    """Read, merge and validate the configuration.
+
+    :param path: a TOML file; when ``None``, ``FRONTDESK_CONFIG`` names it, and
+        without that the defaults apply.
+    :param env: the environment to read overrides from (``os.environ`` by default).
+    :param instance_dir: where generated files live (default ``./instance``).
+    :raises ConfigError: for an unreadable file or a bad value.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get(CONFIG_ENV) or None
+    raw: dict[str, t.Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path}: cannot be read ({exc})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"devices"})
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]: allowed are {', '.join(sorted(_SECTIONS))}, [[devices]]")
+    sections = {name: _build_section(name, cls, raw.get(name, {}), env) for name, cls in _SECTIONS.items()}
+    devices = raw.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+        raise ConfigError("devices: must be an array of tables ([[devices]])")
+    instance = (instance_dir or Path(env.get(f"{ENV_PREFIX}INSTANCE_DIR", "instance"))).resolve()
+    return Config(instance_dir=instance, devices=tuple(devices), **sections)
+
+
+def _build_section(name: str, cls: type[t.Any], table: t.Any, env: t.Mapping[str, str]) -> t.Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}]: must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}: unknown key; allowed are {', '.join(fields)}")
+    values: dict[str, t.Any] = {}
+    for key, spec in fields.items():
+        env_key = f"{ENV_PREFIX}{name.upper()}_{key.upper()}"
+        if env_key in env:
+            values[key] = _coerce(f"{env_key}", spec, env[env_key], from_env=True)
+        elif key in table:
+            values[key] = _coerce(f"{name}.{key}", spec, table[key], from_env=False)
+    return cls(**values)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(where: str, spec: dataclasses.Field[t.Any], value: t.Any, *, from_env: bool) -> t.Any:
+    kind = spec.type if isinstance(spec.type, str) else spec.type.__name__
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if from_env and str(value).lower() in _TRUE | _FALSE:
+            return str(value).lower() in _TRUE
+        raise ConfigError(f"{where}: must be true or false, got {value!r}")
+    if kind == "int":
+        if from_env and str(value).strip().lstrip("-").isdigit():
+            number = int(value)
+        elif not from_env and isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            raise ConfigError(f"{where}: must be a whole number, got {value!r}")
+        low, high = spec.metadata.get("range", (None, None))
+        if low is not None and not low <= number <= high:
+            raise ConfigError(f"{where}: must be between {low} and {high}, got {number}")
+        return number
+    if kind.startswith("tuple"):
+        items = value.split(",") if from_env and isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise ConfigError(f"{where}: must be a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be a string, got {value!r}")
+    choices = spec.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def ensure_secret_key(config: Config) -> str:
+    """The configured secret key, or the one kept in the instance folder (created on first use).
+
+    The file is created with ``O_EXCL`` and mode 0600 so two processes starting
+    at once cannot write different keys, and no other user can read it.
+    """
+    if config.web.secret_key:
+        return config.web.secret_key
+    path = config.instance_dir / "secret_key"
+    config.instance_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_text(encoding="ascii").strip()
+
+
+def check_production(config: Config) -> None:
+    """Refuse settings that are unsafe once real patients use the service.
+
+    :raises ConfigError: for cookies without ``Secure`` or a PostgreSQL URL
+        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1).
+    """
+    if not config.web.production:
+        return
+    if not config.web.secure_cookies:
+        raise ConfigError("web.secure_cookies: must be true when web.production is true (serve over HTTPS)")
+    url = config.database_url
+    if url.startswith("postgresql") and "sslmode=verify-full" not in url:
+        raise ConfigError("database.url: must use sslmode=verify-full when web.production is true")

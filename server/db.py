@@ -1,0 +1,88 @@
+"""Engines and the unit of work.
+
+SQLite is the embedded default (one clinic, one machine); PostgreSQL serves
+clinics with several kiosks and processes. Both get the same models and
+migrations; what differs is set up here.
+
+SQLite: ``journal_mode=WAL`` so readers never block the writer,
+``synchronous=FULL`` because with NORMAL a committed WAL transaction may roll
+back after a power loss (not acceptable for patient data), ``foreign_keys=ON``
+and a busy timeout. Python's ``sqlite3`` module opens transactions lazily and
+not before a SELECT, which breaks SQLAlchemy's transaction semantics; we turn
+that off and emit ``BEGIN IMMEDIATE`` ourselves, taking the write lock up front
+so two writers wait for each other instead of failing on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing as t
+
+from sqlalchemy import Engine
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened; the message is fit for an operator."""
+
+
+def normalise_url(url: str) -> str:
+    """Map plain ``postgresql://`` URLs to the psycopg 3 driver."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> Engine:
+    """Create an engine with the per-backend settings described in the module docstring.
+
+    :param schema: PostgreSQL only: the schema to work in (``search_path``), which
+        is how test runs isolate themselves on a shared server.
+    """
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    connect_args: dict[str, t.Any] = {"connect_timeout": 5}
+    if schema:
+        connect_args["options"] = f"-c search_path={schema}"
+    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+
+
+def _sqlite_on_connect(dbapi_connection: t.Any, _record: t.Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                   f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: t.Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class UnitOfWork:
+    """Hands out sessions whose transaction a service owns from start to end.
+
+    ``with uow.begin() as session:`` commits when the block ends normally and
+    rolls back when it raises, so a domain change, its outbox message and its
+    audit row are written together or not at all.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._factory = sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def begin(self) -> t.Iterator[Session]:
+        """A session inside one transaction."""
+        with self._factory() as session, session.begin():
+            yield session

@@ -1,0 +1,30 @@
+"""Form schemas for staff pages (Flask-WTF: every form carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField
+from wtforms import SelectField
+from wtforms import StringField
+from wtforms.fields import SelectChoice
+from wtforms.validators import DataRequired
+from wtforms.validators import Length
+
+from server.domain.visit import VisitState
+
+
+class SignInForm(FlaskForm):
+    """Username and password."""
+
+    username = StringField("Username", validators=[DataRequired(), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=256)])
+
+
+class SignOutForm(FlaskForm):
+    """Only the CSRF token: sign-out is a POST so another site cannot trigger it."""
+
+
+class VisitStateForm(FlaskForm):
+    """Move a visit to another state."""
+
+    target = SelectField("New state", choices=[SelectChoice(s.value, s.value.replace("_", " ")) for s in VisitState])

@@ -1,0 +1,28 @@
+"""SQLAlchemy models; importing this package registers every table on :data:`Base.metadata`."""
+
+from server.models.audit import AuditEvent
+from server.models.base import Base
+from server.models.base import UTCDateTime
+from server.models.clinical import Observation
+from server.models.clinical import QuestionnaireResponse
+from server.models.messaging import InboundMessage
+from server.models.messaging import OutboxMessage
+from server.models.patients import Insurance
+from server.models.patients import Patient
+from server.models.principals import ROLES
+from server.models.principals import KioskDevice
+from server.models.principals import LoginFailure
+from server.models.principals import StaffSession
+from server.models.principals import StaffUser
+from server.models.scheduling import Appointment
+from server.models.scheduling import Visit
+from server.models.scheduling import VisitTransition
+from server.models.stations import Device
+from server.models.stations import Gateway
+from server.models.stations import Station
+
+__all__ = [
+    "ROLES", "Appointment", "AuditEvent", "Base", "Device", "Gateway", "InboundMessage", "Insurance",
+    "KioskDevice", "LoginFailure", "Observation", "OutboxMessage", "Patient", "QuestionnaireResponse",
+    "StaffSession", "StaffUser", "Station", "UTCDateTime", "Visit", "VisitTransition",
+]

@@ -1,0 +1,82 @@
+"""Running the service: the web server plus the background parts that live in the same process.
+
+``serve`` and ``demo`` both end here. Background parts (HL7 listener, outbox
+dispatcher, device gateway) implement :class:`Background` and are started
+before the web server and stopped after it, on SIGINT or SIGTERM, so that a
+stop never cuts a message in half.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import typing as t
+
+from waitress.server import create_server
+
+from server import create_app
+from server.config import Config
+from server.logs import configure as configure_logging
+from server.services.context import Clock
+
+log = logging.getLogger("frontdesk.runtime")
+
+
+class Background(t.Protocol):
+    """A part that runs beside the web server."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start working (returns at once; the work runs on its own threads)."""
+        ...
+
+    def stop(self) -> None:
+        """Stop and wait until in-flight work is finished or safely abandoned."""
+        ...
+
+
+def run_server(config: Config, *, background: t.Sequence[Background] = (), clock: Clock | None = None,
+               ready: t.Callable[[str], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM.
+
+    :param ready: called with the base URL once the socket is bound (``demo``
+        prints its welcome there).
+    """
+    configure_logging()
+    app = create_app(config, clock=clock)
+    server = create_server(app, host=config.web.host, port=config.web.port, threads=8,
+                           ident="frontdesk", clear_untrusted_proxy_headers=True)
+    stopping = threading.Event()
+
+    def _stop(signum: int, _frame: t.Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            log.info("runtime.stopping", extra={"reason": signal.Signals(signum).name})
+            server.close()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    started: list[Background] = []
+    try:
+        for part in background:
+            part.start()
+            started.append(part)
+            log.info("runtime.started", extra={"reason": part.name})
+        base = f"http://{config.web.host}:{server.effective_port}"  # type: ignore[union-attr]
+        log.info("runtime.listening", extra={"host": config.web.host,
+                                             "port_number": server.effective_port})  # type: ignore[union-attr]
+        if ready:
+            ready(base)
+        server.run()
+    except OSError:
+        # Closing the listening socket from the signal handler ends waitress's
+        # loop with EBADF; anything else is a real failure.
+        if not stopping.is_set():
+            raise
+    finally:
+        for part in reversed(started):
+            part.stop()
+        app.extensions["frontdesk.engine"].dispose()
+        log.info("runtime.stopped")

@@ -1,0 +1,59 @@
+"""The service layer: every use of the database goes through here.
+
+Services own their transactions (``with self.uow.begin()``) so that a domain
+change, its outbox message and its audit row commit together. They take their
+collaborators as keyword-only arguments, which is how tests hand them a frozen
+clock. :func:`build_services` wires one set for an app or a CLI command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from server.config import Config
+from server.db import UnitOfWork
+from server.services.audit import AuditTrail
+from server.services.context import Clock
+from server.services.context import SystemClock
+from server.services.devices import DevicePrincipals
+from server.services.health import Health
+from server.services.patients import Patients
+from server.services.staff import StaffAccounts
+from server.services.visits import Visits
+
+
+@dataclass(frozen=True)
+class Services:
+    """One of each service, sharing a unit of work and a clock."""
+
+    uow: UnitOfWork
+    clock: Clock
+    audit: AuditTrail
+    staff: StaffAccounts
+    devices: DevicePrincipals
+    patients: Patients
+    visits: Visits
+    health: Health
+
+
+def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None) -> Services:
+    """Wire the services for ``engine`` with the policies from ``config``.
+
+    :param secret: the instance secret, used as the pepper of keyed hashes.
+    """
+    clock = clock or SystemClock()
+    uow = UnitOfWork(engine)
+    audit = AuditTrail(clock=clock)
+    return Services(
+        uow=uow,
+        clock=clock,
+        audit=audit,
+        staff=StaffAccounts(uow=uow, clock=clock, audit=audit, policy=config.web,
+                            pepper=secret),
+        devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
+        patients=Patients(uow=uow, clock=clock, audit=audit),
+        visits=Visits(uow=uow, clock=clock, audit=audit),
+        health=Health(engine=engine),
+    )

@@ -1,0 +1,89 @@
+"""Device principals: kiosks and station gateways, each with its own revocable token."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from server.db import UnitOfWork
+from server.models import Gateway
+from server.models import KioskDevice
+from server.services.audit import AuditTrail
+from server.services.context import SYSTEM
+from server.services.context import Actor
+from server.services.context import Clock
+from server.services.staff import USERNAME_RE
+from server.services.staff import AccountError
+from server.services.staff import hash_token
+
+_KINDS = {"kiosk": KioskDevice, "gateway": Gateway}
+
+
+@dataclass(frozen=True)
+class DevicePrincipal:
+    """An authenticated kiosk or gateway."""
+
+    kind: str
+    device_id: int
+    name: str
+
+    def actor(self, address: str) -> Actor:
+        """This device as the actor of a service call."""
+        return Actor(self.kind, self.name, address=address)
+
+
+class DevicePrincipals:
+    """Registers kiosks and gateways and checks their tokens.
+
+    A token is shown once, when the device is added; only its SHA-256 is
+    stored. Revoking sets ``revoked_at`` and the next request gets 401.
+    """
+
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.audit = audit
+
+    def add(self, kind: str, name: str, *, location: str = "", actor: Actor = SYSTEM) -> str:
+        """Register a device of ``kind`` (``kiosk`` or ``gateway``) and return its new token.
+
+        :raises AccountError: for a malformed or taken name.
+        """
+        model = _KINDS[kind]
+        name = name.strip().lower()
+        if not USERNAME_RE.match(name):
+            raise AccountError("name: 2-64 characters, lower-case letters, digits, '.', '_' or '-'")
+        token = secrets.token_urlsafe(32)
+        with self.uow.begin() as session:
+            if session.scalar(select(model.id).where(model.name == name)) is not None:
+                raise AccountError(f"name: a {kind} called {name!r} exists")
+            row = model(name=name, token_hash=hash_token(token), created_at=self.clock.now())
+            if isinstance(row, KioskDevice):
+                row.location = location
+            session.add(row)
+            session.flush()
+            self.audit.record(session, actor, f"{kind}.registered", resource_type=kind, resource_id=row.id)
+        return token
+
+    def authenticate(self, kind: str, token: str) -> DevicePrincipal | None:
+        """The device holding ``token``, or ``None`` for an unknown or revoked one."""
+        model = _KINDS[kind]
+        with self.uow.begin() as session:
+            row = session.scalar(select(model).where(model.token_hash == hash_token(token)))
+            if row is None or row.revoked_at is not None:
+                return None
+            row.last_seen_at = self.clock.now()
+            return DevicePrincipal(kind, row.id, row.name)
+
+    def revoke(self, kind: str, name: str, *, actor: Actor = SYSTEM) -> bool:
+        """Revoke a device's token; ``False`` when no such active device exists."""
+        model = _KINDS[kind]
+        with self.uow.begin() as session:
+            row = session.scalar(select(model).where(model.name == name, model.revoked_at.is_(None)))
+            if row is None:
+                return False
+            row.revoked_at = self.clock.now()
+            self.audit.record(session, actor, f"{kind}.revoked", resource_type=kind, resource_id=row.id)
+            return True

@@ -1,0 +1,83 @@
+"""The day's visits: listing them for staff and moving them through their states."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload
+
+from server.db import UnitOfWork
+from server.domain.visit import next_state
+from server.models import Appointment
+from server.models import Visit
+from server.models import VisitTransition
+from server.services.audit import AuditTrail
+from server.services.context import Actor
+from server.services.context import Clock
+
+
+class VisitNotFound(LookupError):
+    """No visit with that id."""
+
+
+@dataclass(frozen=True)
+class VisitSummary:
+    """One row of the staff's day list. Holds patient data: callers are audited."""
+
+    visit_id: int
+    state: str
+    patient_name: str
+    birth_date: dt.date | None
+    start_at: dt.datetime | None
+    provider_name: str
+    location: str
+
+
+class Visits:
+    """Visit queries and transitions, each audited."""
+
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.audit = audit
+
+    def for_day(self, day: dt.date, *, actor: Actor) -> list[VisitSummary]:
+        """Visits whose appointment starts on ``day`` (UTC), earliest first; one audit row per patient."""
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        with self.uow.begin() as session:
+            rows = session.scalars(
+                select(Visit).join(Appointment)
+                .where(Appointment.start_at >= start, Appointment.start_at < start + dt.timedelta(days=1))
+                .order_by(Appointment.start_at, Visit.id)
+                .options(joinedload(Visit.patient), joinedload(Visit.appointment))).all()
+            summaries = []
+            for visit in rows:
+                patient, appointment = visit.patient, visit.appointment
+                self.audit.record(session, actor, "visit.listed", patient_id=patient.id,
+                                  resource_type="visit", resource_id=visit.id)
+                summaries.append(VisitSummary(
+                    visit.id, visit.state, f"{patient.family_name}, {patient.given_name}", patient.birth_date,
+                    appointment.start_at if appointment else None,
+                    appointment.provider_name if appointment else "", appointment.location if appointment else ""))
+            return summaries
+
+    def transition(self, visit_id: int, target: str, *, actor: Actor) -> None:
+        """Move a visit to ``target``, recording when and by whom.
+
+        :raises VisitNotFound: for an unknown id.
+        :raises server.domain.visit.IllegalTransition: when the rules forbid it.
+        """
+        with self.uow.begin() as session:
+            visit = session.get(Visit, visit_id)
+            if visit is None:
+                raise VisitNotFound(visit_id)
+            new = next_state(visit.state, target)
+            now = self.clock.now()
+            visit.transitions.append(VisitTransition(from_state=visit.state, to_state=new.value, at=now,
+                                                     actor_type=actor.actor_type, actor_id=actor.actor_id))
+            visit.state = new.value
+            visit.updated_at = now
+            self.audit.record(session, actor, f"visit.{new.value}", patient_id=visit.patient_id,
+                              resource_type="visit", resource_id=visit.id)

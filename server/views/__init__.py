@@ -1,0 +1,1 @@
+"""Thin views: validate input, call one service, render."""

@@ -1,0 +1,115 @@
+"""Staff pages: sign-in, sign-out and the day's visits."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import abort
+from flask import current_app
+from flask import flash
+from flask import make_response
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+
+from server.auth import client_address
+from server.auth import current_staff
+from server.auth import forbid
+from server.auth import public
+from server.auth import requires
+from server.auth import services
+from server.auth import session_cookie_name
+from server.domain.visit import IllegalTransition
+from server.forms import SignInForm
+from server.forms import SignOutForm
+from server.forms import VisitStateForm
+from server.services.staff import SignInFailed
+from server.services.visits import VisitNotFound
+
+bp = Blueprint("staff", __name__, url_prefix="/staff")
+
+# Which staff role may move a visit into which state; admin may do all.
+TRANSITION_ROLES = {
+    "arrived": ("front_desk",),
+    "expected": ("front_desk",),
+    "cancelled": ("front_desk",),
+    "no_show": ("front_desk",),
+    "checked_out": ("front_desk",),
+    "roomed": ("assistant", "front_desk"),
+    "vitals_taken": ("assistant",),
+}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login() -> Response | str | tuple[str, int]:
+    """Sign in. Every failure renders the same page with the same message and status."""
+    form = SignInForm()
+    if form.validate_on_submit():
+        try:
+            token = services().staff.sign_in(form.username.data or "", form.password.data or "",
+                                             client_address())
+        except SignInFailed as failure:
+            return render_template("staff/login.html", form=form, error=str(failure)), 200
+        session.clear()
+        response = redirect(url_for("staff.home"))
+        response.set_cookie(session_cookie_name(), token, httponly=True, samesite="Lax", secure=_secure(),
+                            path="/")
+        return response
+    return render_template("staff/login.html", form=form, error=None)
+
+
+@bp.post("/logout")
+@public
+def logout() -> Response:
+    """Sign out: revoke the session row, drop the cookie and tell the browser to clear its data."""
+    form = SignOutForm()
+    if not form.validate_on_submit():
+        abort(400)
+    token = request.cookies.get(session_cookie_name())
+    if token:
+        services().staff.sign_out(token, client_address())
+    session.clear()
+    response = redirect(url_for("staff.login"))
+    response.delete_cookie(session_cookie_name(), path="/", secure=_secure(), samesite="Lax")
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
+
+
+@bp.get("/")
+@requires()
+def home() -> str:
+    """Today's visits, with the actions the signed-in role may take."""
+    staff = current_staff()
+    assert staff is not None
+    today = services().clock.now().date()
+    visits = services().visits.for_day(today, actor=staff.actor(client_address()))
+    return render_template("staff/home.html", visits=visits, today=today, staff=staff,
+                           state_form=VisitStateForm(), sign_out=SignOutForm())
+
+
+@bp.post("/visits/<int:visit_id>/state")
+@requires("front_desk", "assistant")
+def change_state(visit_id: int) -> Response | tuple[str, int]:
+    """Move one visit to another state, if the role allows that state."""
+    staff = current_staff()
+    assert staff is not None
+    form = VisitStateForm()
+    if not form.validate_on_submit():
+        abort(400)
+    target = form.target.data or ""
+    if staff.role != "admin" and staff.role not in TRANSITION_ROLES.get(target, ()):
+        return forbid(staff, "Your role does not allow this change.")
+    try:
+        services().visits.transition(visit_id, target, actor=staff.actor(client_address()))
+    except VisitNotFound:
+        abort(404)
+    except IllegalTransition as exc:
+        flash(str(exc), "error")
+    return make_response(redirect(url_for("staff.home")))
+
+
+def _secure() -> bool:
+    return bool(current_app.config["SESSION_COOKIE_SECURE"])
