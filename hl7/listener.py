@@ -254,9 +254,7 @@ class MLLPListener:
         if not isinstance(sock, ssl.SSLSocket):
             return PeerInfo(host=str(addr[0]), port=int(addr[1]))
         certificate = sock.getpeercert() or {}
-        names = [
-            str(attr[1]) for rdn in certificate.get("subject", ()) for attr in rdn if attr[0] == "commonName"
-        ]
+        names = [str(attr[1]) for rdn in certificate.get("subject", ()) for attr in rdn if attr[0] == "commonName"]
         subject = names[-1] if names else ""
         return PeerInfo(host=str(addr[0]), port=int(addr[1]), tls=True, certificate_subject=subject)
 
@@ -294,7 +292,7 @@ class MLLPListener:
                 header = _header(exc.partial) if b"\r" in exc.partial else None
                 if header is not None:
                     self._send(sock, self._negative(header, "AR", f"MLLP framing error: {exc.reason}"))
-                    self._drain(sock)
+                self._drain(sock)
                 return
             for frame in frames:
                 if not self._reply(sock, frame, peer):
@@ -341,7 +339,8 @@ class MLLPListener:
         """Half-close, then discard what the peer is still sending (bounded by ``max_frame``).
 
         Closing a socket with unread input makes the kernel send a reset, which
-        can destroy the AR we just wrote before the peer reads it.
+        can destroy the AR we just wrote before the peer reads it and turns a
+        clean close into a connection error on the peer's side.
         """
         try:
             socket.socket.shutdown(sock, socket.SHUT_WR)

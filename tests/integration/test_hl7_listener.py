@@ -87,9 +87,7 @@ def assert_closed_by_server(sock: socket.socket) -> None:
             return
 
 
-def test_many_messages_on_one_connection_split_byte_by_byte(
-    listener: MLLPListener, handler: RecordingHandler
-) -> None:
+def test_many_messages_on_one_connection_split_byte_by_byte(listener: MLLPListener, handler: RecordingHandler) -> None:
     with connect(listener) as sock:
         for n in range(3):
             for byte in encode_frame(message(f"C{n}")):
@@ -99,9 +97,7 @@ def test_many_messages_on_one_connection_split_byte_by_byte(
     assert handler.received == [message("C0"), message("C1"), message("C2")]
 
 
-def test_back_to_back_frames_in_one_write_get_acks_in_order(
-    listener: MLLPListener, handler: RecordingHandler
-) -> None:
+def test_back_to_back_frames_in_one_write_get_acks_in_order(listener: MLLPListener, handler: RecordingHandler) -> None:
     with connect(listener) as sock:
         sock.sendall(b"".join(encode_frame(message(f"B{n}")) for n in range(5)))
         acks = read_acks(sock, 5)
@@ -176,9 +172,7 @@ def test_body_invalid_in_declared_charset_gets_ae(listener: MLLPListener, handle
     assert handler.received == []
 
 
-def test_connection_closed_mid_frame_hands_nothing_on(
-    listener: MLLPListener, handler: RecordingHandler
-) -> None:
+def test_connection_closed_mid_frame_hands_nothing_on(listener: MLLPListener, handler: RecordingHandler) -> None:
     with connect(listener) as sock:
         sock.sendall(encode_frame(message("HALF"))[:40])
     with connect(listener) as sock:

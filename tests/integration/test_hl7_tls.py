@@ -214,12 +214,8 @@ def test_plaintext_client_gets_nothing_from_a_tls_listener(
     assert send(tls_listener, client_context(cafile=str(pki.ca.cafile))) == "AA"
 
 
-def test_mutual_tls_round_trip_names_the_client(
-    pki: PKI, mtls_listener: MLLPListener, handler: AAHandler
-) -> None:
-    context = client_context(
-        cafile=str(pki.ca.cafile), certfile=str(pki.client.cert), keyfile=str(pki.client.key)
-    )
+def test_mutual_tls_round_trip_names_the_client(pki: PKI, mtls_listener: MLLPListener, handler: AAHandler) -> None:
+    context = client_context(cafile=str(pki.ca.cafile), certfile=str(pki.client.cert), keyfile=str(pki.client.key))
     assert send(mtls_listener, context) == "AA"
     assert handler.peers[0].certificate_subject == "kiosk-01"
 
@@ -241,9 +237,7 @@ def test_mutual_tls_refuses_a_client_certificate_from_another_ca(
     with pytest.raises(TransportError):
         send(mtls_listener, context)
     assert handler.peers == []
-    good = client_context(
-        cafile=str(pki.ca.cafile), certfile=str(pki.client.cert), keyfile=str(pki.client.key)
-    )
+    good = client_context(cafile=str(pki.ca.cafile), certfile=str(pki.client.cert), keyfile=str(pki.client.key))
     assert send(mtls_listener, good) == "AA"
 
 

@@ -1,0 +1,234 @@
+"""A reference records system: receives HL7 over MLLP, de-duplicates, stores, acknowledges.
+
+It stands in for the clinic's EHR in the demo and the tests, and it behaves the
+way we ask real receivers to behave: a message is stored once per
+(MSH-3, MSH-4, MSH-10) however many times it arrives, and a resend gets the
+ACK stored with the first copy, so at-least-once delivery from the outbox
+has exactly-once effect here.
+
+It can also misbehave on purpose (:class:`ReplyMode`): answer AE or AR, never
+answer, or answer late, so the dispatcher's retry and dead-letter paths can
+be rehearsed against a real peer.
+
+One line per message goes to the output (time, MSH-9, MSH-10, outcome). Names,
+dates of birth and other content never do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hl7.ack import ErrorDetail
+from hl7.ack import build_ack
+from hl7.er7 import Message
+from hl7.er7 import parse_message
+from hl7.listener import PeerInfo
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS message (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    sending_application TEXT NOT NULL,
+    sending_facility TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    ack BLOB NOT NULL,
+    UNIQUE (sending_application, sending_facility, control_id)
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyMode:
+    """How the records server answers.
+
+    :param code: ``AA`` (store and accept), ``AE`` or ``AR`` (reject without
+        storing), or ``None`` (store, never answer: an ACK lost on the way).
+    :param delay: seconds to wait before answering (an ACK slower than the
+        sender's timeout).
+    """
+
+    code: str | None = "AA"
+    delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.code not in ("AA", "AE", "AR", None):
+            raise ValueError(f"reply code must be AA, AE, AR or none, not {self.code!r}")
+        if not self.delay >= 0:
+            raise ValueError("delay must not be negative")
+
+    @classmethod
+    def parse(cls, text: str) -> ReplyMode:
+        """Read the command-line form: ``AA``, ``AE``, ``AR``, ``none`` or ``slow=SECONDS``.
+
+        :raises ValueError: for anything else.
+        """
+        spec = text.strip()
+        if spec.lower() == "none":
+            return cls(code=None)
+        if spec.lower().startswith("slow="):
+            try:
+                delay = float(spec[5:])
+            except ValueError:
+                raise ValueError(f"slow needs a number of seconds, not {spec[5:]!r}") from None
+            return cls(code="AA", delay=delay)
+        return cls(code=spec.upper())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One stored message, in arrival order."""
+
+    sending_application: str
+    sending_facility: str
+    control_id: str
+    message_type: str
+    payload: bytes
+
+
+class RecordStore:
+    """The records server's own SQLite file, safe to use from listener threads.
+
+    WAL with ``synchronous=FULL``: once the ACK has gone out, the message must
+    survive a power cut, or the sender (which has marked it delivered) and this
+    store disagree forever.
+
+    :param path: database file; created with its table if missing.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, message: StoredMessage, ack: bytes, received_at: dt.datetime) -> tuple[bool, bytes]:
+        """Store ``message`` with its ACK unless its key is already stored.
+
+        :returns: ``(True, ack)`` for a new message; ``(False, first_ack)`` for a
+            duplicate, with the ACK sent for the first copy.
+        """
+        key = (message.sending_application, message.sending_facility, message.control_id)
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO message (received_at, sending_application, sending_facility,"
+                " control_id, message_type, payload, ack) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (received_at.isoformat(), *key, message.message_type, message.payload, ack),
+            )
+            if cursor.rowcount == 1:
+                return True, ack
+            row = self._db.execute(
+                "SELECT ack FROM message WHERE sending_application = ? AND sending_facility = ? AND control_id = ?",
+                key,
+            ).fetchone()
+        return False, bytes(row[0])
+
+    def messages(self) -> list[StoredMessage]:
+        """Every stored message, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT sending_application, sending_facility, control_id, message_type, payload"
+                " FROM message ORDER BY id"
+            ).fetchall()
+        return [StoredMessage(a, f, c, m, bytes(p)) for a, f, c, m, p in rows]
+
+
+def _printable(text: str) -> str:
+    """Keep a logged field on one line: an LF or other control character cannot forge a log entry."""
+    return "".join(c if c.isprintable() else "?" for c in text) or "-"
+
+
+def _message_type(message: Message) -> str:
+    parts = [message.msh.value(9, c) for c in (1, 2, 3)]
+    while parts and not parts[-1]:
+        parts.pop()
+    return "^".join(parts)
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _random_control_id() -> str:
+    return uuid.uuid4().hex[:20].upper()
+
+
+ReplyRule = Callable[[Message], ReplyMode]
+"""Chooses the reply per message, for rehearsals that single out one patient."""
+
+
+class RecordsServer:
+    """The message handler of the reference records system; serve it with :class:`hl7.listener.MLLPListener`.
+
+    :param store: where messages go.
+    :param reply: one :class:`ReplyMode` for every message, or a rule choosing per message.
+    :param emit: receives each output line (print to stdout in the CLI).
+    :param clock: receive time, and MSH-7 of our ACKs.
+    :param ack_ids: MSH-10 of our ACKs.
+    """
+
+    def __init__(
+        self,
+        store: RecordStore,
+        *,
+        reply: ReplyMode | ReplyRule = ReplyMode(),
+        emit: Callable[[str], None] = print,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        ack_ids: Callable[[], str] = _random_control_id,
+    ) -> None:
+        self.store = store
+        self.reply = reply
+        self.emit = emit
+        self.clock = clock
+        self.ack_ids = ack_ids
+        self._closing = threading.Event()
+        self._emit_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Cut short any deliberate delay so a listener can shut down promptly."""
+        self._closing.set()
+
+    def __call__(self, data: bytes, peer: PeerInfo) -> bytes | None:
+        """Handle one message (the :data:`hl7.listener.Handler` signature)."""
+        message = parse_message(data)
+        mode = self.reply(message) if callable(self.reply) else self.reply
+        if mode.delay:
+            self._closing.wait(mode.delay)
+        now = self.clock()
+        msh = message.msh
+        control_id = msh.value(10)
+        ack: bytes | None
+        if not control_id:
+            outcome = "rejected AE (no MSH-10)"
+            ack = self._ack(message, "AE", "MSH-10 message control id is required", now, code_0357="101")
+        elif mode.code in ("AE", "AR"):
+            outcome = f"rejected {mode.code}"
+            ack = self._ack(message, mode.code, f"rehearsed {mode.code} from the reference records server", now)
+        else:
+            stored = StoredMessage(msh.value(3), msh.value(4), control_id, _message_type(message), data)
+            new, ack = self.store.add(stored, self._ack(message, "AA", "", now), now)
+            outcome = "stored" if new else "duplicate"
+            if mode.code is None:
+                outcome += " (no reply)"
+                ack = None
+        timestamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._emit_lock:
+            self.emit(f"{timestamp} {_printable(_message_type(message))} {_printable(control_id)} {outcome}")
+        return ack
+
+    def _ack(self, message: Message, code: str, text: str, now: dt.datetime, *, code_0357: str = "207") -> bytes:
+        errors = (ErrorDetail(text=text, code=code_0357),) if text else ()
+        return build_ack(message, code, errors=errors, control_id=self.ack_ids(), now=now)
