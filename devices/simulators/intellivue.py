@@ -20,9 +20,9 @@ import random
 import struct
 from decimal import Decimal
 
+from devices.protocols.intellivue import AC_SPDU_SI
 from devices.protocols.intellivue import ACTION_ARGUMENT
 from devices.protocols.intellivue import ACTION_RESULT
-from devices.protocols.intellivue import AC_SPDU_SI
 from devices.protocols.intellivue import ASSOCIATION_REQUEST
 from devices.protocols.intellivue import CMD_CONFIRMED_ACTION
 from devices.protocols.intellivue import CMD_CONFIRMED_EVENT_REPORT
