@@ -73,7 +73,11 @@ def names() -> list[str]:
     return sorted(DRIVERS)
 
 
-PROTOCOL_MODULES: tuple[str, ...] = ()
+PROTOCOL_MODULES: tuple[str, ...] = (
+    "devices.protocols.datex",
+    "devices.protocols.intellivue",
+    "devices.protocols.hl7_monitor",
+)
 
 
 def _load_protocols() -> None:
