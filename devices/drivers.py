@@ -77,6 +77,10 @@ PROTOCOL_MODULES: tuple[str, ...] = (
     "devices.protocols.datex",
     "devices.protocols.intellivue",
     "devices.protocols.hl7_monitor",
+    "devices.protocols.nonin",
+    "devices.protocols.masimo",
+    "devices.protocols.suretemp",
+    "devices.protocols.scales",
 )
 
 

@@ -10,6 +10,7 @@ decoders keep only what is specific to their wire format.
 from __future__ import annotations
 
 import re
+import typing as t
 
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
@@ -25,6 +26,13 @@ CONDITION_FLAGS: frozenset[str] = frozenset(
      "unrecognised_sensor", "device_error"}
 )
 """Flags that describe the device rather than one value; a change in them becomes a DeviceState."""
+
+
+class RejectionSink(t.Protocol):
+    """Anything rejections can be appended to (an event list, or a list of frames and rejections)."""
+
+    def append(self, item: FrameRejected, /) -> None:
+        """Add ``item`` at the end."""
 
 
 def sum8(data: bytes | bytearray | memoryview) -> int:
@@ -50,7 +58,7 @@ class Discards:
         self._size = 0
         self._reason = ""
 
-    def add(self, size: int, reason: str, out: list[Event]) -> None:
+    def add(self, size: int, reason: str, out: RejectionSink) -> None:
         """Record ``size`` dropped bytes, reporting into ``out`` whenever a run is full."""
         if self._size == 0:
             self._reason = reason
@@ -59,11 +67,26 @@ class Discards:
             out.append(FrameRejected(self._reason, self._limit))
             self._size -= self._limit
 
-    def flush(self, out: list[Event]) -> None:
+    def flush(self, out: RejectionSink) -> None:
         """Report the run in progress, if any (called just before a good frame's events)."""
         if self._size:
             out.append(FrameRejected(self._reason, self._size))
             self._size = 0
+
+
+def hunt(buf: bytearray, marker: bytes, i: int, discards: Discards, out: RejectionSink) -> tuple[int, bool]:
+    """Move from ``i`` to the next ``marker`` in ``buf``, recording the skipped bytes as "no sync".
+
+    Returns the new position and whether a marker starts there. Without one,
+    the last ``len(marker) - 1`` bytes are kept, since they may be its first part.
+    """
+    start = buf.find(marker, i)
+    found = start >= 0
+    if not found:
+        start = max(i, len(buf) - len(marker) + 1)
+    if start > i:
+        discards.add(start - i, "no sync", out)
+    return start, found
 
 
 class LineFramer:

@@ -48,6 +48,7 @@ from devices.protocols._stream import SENSOR_OFF
 from devices.protocols._stream import ConditionTracker
 from devices.protocols._stream import Discards
 from devices.protocols._stream import LineFramer
+from devices.protocols._stream import hunt
 from devices.protocols._stream import key_values
 from devices.protocols._stream import strip_line_noise
 from devices.protocols._stream import sum8
@@ -516,16 +517,9 @@ class Df13Decoder(_FormatSelect):
             if self._reply(buf[i], out):
                 i += 1
                 continue
-            start = buf.find(DF13_SYNC, i)
-            if start < 0:
-                keep = max(i, n - len(DF13_SYNC) + 1)
-                if keep > i:
-                    self._discards.add(keep - i, "no sync", out)
-                i = keep
+            i, found = hunt(buf, DF13_SYNC, i, self._discards, out)
+            if not found:
                 break
-            if start > i:
-                self._discards.add(start - i, "no sync", out)
-                i = start
             if n - i < 6:
                 break
             length = buf[i + 4] << 8 | buf[i + 5]
