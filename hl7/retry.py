@@ -73,3 +73,7 @@ class RetryPolicy:
     def exhausted(self, attempts: int) -> bool:
         """True when ``attempts`` attempts have used up the allowance."""
         return attempts >= self.max_attempts
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+"""2 s, 4 s, 8 s … capped at 5 minutes, plus up to 1 s of jitter; dead letter after 20 attempts (a little over an hour of trying)."""

@@ -1,0 +1,260 @@
+"""The outbox dispatcher: deliver stored HL7 messages at least once, in order per patient.
+
+The service layer writes each outbound message into the outbox in the same
+transaction as the change it reports, with its MSH-10 fixed for good. This loop
+claims due messages from an :class:`OutboxRepository`, sends each over MLLP,
+and records what the receiver's ACK means:
+
+=========================================  ==============================================
+``AA`` / ``CA`` (MSA-2 = our MSH-10)       delivered (:meth:`OutboxRepository.mark_sent`)
+``AR`` / ``CE``, ACK timeout, no           retry later with the same MSH-10, capped
+connection, unknown ACK code               exponential backoff with jitter (:mod:`hl7.retry`)
+``AE`` / ``CR``, or retries used up        dead letter with the receiver's ERR text
+=========================================  ==============================================
+
+Ordering and blocking are the repository's job, because only the database can
+enforce them across restarts and (on PostgreSQL) across dispatchers: it hands
+out only the oldest undelivered message of each ordering key (patient), never
+one behind a dead letter, so one patient's stuck message holds back that
+patient alone.
+
+Crash safety comes from the lease: a claimed message is ``sending`` until
+``now + lease_seconds``; if the process dies mid-send, the lease expires and
+the message is claimed again (at-least-once; the receiver de-duplicates by
+MSH-10). Nothing here is held across a send except the claim itself.
+
+Time and randomness are injected (``clock``, ``rng``) so every rule above can be
+tested with a fixed clock and a fixed jitter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import typing as t
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hl7.ack import DEFAULT_POLICY
+from hl7.ack import AckPolicy
+from hl7.ack import Outcome
+from hl7.ack import classify
+from hl7.ack import parse_ack
+from hl7.client import ConnectFailed
+from hl7.client import TransportError
+from hl7.er7 import CharsetError
+from hl7.er7 import ParseError
+from hl7.retry import DEFAULT_RETRY_POLICY
+from hl7.retry import RandomSource
+from hl7.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundItem:
+    """One claimed outbox message.
+
+    :param id: the outbox row id.
+    :param control_id: MSH-10 of ``payload``, fixed when the row was written.
+    :param ordering_key: messages with the same key are delivered in id order
+        (the patient id for ADT and ORU).
+    :param payload: the complete ER7 message, exactly as it will be sent.
+    :param attempts: delivery attempts including the one this claim starts.
+
+    Do not subclass: repositories build these and the dispatcher relies on the exact shape.
+    """
+
+    id: int
+    control_id: str
+    ordering_key: str
+    payload: bytes
+    attempts: int
+
+
+class OutboxRepository(t.Protocol):
+    """The storage the dispatcher needs; ``server/`` implements it for SQLite and PostgreSQL.
+
+    Times are aware UTC datetimes taken from the dispatcher's clock.
+    """
+
+    def claim_next(self, now: dt.datetime, lease_seconds: float, limit: int) -> list[OutboundItem]:
+        """Claim up to ``limit`` due messages and return them.
+
+        Due: ``pending`` with ``next_attempt_at <= now``, or ``sending`` with an
+        expired lease (a dispatcher died mid-send). Only the oldest undelivered
+        message of each ordering key is eligible, and none of a key whose oldest
+        undelivered message is dead, so the returned items have distinct keys.
+        Claiming sets ``sending``, ``lease_until = now + lease_seconds`` and
+        increments ``attempts`` in one transaction.
+        """
+        ...
+
+    def mark_sent(self, id: int, ack_bytes: bytes, now: dt.datetime) -> None:
+        """Record delivery and the ACK that confirmed it; the key's next message becomes eligible."""
+        ...
+
+    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
+        """Back to ``pending`` until ``next_attempt_at``, keeping MSH-10 and payload unchanged."""
+        ...
+
+    def mark_dead(self, id: int, reason: str) -> None:
+        """Dead letter: hold this key until staff retry or discard it."""
+        ...
+
+
+class Sender(t.Protocol):
+    """What the dispatcher needs from a transport; :class:`hl7.client.MLLPClient` is the real one."""
+
+    connect_timeout: float
+    ack_timeout: float
+
+    def send(self, message: bytes, control_id: str) -> bytes:
+        """Return the ACK whose MSA-2 is ``control_id``, or raise :class:`~hl7.client.TransportError`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+DeadLetterHook = Callable[[OutboundItem, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What happened to one claimed item in a dispatch step (for logs, metrics and tests)."""
+
+    item_id: int
+    control_id: str
+    outcome: Outcome
+    reason: str
+
+
+class Dispatcher:
+    """Claims due outbox messages and delivers them through one sender.
+
+    :param repository: the outbox.
+    :param sender: the MLLP client for the receiver.
+    :param clock: returns the current aware UTC time.
+    :param rng: jitter source for the retry delay.
+    :param retry: backoff and attempt cap.
+    :param ack_policy: per-receiver meaning of ACK codes.
+    :param batch_size: messages claimed per step (one per ordering key).
+    :param lease_seconds: how long a claim lasts. It must cover a whole batch
+        sent back to back, or a slow batch would be claimed twice; the default
+        is exactly that worst case plus a minute.
+    :param on_dead: called once when a message becomes a dead letter (alerting),
+        never per attempt.
+    """
+
+    def __init__(
+        self,
+        repository: OutboxRepository,
+        sender: Sender,
+        *,
+        clock: Callable[[], dt.datetime],
+        rng: RandomSource,
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        ack_policy: AckPolicy = DEFAULT_POLICY,
+        batch_size: int = 10,
+        lease_seconds: float | None = None,
+        on_dead: DeadLetterHook | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        worst_batch = batch_size * (sender.connect_timeout + sender.ack_timeout)
+        if lease_seconds is None:
+            lease_seconds = worst_batch + 60.0
+        if lease_seconds <= worst_batch:
+            raise ValueError(
+                f"lease_seconds ({lease_seconds}) must exceed batch_size x (connect + ACK timeout) = {worst_batch}"
+            )
+        self.repository = repository
+        self.sender = sender
+        self.clock = clock
+        self.rng = rng
+        self.retry = retry
+        self.ack_policy = ack_policy
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.on_dead = on_dead
+
+    def dispatch_once(self) -> list[Delivery]:
+        """Claim one batch and settle every item in it; returns what happened to each.
+
+        A connection failure means the receiver is unreachable, so the rest of
+        the batch is not tried: each is scheduled for retry with the same
+        backoff instead of waiting out its own connect timeout.
+        """
+        items = self.repository.claim_next(self.clock(), self.lease_seconds, self.batch_size)
+        deliveries: list[Delivery] = []
+        unreachable: str | None = None
+        for item in items:
+            if unreachable is not None:
+                deliveries.append(self._retry(item, f"not sent, receiver unreachable: {unreachable}"))
+                continue
+            try:
+                deliveries.append(self._deliver(item))
+            except ConnectFailed as exc:
+                unreachable = str(exc)
+                deliveries.append(self._retry(item, unreachable))
+        return deliveries
+
+    def run(self, stop: threading.Event, *, poll_interval: float = 1.0) -> None:
+        """Dispatch until ``stop`` is set, waiting ``poll_interval`` seconds whenever nothing was due.
+
+        A failing step (the database briefly unavailable, say) is logged and
+        retried on the next poll rather than ending the loop: the outbox keeps
+        every message, so waiting loses nothing.
+        """
+        try:
+            while not stop.is_set():
+                try:
+                    busy = bool(self.dispatch_once())
+                except Exception:
+                    log.exception("dispatch step failed; retrying after %s s", poll_interval)
+                    busy = False
+                if not busy:
+                    stop.wait(poll_interval)
+        finally:
+            self.sender.close()
+
+    def _deliver(self, item: OutboundItem) -> Delivery:
+        """Send one item and settle it; :class:`ConnectFailed` propagates so the batch can stop."""
+        try:
+            ack_bytes = self.sender.send(item.payload, item.control_id)
+        except ConnectFailed:
+            raise
+        except TransportError as exc:
+            return self._retry(item, f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:
+            return self._dead(item, f"message cannot be framed: {exc}")
+        try:
+            ack = parse_ack(ack_bytes)
+        except (ParseError, CharsetError) as exc:
+            return self._retry(item, f"unreadable ACK: {exc}")
+        decision = classify(ack, item.control_id, self.ack_policy)
+        # The receiver's ERR text is stored for staff but kept out of the log: it may quote patient data.
+        summary = f"ACK {ack.code}"
+        if decision.outcome is Outcome.DELIVERED:
+            self.repository.mark_sent(item.id, ack_bytes, self.clock())
+            log.info("delivered %s (%s)", item.control_id, summary)
+            return Delivery(item.id, item.control_id, Outcome.DELIVERED, decision.reason)
+        if decision.outcome is Outcome.DEAD_LETTER:
+            return self._dead(item, decision.reason, summary)
+        return self._retry(item, decision.reason, summary)
+
+    def _retry(self, item: OutboundItem, reason: str, summary: str | None = None) -> Delivery:
+        if self.retry.exhausted(item.attempts):
+            return self._dead(item, f"gave up after {item.attempts} attempts; last: {reason}", summary)
+        delay = self.retry.delay(item.attempts, self.rng)
+        self.repository.mark_retry(item.id, reason, self.clock() + dt.timedelta(seconds=delay))
+        log.info("retry %s in %.1f s after attempt %d: %s", item.control_id, delay, item.attempts, summary or reason)
+        return Delivery(item.id, item.control_id, Outcome.RETRY, reason)
+
+    def _dead(self, item: OutboundItem, reason: str, summary: str | None = None) -> Delivery:
+        self.repository.mark_dead(item.id, reason)
+        log.warning("dead letter %s after attempt %d: %s", item.control_id, item.attempts, summary or reason)
+        if self.on_dead is not None:
+            self.on_dead(item, reason)
+        return Delivery(item.id, item.control_id, Outcome.DEAD_LETTER, reason)
