@@ -76,4 +76,7 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
-"""2 s, 4 s, 8 s … capped at 5 minutes, plus up to 1 s of jitter; dead letter after 20 attempts (a little over an hour of trying)."""
+"""2 s, 4 s, 8 s … capped at 5 minutes, plus up to 1 s of jitter.
+
+Dead letter after 20 attempts, a little over an hour of trying.
+"""
