@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both (re)create .venv when pyproject.toml is newer than the last install.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PEERS := $(VENV)/peers
+PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: demo test test-postgres bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# python-hl7 is an independent test peer; its import name `hl7` is ours too,
+	# so it lives apart and tests load it in a subprocess with PYTHONPATH.
+	$(BIN)/python -m pip install --quiet --upgrade --target $(PEERS)/python-hl7 'hl7==0.4.5'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/frontdesk demo
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-postgres: $(STAMP)
+	FRONTDESK_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m postgres
+
+bench: $(STAMP)
+	set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .hypothesis .mypy_cache .ruff_cache

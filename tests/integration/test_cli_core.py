@@ -1,0 +1,152 @@
+"""The ``frontdesk`` script as an operator uses it: clear one-line errors, then a real server."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import typing as t
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+FRONTDESK = str(Path(sys.executable).with_name("frontdesk"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
+    clean["FRONTDESK_INSTANCE_DIR"] = str(tmp_path / "instance")
+    return clean
+
+
+def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FRONTDESK, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("frontdesk: error: ") and text in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_commands(env: dict[str, str]) -> None:
+    result = run(["--help"], env)
+    assert result.returncode == 0
+    for command in ("serve", "demo", "db", "users", "kiosks"):
+        assert re.search(rf"^\s+{command}\b", result.stdout, re.M), command
+
+
+def test_bad_environment_value_exits_2(env: dict[str, str]) -> None:
+    assert_one_line_error(run(["serve"], {**env, "FRONTDESK_WEB_PORT": "eighty"}), 2,
+                          "FRONTDESK_WEB_PORT: must be a whole number")
+
+
+def test_bad_config_file_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[hl7]\nvitals_coding = "SNOMED"\n')
+    assert_one_line_error(run(["serve", "--config", str(config)], env), 2, "hl7.vitals_coding: must be one of")
+
+
+def test_unreachable_database_is_one_line(env: dict[str, str]) -> None:
+    port = free_port()
+    result = run(["db", "upgrade"], {**env, "FRONTDESK_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{port}/x"})
+    assert_one_line_error(result, 1, "is unreachable")
+
+
+def test_serve_refuses_an_out_of_date_schema(env: dict[str, str]) -> None:
+    assert_one_line_error(run(["serve"], env), 2, "run 'frontdesk db upgrade'")
+
+
+def test_unknown_role_and_short_password(env: dict[str, str]) -> None:
+    assert run(["db", "upgrade"], env).returncode == 0
+    assert_one_line_error(run(["users", "add", "bob", "--role", "surgeon", "--password-stdin"], env,
+                              "correct horse battery\n"), 2, "role: must be one of front_desk, assistant, admin")
+    assert_one_line_error(run(["users", "add", "bob", "--role", "admin", "--password-stdin"], env, "short\n"),
+                          2, "password: must be at least 12")
+
+
+def test_kiosk_and_gateway_tokens_are_printed_once(env: dict[str, str]) -> None:
+    assert run(["db", "upgrade"], env).returncode == 0
+    kiosk = run(["kiosks", "add", "lobby-1", "--location", "Lobby"], env)
+    assert kiosk.returncode == 0 and re.search(r"token \(shown once\): \S{40,}", kiosk.stdout)
+    assert_one_line_error(run(["kiosks", "add", "lobby-1"], env), 2, "exists")
+    gateway = run(["gateways", "add", "room-1"], env)
+    assert gateway.returncode == 0 and "token (shown once)" in gateway.stdout
+
+
+class Browser:
+    """Just enough of a browser: cookies, no redirects followed."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args: t.Any, **kwargs: t.Any) -> None:
+                return None
+
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def request(self, path: str, data: dict[str, str] | None = None) -> tuple[int, str, t.Any]:
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        try:
+            with self.opener.open(self.base + path, data=body, timeout=10) as response:
+                return response.status, response.read().decode(), response.headers
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(), error.headers
+
+
+def wait_for(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+def test_serve_answers_health_and_staff_sign_in(env: dict[str, str]) -> None:
+    port = free_port()
+    env = {**env, "FRONTDESK_WEB_PORT": str(port)}
+    assert "schema empty -> 0001" in run(["db", "upgrade"], env).stdout
+    assert "schema already at 0001" in run(["db", "upgrade"], env).stdout
+    assert run(["users", "add", "alice", "--role", "front_desk", "--password-stdin"], env,
+               "correct horse battery\n").returncode == 0
+    server = subprocess.Popen([FRONTDESK, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/healthz", time.monotonic() + 30)
+        browser = Browser(base)
+        status, body, _ = browser.request("/healthz")
+        assert status == 200 and '"up_to_date":true' in body.replace(" ", "")
+        status, page, headers = browser.request("/staff/login")
+        assert status == 200 and "Sign in" in page and headers["Cache-Control"] == "no-store"
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        status, _, headers = browser.request("/staff/login", {"csrf_token": token, "username": "alice",
+                                                              "password": "correct horse battery"})
+        assert status == 302 and headers["Location"] == "/staff/"
+        status, home, _ = browser.request("/staff/")
+        assert status == 200 and "Visits on" in home
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert '"event": "runtime.stopped"' in err
