@@ -82,6 +82,10 @@ class ReplyMode:
         return cls(code=spec.upper())
 
 
+ACCEPT = ReplyMode()
+"""Store and answer AA: how the records server behaves unless told otherwise."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
     """One stored message, in arrival order."""
@@ -184,7 +188,7 @@ class RecordsServer:
         self,
         store: RecordStore,
         *,
-        reply: ReplyMode | ReplyRule = ReplyMode(),
+        reply: ReplyMode | ReplyRule = ACCEPT,
         emit: Callable[[str], None] = print,
         clock: Callable[[], dt.datetime] = _utc_now,
         ack_ids: Callable[[], str] = _random_control_id,
