@@ -366,6 +366,11 @@ class DatexDecoder:
                 self._record(item, out)
         return out
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress (never more than ``max_frame``)."""
+        return self._framer.buffered
+
     def on_connect(self) -> bytes:
         """The displayed-values request; the monitor pushes nothing until it receives one."""
         return build_request(self.interval)

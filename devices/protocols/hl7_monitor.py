@@ -473,6 +473,11 @@ class Hl7MonitorDecoder:
             out.extend(observations(message))
         return out
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress (never more than ``max_frame``)."""
+        return self._framer.buffered
+
     def on_connect(self) -> bytes:
         """Nothing: the sender speaks first."""
         return b""

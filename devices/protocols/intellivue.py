@@ -568,6 +568,11 @@ class IntelliVueDecoder:
                 out.append(FrameRejected("malformed message", len(item)))
         return out
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress (never more than ``max_frame``)."""
+        return self._framer.buffered
+
     def on_connect(self) -> bytes:
         """The association request; the monitor sends nothing before it."""
         self.state = ASSOCIATING
