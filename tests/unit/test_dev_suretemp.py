@@ -1,0 +1,197 @@
+"""SureTemp Plus decoder and simulator: vendor packets, polling, the measurement cycle, chunking, resync."""
+
+from __future__ import annotations
+
+import random
+import struct
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from devices import drivers
+from devices.protocols import suretemp
+from devices.protocols.base import DeviceState
+from devices.protocols.base import Event
+from devices.protocols.base import FrameRejected
+from devices.protocols.base import Measurement
+from devices.simulators._common import split_randomly
+from devices.simulators.suretemp import SureTempSimulator
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "suretemp"
+
+
+def hex_fixture(name: str) -> bytes:
+    lines = (FIXTURES / name).read_text().splitlines()
+    return bytes.fromhex(" ".join(line for line in lines if not line.startswith("#")))
+
+
+def record_packet(final_k: float, *, counter: int = 1, algorithm: int = 0, error: int = 0, active: int = 1) -> bytes:
+    record = suretemp.TemperatureRecord(final_k, 300.0, counter, 0, algorithm, 2, error, active, 0)
+    return suretemp.encode_packet(suretemp.CMD_TEMPERATURE_RECORD, suretemp.TYPE_GOOD_RESPONSE, record.to_bytes())
+
+
+def decode(data: bytes, split: str = "whole") -> list[Event]:
+    decoder = suretemp.SureTempDecoder()
+    if split == "whole":
+        return decoder.feed(data)
+    pieces = [data[i:i + 1] for i in range(len(data))] if split == "bytes" else \
+        split_randomly(data, random.Random(split))
+    events: list[Event] = []
+    for piece in pieces:
+        events.extend(decoder.feed(piece))
+        assert decoder.buffered <= decoder.max_frame
+    return events
+
+
+def conversation(scenario: str, polls: int = 120, seed: int = 7) -> bytes:
+    """What the module answers to ``polls`` record requests, as one stream."""
+    simulator = SureTempSimulator(scenario, seed)
+    decoder = suretemp.SureTempDecoder()
+    answers = [simulator.receive(decoder.on_connect())]
+    answers += [simulator.receive(decoder.poll(k * suretemp.POLL_INTERVAL)) for k in range(1, polls)]
+    return b"".join(answers)
+
+
+def measurements(events: list[Event]) -> list[Measurement]:
+    return [e for e in events if isinstance(e, Measurement)]
+
+
+def test_vendor_command_packets_match_the_encoder() -> None:
+    assert suretemp.LOCK_PROBE == hex_fixture("lock_probe.hex")
+    assert suretemp.READ_RECORD == hex_fixture("get_record.hex")
+
+
+def test_vendor_record_has_no_final_temperature_yet() -> None:
+    packet = hex_fixture("record_no_final.hex")
+    assert sum(packet) & 0xFF == 0
+    record = suretemp.TemperatureRecord.from_bytes(packet[8:-1])
+    assert record.final == 0
+    assert round(record.current - 273.15, 2) == 34.22
+    assert (record.counter, record.state, record.error, record.active) == (78, 2, 0, 1)
+    # The probe temperature is the probe warming up, not the patient: no measurement.
+    assert decode(packet) == []
+
+
+def test_final_temperature_is_reported_once_in_kelvin() -> None:
+    packet = record_packet(309.75)
+    events = decode(packet * 5)
+    assert events == [Measurement("temperature_oral", Decimal("309.75"), "K")]
+
+
+def test_next_measurement_is_reported_again() -> None:
+    events = decode(record_packet(309.75) + record_packet(0.0) + record_packet(309.75, counter=2))
+    assert len(measurements(events)) == 2
+
+
+def test_other_algorithm_is_a_body_temperature() -> None:
+    assert measurements(decode(record_packet(310.0, algorithm=3)))[0].metric == "temperature"
+
+
+def test_error_code_voids_value_and_raises_device_error() -> None:
+    events = decode(record_packet(309.75, error=7))
+    assert events == [DeviceState(frozenset({"device_error"}), "module error 7"),
+                      Measurement("temperature_oral", None, "K", frozenset({"device_error"}))]
+
+
+def test_probe_in_well_is_sensor_off_then_cleared() -> None:
+    events = decode(record_packet(0.0, active=0) * 3 + record_packet(0.0))
+    assert events == [DeviceState(frozenset({"sensor_off"}), "probe in its well"),
+                      DeviceState(frozenset(), "cleared")]
+
+
+@pytest.mark.parametrize("final", [float("nan"), float("inf"), -5.0, 1000.0])
+def test_nonsense_temperature_is_rejected(final: float) -> None:
+    events = decode(record_packet(final) + record_packet(309.0))
+    assert isinstance(events[0], FrameRejected) and events[0].reason == "bad temperature"
+    assert measurements(events)[0].value == Decimal("309.00")
+
+
+def test_short_record_and_failed_command_are_reported() -> None:
+    short = suretemp.encode_packet(suretemp.CMD_TEMPERATURE_RECORD, suretemp.TYPE_GOOD_RESPONSE, b"\x00" * 5)
+    failed = suretemp.encode_packet(suretemp.CMD_LOCK_PROBE, 0x15)
+    events = decode(short + failed)
+    assert events[0] == FrameRejected("bad record length", 14)
+    assert isinstance(events[1], DeviceState) and events[1].flags == {"command_failed"}
+
+
+def test_bad_checksum_then_good_packet() -> None:
+    good = record_packet(309.75)
+    bad = good[:-1] + bytes(((good[-1] + 1) & 0xFF,))
+    events = decode(bad + good)
+    assert events[0] == FrameRejected("bad checksum", len(bad))
+    assert len(measurements(events)) == 1
+
+
+def test_poll_is_paced_by_the_callers_clock() -> None:
+    decoder = suretemp.SureTempDecoder()
+    assert decoder.on_connect() == suretemp.READ_RECORD
+    assert decoder.poll(100.0) == suretemp.READ_RECORD
+    assert decoder.poll(100.2) == b""
+    assert decoder.poll(100.5) == suretemp.READ_RECORD
+
+
+def test_simulator_answers_commands_split_across_writes() -> None:
+    simulator = SureTempSimulator("normal", 1)
+    command = suretemp.READ_RECORD
+    assert simulator.output(5.0) == b""
+    assert simulator.receive(command[:4]) == b""
+    answer = simulator.receive(command[4:] + suretemp.LOCK_PROBE)
+    assert answer.startswith(suretemp.HEADER + suretemp.CMD_TEMPERATURE_RECORD + b"\x02\x13\x00")
+    assert answer.endswith(suretemp.encode_packet(suretemp.CMD_LOCK_PROBE, suretemp.TYPE_GOOD_RESPONSE))
+
+
+@pytest.mark.parametrize("scenario", ("normal", "artifact", "sensor-off", "garbage"))
+def test_chunking_does_not_change_events(scenario: str) -> None:
+    data = conversation(scenario)
+    whole = decode(data)
+    assert whole
+    assert decode(data, "bytes") == whole
+    assert decode(data, "chunks-1") == whole
+    assert decode(data, "chunks-2") == whole
+
+
+def test_normal_scenario_gives_one_plausible_temperature_per_measurement() -> None:
+    values = measurements(decode(conversation("normal")))
+    assert len(values) == 120 // 21 + 1
+    assert all(m.unit == "K" and not m.flags for m in values)
+    assert all(Decimal("309.5") <= m.value <= Decimal("310.6") for m in values if m.value)
+
+
+def test_artifact_scenario_reports_module_errors() -> None:
+    events = decode(conversation("artifact"))
+    errors = [e for e in events if isinstance(e, DeviceState) and "device_error" in e.flags]
+    assert errors and all(e.detail == "module error 3" for e in errors)
+    assert measurements(events)
+
+
+def test_sensor_off_scenario_has_no_temperature() -> None:
+    events = decode(conversation("sensor-off"))
+    assert events == [DeviceState(frozenset({"sensor_off"}), "probe in its well")]
+
+
+def test_garbage_scenario_keeps_good_answers() -> None:
+    events = decode(conversation("garbage", polls=200))
+    assert any(isinstance(e, FrameRejected) for e in events)
+    assert len(measurements(events)) >= 5
+
+
+def test_resync_and_wrong_baud() -> None:
+    noise = random.Random(2).randbytes(10000)
+    assert not measurements(decode(noise, "chunks-3"))
+    assert measurements(decode(noise + record_packet(309.75))) == [
+        Measurement("temperature_oral", Decimal("309.75"), "K")]
+
+
+def test_record_layout_is_19_bytes() -> None:
+    assert suretemp.RECORD.size == 19
+    with pytest.raises(struct.error):
+        suretemp.TemperatureRecord.from_bytes(b"\x00" * 18)
+
+
+def test_registered_driver() -> None:
+    driver = drivers.get("suretemp")
+    assert driver.poll_interval == suretemp.POLL_INTERVAL
+    assert (driver.serial.baudrate, driver.serial.bytesize, driver.serial.parity, driver.serial.stopbits) == \
+        (9600, 8, "N", 1)
+    assert driver.simulator("normal", 1).receive(suretemp.READ_RECORD)
