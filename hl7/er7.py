@@ -347,18 +347,20 @@ FieldValue = Repetition | Repeated
 def _encode_component(value: Component, d: Delimiters) -> str:
     if isinstance(value, str):
         return escape_text(value, d)
-    return d.subcomponent.join(escape_text(s, d) for s in value).rstrip(d.subcomponent)
+    return d.subcomponent.join([escape_text(s, d) for s in value]).rstrip(d.subcomponent)
 
 
 def _encode_repetition(value: Repetition, d: Delimiters) -> str:
     if isinstance(value, str):
         return escape_text(value, d)
-    return d.component.join(_encode_component(c, d) for c in value).rstrip(d.component)
+    return d.component.join([
+        escape_text(c, d) if isinstance(c, str) else _encode_component(c, d) for c in value
+    ]).rstrip(d.component)
 
 
 def _encode_field(value: FieldValue, d: Delimiters) -> str:
     if isinstance(value, Repeated):
-        return d.repetition.join(_encode_repetition(r, d) for r in value.values)
+        return d.repetition.join([_encode_repetition(r, d) for r in value.values])
     return _encode_repetition(value, d)
 
 

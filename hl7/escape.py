@@ -22,9 +22,9 @@ escape (``\\F\\``) through unchanged; python-hl7 writes malformed hex escapes
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 __all__ = [
     "CharsetError",
@@ -52,6 +52,9 @@ class CharsetError(EncodingError):
 
 _SPECIAL_ASCII = frozenset("\r\n")
 
+# C0 controls other than CR (0x0D) and LF (0x0A), and UTF-16 surrogates, which no charset can encode.
+_FORBIDDEN = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
 
 @dataclass(frozen=True, slots=True)
 class Delimiters:
@@ -67,6 +70,10 @@ class Delimiters:
     escape: str = "\\"
     subcomponent: str = "&"
     truncation: str = ""
+    # Derived once per delimiter set: escape_text runs for every leaf of every message.
+    _table: dict[int, str] = dataclass_field(init=False, repr=False, compare=False)
+    _special: re.Pattern[str] = dataclass_field(init=False, repr=False, compare=False)
+    _named: dict[str, str] = dataclass_field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         chars = [self.field, self.component, self.repetition, self.escape, self.subcomponent]
@@ -77,6 +84,11 @@ class Delimiters:
                 raise EncodingError(f"invalid HL7 delimiter {char!r}")
         if len(set(chars)) != len(chars):
             raise EncodingError(f"HL7 delimiters are not distinct: {''.join(chars)!r}")
+        object.__setattr__(self, "_table", _escape_table(self))
+        object.__setattr__(self, "_special", re.compile(
+            "[" + re.escape("".join(chars)) + "\r\n" + _FORBIDDEN.pattern[1:-1] + "]"
+        ))
+        object.__setattr__(self, "_named", _named_escapes(self))
 
     @classmethod
     def from_msh(cls, msh1: str, msh2: str) -> Delimiters:
@@ -101,13 +113,6 @@ class Delimiters:
         return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
 
 
-DEFAULT_DELIMITERS = Delimiters()
-
-# C0 controls other than CR (0x0D) and LF (0x0A), and UTF-16 surrogates, which no charset can encode.
-_FORBIDDEN = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\ud800-\udfff]")
-
-
-@functools.lru_cache(maxsize=16)
 def _escape_table(delimiters: Delimiters) -> dict[int, str]:
     e = delimiters.escape
     table = {
@@ -124,7 +129,6 @@ def _escape_table(delimiters: Delimiters) -> dict[int, str]:
     return table
 
 
-@functools.lru_cache(maxsize=16)
 def _named_escapes(delimiters: Delimiters) -> dict[str, str]:
     named = {
         "F": delimiters.field,
@@ -139,6 +143,9 @@ def _named_escapes(delimiters: Delimiters) -> dict[str, str]:
     return named
 
 
+DEFAULT_DELIMITERS = Delimiters()
+
+
 def escape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     """Escape one leaf value (a component or subcomponent) for ER7.
 
@@ -149,12 +156,14 @@ def escape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     :raises EscapeError: for C0 control characters other than CR/LF and for lone
         surrogates, naming the character and its position.
     """
+    if delimiters._special.search(text) is None:
+        return text
     bad = _FORBIDDEN.search(text)
     if bad is not None:
         raise EscapeError(
             f"character U+{ord(bad.group()):04X} at position {bad.start()} cannot be sent in HL7 v2"
         )
-    return text.translate(_escape_table(delimiters))
+    return text.translate(delimiters._table)
 
 
 def sendable_text(text: str) -> str:
@@ -196,7 +205,7 @@ def unescape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charse
     start = text.find(e)
     if start < 0:
         return text
-    named = _named_escapes(delimiters)
+    named = delimiters._named
     out: list[str] = []
     pos = 0
     while start >= 0:
