@@ -128,7 +128,8 @@ def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDeta
     original processing id and version, so the sender can correlate and parse
     the reply in its own terms. Echoed fields are re-encoded with our delimiters,
     so an original with unusual delimiters cannot leak them into our reply;
-    characters that cannot be sent at all are echoed as U+FFFD.
+    characters that cannot be sent at all are echoed as U+FFFD, and so are they in
+    error texts, which often quote the offending input.
 
     :param control_id: MSH-10 of the ACK itself (injected for deterministic tests).
     :param now: MSH-7, an aware datetime.
@@ -160,7 +161,7 @@ def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDeta
             2: _location(error),
             3: (error.code, _ERROR_CONDITIONS[error.code], "HL70357"),
             4: error.severity,
-            8: error.text,
+            8: sendable_text(error.text),
         }))
     return encode_message(segments)
 

@@ -87,6 +87,11 @@ def test_ack_for_header_with_control_characters_is_still_built() -> None:
     assert ack.value("MSH", 12) == "2.6"
 
 
+def test_error_text_quoting_control_characters_is_still_sent() -> None:
+    data = build_ack(ORIGINAL, "AE", errors=[ErrorDetail("bad byte \x1c in PID-5")], control_id="A", now=NOW)
+    assert parse_ack(data).errors == ("bad byte \ufffd in PID-5",)
+
+
 def test_ack_accepts_a_parsed_message() -> None:
     data = build_ack(parse_message(ORIGINAL), "AA", control_id="A", now=NOW)
     assert parse_ack(data) == Ack("AA", "KV20261126093012-0001")
