@@ -65,6 +65,7 @@ Assumptions to verify on a monitor:
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import re
 import struct
@@ -217,25 +218,22 @@ class Malformed(Exception):
     """A checksum-valid message whose inner lengths or counts do not add up."""
 
 
-def _fcs_table() -> tuple[int, ...]:
-    table = []
-    for byte in range(256):
-        value = byte
-        for _ in range(8):
-            value = (value >> 1) ^ 0x8408 if value & 1 else value >> 1
-        table.append(value)
-    return tuple(table)
+_BIT_REVERSED = bytes(int(f"{byte:08b}"[::-1], 2) for byte in range(256))
 
 
-FCS_TABLE = _fcs_table()
+def _reverse16(value: int) -> int:
+    return _BIT_REVERSED[value & 0xFF] << 8 | _BIT_REVERSED[value >> 8]
 
 
 def fcs16(data: bytes, fcs: int = 0xFFFF) -> int:
-    """RFC 1662 FCS-16 of ``data`` (before the ones' complement)."""
-    table = FCS_TABLE
-    for byte in data:
-        fcs = (fcs >> 8) ^ table[(fcs ^ byte) & 0xFF]
-    return fcs
+    """RFC 1662 FCS-16 of ``data`` (before the ones' complement).
+
+    The FCS is the bit-reflected CRC-CCITT. Computing the unreflected CRC with
+    :func:`binascii.crc_hqx` over bit-reversed bytes and reflecting the result
+    gives the same value in C instead of a Python loop per byte, which is what
+    keeps decoding far above the 115200-baud line rate.
+    """
+    return _reverse16(binascii.crc_hqx(data.translate(_BIT_REVERSED), _reverse16(fcs)))
 
 
 def escape(data: bytes) -> bytes:

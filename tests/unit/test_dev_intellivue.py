@@ -56,6 +56,24 @@ def test_reference_fcs_vectors(frame: str, payload: str, fcs: int) -> None:
     assert iv.IntelliVueFramer().feed(wire) == [data]
 
 
+def bitwise_fcs16(data: bytes) -> int:
+    """RFC 1662 section C.1 FCS-16, one bit at a time: the definition the fast version must match."""
+    fcs = 0xFFFF
+    for byte in data:
+        fcs ^= byte
+        for _ in range(8):
+            fcs = (fcs >> 1) ^ 0x8408 if fcs & 1 else fcs >> 1
+    return fcs
+
+
+def test_fcs_matches_the_bitwise_definition_on_random_data() -> None:
+    rng = random.Random(1662)
+    for size in (0, 1, 2, 7, 64, 1500):
+        data = rng.randbytes(size)
+        assert iv.fcs16(data) == bitwise_fcs16(data)
+        assert iv.fcs16(data[size // 2 :], iv.fcs16(data[: size // 2])) == bitwise_fcs16(data)
+
+
 def test_vector_frames_without_a_data_export_header_are_rejected_by_the_decoder() -> None:
     events = iv.IntelliVueDecoder().feed(bytes.fromhex("C03A719B26C1"))
     assert events == [FrameRejected("short frame", 2)]

@@ -1,0 +1,174 @@
+"""Decode throughput of the monitor decoders against a naive byte-at-a-time decoder, same run.
+
+For each protocol a simulator records about 1 MB of device output (normal
+scenario, conversation included). Our decoder is fed in 1 KiB reads, the way a
+serial read loop hands data over; the baseline, written below, walks the same
+bytes one at a time through a flag/escape state machine with a running checksum
+and then calls the same record decoding. Figures: bytes per second, and that
+rate as a multiple of the line's wire rate (target >= 100x).
+
+Run: ``.venv/bin/python bench/bench_decode_monitors.py``
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+from devices import drivers
+from devices.protocols import datex
+from devices.protocols import hl7_monitor
+from devices.protocols import intellivue
+
+TARGET_BYTES = 1_000_000
+READ_SIZE = 1024
+ROUNDS = 3
+
+
+def wire_rate(name: str) -> float:
+    """Payload bytes per second the driver's serial settings carry (start + data + parity + stop bits)."""
+    serial = drivers.get(name).serial
+    bits = 1 + serial.bytesize + (0 if serial.parity == "N" else 1) + serial.stopbits
+    return serial.baudrate / bits
+
+
+def record(name: str) -> bytes:
+    """About TARGET_BYTES of what the simulated device sends during a conversation."""
+    driver = drivers.get(name)
+    simulator = driver.simulator("normal", 1)
+    decoder = driver.decoder()
+    outgoing = getattr(decoder, "on_connect", lambda: b"")()
+    chunks: list[bytes] = []
+    size = 0
+    now = 0.0
+    while size < TARGET_BYTES:
+        incoming = simulator.receive(outgoing) + simulator.output(now)
+        decoder.feed(incoming)
+        chunks.append(incoming)
+        size += len(incoming)
+        now += 5.0
+        outgoing = getattr(decoder, "poll", lambda _now: b"")(now)
+    return b"".join(chunks)
+
+
+def ours(name: str, stream: bytes) -> int:
+    decoder = drivers.get(name).decoder()
+    getattr(decoder, "on_connect", lambda: b"")()
+    count = 0
+    for start in range(0, len(stream), READ_SIZE):
+        count += len(decoder.feed(stream[start : start + READ_SIZE]))
+    return count
+
+
+def naive_datex(stream: bytes) -> int:
+    count = 0
+    frame = bytearray()
+    escaped = False
+    for byte in stream:
+        if byte == datex.FLAG:
+            if len(frame) > 1 and sum(frame[:-1]) & 0xFF == frame[-1]:
+                record_bytes = bytes(frame[:-1])
+                descs = datex.subrecords(record_bytes)
+                if not isinstance(descs, str) and descs:
+                    start = datex.HEADER_SIZE + descs[0][0] + datex.CLASS_OFFSET
+                    count += len(datex.decode_basic(record_bytes[start : start + datex.CLASS_SIZE], None))
+            frame = bytearray()
+            escaped = False
+        elif byte == datex.ESCAPE:
+            escaped = True
+        else:
+            frame.append(byte ^ datex.ESCAPE_XOR if escaped else byte)
+            escaped = False
+    return count
+
+
+def _fcs_table() -> tuple[int, ...]:
+    """The RFC 1662 lookup table, for the baseline's running FCS."""
+    table = []
+    for byte in range(256):
+        value = byte
+        for _ in range(8):
+            value = (value >> 1) ^ 0x8408 if value & 1 else value >> 1
+        table.append(value)
+    return tuple(table)
+
+
+FCS_TABLE = _fcs_table()
+
+
+def naive_intellivue(stream: bytes) -> int:
+    count = 0
+    frame = bytearray()
+    inside = escaped = False
+    fcs = 0xFFFF
+    table = FCS_TABLE
+    for byte in stream:
+        if byte == intellivue.BOF:
+            frame, inside, escaped, fcs = bytearray(), True, False, 0xFFFF
+        elif byte == intellivue.EOF and inside:
+            inside = False
+            if len(frame) > 6 and fcs == 0xF0B8:
+                message = intellivue.user_data(bytes(frame[:-2]))
+                if isinstance(message, bytes) and message[:1] == b"\xe1":
+                    ro_type, _, command, body = intellivue.split_data_message(message)
+                    if ro_type == intellivue.RORS_APDU and command == intellivue.CMD_CONFIRMED_ACTION:
+                        count += len(intellivue.poll_reply_events(body[intellivue.ACTION_RESULT.size :]))
+        elif inside and byte == intellivue.ESCAPE:
+            escaped = True
+        elif inside:
+            value = byte ^ intellivue.ESCAPE_XOR if escaped else byte
+            escaped = False
+            frame.append(value)
+            fcs = (fcs >> 8) ^ table[(fcs ^ value) & 0xFF]
+    return count
+
+
+def naive_hl7(stream: bytes) -> int:
+    count = 0
+    block = bytearray()
+    inside = False
+    for byte in stream:
+        if byte == 0x0B:
+            block, inside = bytearray(), True
+        elif byte == 0x1C and inside:
+            inside = False
+            message = hl7_monitor.parse_message(bytes(block))
+            if not isinstance(message, str):
+                count += len(hl7_monitor.observations(message))
+        elif inside:
+            block.append(byte)
+    return count
+
+
+NAIVE: dict[str, t.Callable[[bytes], int]] = {
+    "datex-as3": naive_datex,
+    "intellivue-mib": naive_intellivue,
+    "hl7-monitor": naive_hl7,
+}
+
+
+def best_rate(run: t.Callable[[], int], size: int) -> tuple[float, int]:
+    best = float("inf")
+    events = 0
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        events = run()
+        best = min(best, time.perf_counter() - started)
+    return size / best, events
+
+
+def main() -> None:
+    print(f"{'driver':<16}{'stream':>10}{'ours B/s':>14}{'x wire':>9}{'naive B/s':>14}{'x wire':>9}"
+          f"{'speed-up':>10}")
+    for name, naive in NAIVE.items():
+        stream = record(name)
+        ours_rate, ours_events = best_rate(lambda name=name, stream=stream: ours(name, stream), len(stream))
+        naive_rate, _ = best_rate(lambda naive=naive, stream=stream: naive(stream), len(stream))
+        wire = wire_rate(name)
+        print(f"{name:<16}{len(stream):>10}{ours_rate:>14,.0f}{ours_rate / wire:>9,.0f}{naive_rate:>14,.0f}"
+              f"{naive_rate / wire:>9,.0f}{ours_rate / naive_rate:>9.1f}x   ({ours_events} events)")
+    print("wire rates: datex-as3 19200 8E1, intellivue-mib and hl7-monitor 115200 8N1 (payload bytes/s)")
+
+
+if __name__ == "__main__":
+    main()
