@@ -263,8 +263,7 @@ def parse_message(data: bytes | str) -> Message:
     :raises CharsetError: for bytes invalid in the declared charset.
     """
     if isinstance(data, bytes):
-        delimiters, msh18 = _header(data[: data.find(b"\r") if b"\r" in data else len(data)]
-                                    .decode("ascii", "replace"))
+        delimiters, msh18 = _header(data.split(b"\r", 1)[0].decode("ascii", "replace"))
         charset = codec_for(msh18)
         try:
             text = data.decode(charset)

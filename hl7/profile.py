@@ -21,8 +21,8 @@ PCD01_OID = "1.3.6.1.4.1.19376.1.6.1.1.1"
 
 _DTM_WITH_OFFSET = re.compile(r"\d{14}(\.\d{1,4})?[+-]\d{4}")
 _CONTAINMENT = re.compile(r"\d+\.\d+\.\d+\.\d+")
-_VALUE_TYPES = frozenset({"NM", "SN", "ST", "CWE", "CF", "NA", "NR", "DTM", "TX", "ED"})
-_RESULT_STATUS = frozenset({"R", "F", "X", "C", "P", "D", "S", "W", "N", "I", "O", "U"})
+_VALUE_TYPES = frozenset({"NM", "SN", "ST", "CWE"})
+_RESULT_STATUS = frozenset({"R", "F", "X"})
 _OBSERVATION_METHODS = frozenset({"AMEAS", "MMEAS", "ASET", "MSET", "ACALC", "MCALC", "UNSPEC"})
 
 
@@ -77,7 +77,7 @@ def _check_obx(obx: Segment, label: str) -> list[str]:
     if not status:
         problems.append(f"{label}: OBX-11 result status is required")
     elif status not in _RESULT_STATUS:
-        problems.append(f"{label}: OBX-11 {status!r} is not an observation result status")
+        problems.append(f"{label}: OBX-11 {status!r} is not R, F or X")
     if status != "X" and value_type not in _VALUE_TYPES:
         problems.append(f"{label}: OBX-2 value type {value_type!r} is not allowed when OBX-11 is not X")
     codes = _mdc_codes(obx)

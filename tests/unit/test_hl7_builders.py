@@ -405,6 +405,8 @@ def mutate(data: bytes, old: bytes, new: bytes) -> bytes:
         (b"|268192^MDC_DIM_DEGC^MDC^Cel^Cel^UCUM|", b"||", "OBX-6"),
         (b"|36.80|", b"||", "OBX-5"),
         (b"^UCUM|||||F|", b"^UCUM||||||", "OBX-11"),
+        (b"^UCUM|||||F|", b"^UCUM|||||P|", "OBX-11 'P'"),
+        (b"|NM|188424", b"|TX|188424", "OBX-2"),
         (b"|NM|188424", b"|XX|188424", "OBX-2"),
         (b"MMEAS^manual", b"MANUAL^manual", "OBX-17"),
         (b"|188424^MDC_TEMP_ORAL^MDC|", b"|8310-5^Body temperature^LN|", "OBX-3"),
