@@ -266,8 +266,13 @@ def poll_request(invoke_id: int, poll_number: int, object_code: int) -> bytes:
 
 
 def session_message(kind: int, body: bytes) -> bytes:
-    """A session-layer message (association, release, abort) with its one-byte length."""
-    return bytes((kind, len(body))) + body
+    """A session-layer message (association, release, abort): kind, length indicator, body.
+
+    The length indicator is one byte below 255, else ``FF`` and two bytes.
+    """
+    if len(body) < 0xFF:
+        return bytes((kind, len(body))) + body
+    return bytes((kind, 0xFF)) + len(body).to_bytes(2, "big") + body
 
 
 def encode_float(value: Decimal) -> int:

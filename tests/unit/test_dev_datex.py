@@ -216,5 +216,7 @@ def test_driver_is_registered_with_the_interface_serial_settings() -> None:
     assert driver.poll_interval is not None and driver.quiet_timeout > 5
     assert isinstance(driver.decoder(), datex.DatexDecoder)
     assert isinstance(driver.simulator("sensor-off", 4), DatexSimulator)
+    assert DatexSimulator("unplug", 4).receive(datex.build_request(5)) == DatexSimulator("normal", 4).receive(
+        datex.build_request(5))
     with pytest.raises(ValueError):
         driver.simulator("smoke", 4)

@@ -106,6 +106,12 @@ def test_start_of_frame_inside_a_frame_drops_the_unfinished_one() -> None:
     assert events == [FrameRejected("truncated frame", 2), DeviceState(frozenset({"associated"}))]
 
 
+def test_session_length_indicator_grows_past_254_bytes() -> None:
+    assert iv.session_message(iv.AC_SPDU_SI, b"\x01" * 3)[:2] == b"\x0e\x03"
+    assert iv.session_message(iv.AC_SPDU_SI, b"\x01" * 300)[:4] == b"\x0e\xff\x01\x2c"
+    assert iv.ASSOCIATION_REQUEST[1] == len(iv.ASSOCIATION_REQUEST) - 2
+
+
 def test_float_codes_and_values() -> None:
     assert iv.decode_float(0x007FFFFF) == "no_data"
     assert iv.decode_float(0x00800000) == "not_resolved"
