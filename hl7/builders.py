@@ -234,6 +234,8 @@ class _ObxWriter:
         mdc_unit = (str(vital.mdc_unit_code), vital.mdc_unit_refid, "MDC")
         ucum = (vital.ucum, vital.ucum, "UCUM")
         if self.coding is CodingProfile.LOINC:
+            if not vital.loinc:
+                raise ValueError(f"{vital.mdc_refid} has no LOINC code for a LOINC-coded destination")
             identifier: FieldValue = (vital.loinc, vital.loinc_name, "LN", *mdc_id)
             unit: FieldValue = (*ucum, *mdc_unit)
         else:

@@ -256,6 +256,14 @@ def test_loinc_profile_puts_loinc_first_and_mdc_as_alternate() -> None:
     assert {r.value(3, 3) for r in rows} == {"LN"}
 
 
+def test_loinc_profile_refuses_a_vital_without_loinc() -> None:
+    uncoded = dataclasses.replace(vital("spo2", "97"), loinc="", loinc_name="")
+    report = VitalsReport(PATIENT, VISIT, STATION, "KV-3", (uncoded,))
+    assert check_pcd01(build_oru_vitals(SENDER, EHR, report, control_id="C", now=NOW)) == []
+    with pytest.raises(ValueError, match="no LOINC code"):
+        build_oru_vitals(SENDER, EHR_LOINC, report, control_id="C", now=NOW)
+
+
 def test_large_decimal_is_written_without_exponent() -> None:
     report = VitalsReport(PATIENT, VISIT, STATION, "KV-2", (vital("weight", "1.2E+2", Method.MANUAL),))
     data = build_oru_vitals(SENDER, EHR, report, control_id="C", now=NOW)
