@@ -32,6 +32,7 @@ from devices.drivers import Driver
 from devices.gateway import DeviceWorker
 from devices.gateway import Gateway
 from devices.gateway import default_normaliser
+from devices.gateway import read_wait
 from devices.reading import Reading
 from devices.simulators import runner
 from devices.simulators.base import SCENARIOS
@@ -144,7 +145,7 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
     spec = _driver(driver)
     overrides: dict[str, t.Any] = {"baudrate": baudrate} if baudrate else {}
     config = DeviceConfig(id="probe", driver=driver, port=port, station="probe", **overrides)
-    link = SerialLink(port, config.serial_settings(spec.serial))
+    link = SerialLink(port, config.serial_settings(spec.serial), read_wait=read_wait(spec))
     try:
         link.open()
     except LinkError as exc:

@@ -7,6 +7,7 @@ from server.models.clinical import Observation
 from server.models.clinical import QuestionnaireResponse
 from server.models.messaging import InboundMessage
 from server.models.messaging import OutboxMessage
+from server.models.messaging import ServiceLease
 from server.models.patients import Insurance
 from server.models.patients import Patient
 from server.models.principals import ROLES
@@ -24,5 +25,5 @@ from server.models.stations import Station
 __all__ = [
     "ROLES", "Appointment", "AuditEvent", "Base", "Device", "Gateway", "InboundMessage", "Insurance",
     "KioskDevice", "LoginFailure", "Observation", "OutboxMessage", "Patient", "QuestionnaireResponse",
-    "StaffSession", "StaffUser", "Station", "UTCDateTime", "Visit", "VisitTransition",
+    "ServiceLease", "StaffSession", "StaffUser", "Station", "UTCDateTime", "Visit", "VisitTransition",
 ]

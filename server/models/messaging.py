@@ -74,3 +74,18 @@ class InboundMessage(Base):
     ack: Mapped[bytes] = mapped_column(LargeBinary)
     peer: Mapped[str] = mapped_column(String(128), default="")
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ServiceLease(Base):
+    """A named lease that at most one process holds at a time (until ``expires_at``).
+
+    On SQLite only one outbox dispatcher may run: the database has no row locks
+    to share the work safely, so the dispatcher holds ``outbox-dispatcher`` and
+    renews it on every claim. A crashed holder's lease simply expires.
+    """
+
+    __tablename__ = "service_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

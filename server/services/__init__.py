@@ -19,6 +19,9 @@ from server.services.context import Clock
 from server.services.context import SystemClock
 from server.services.devices import DevicePrincipals
 from server.services.health import Health
+from server.services.inbound import Inbound
+from server.services.messages import OutboundMessages
+from server.services.outbox import Outbox
 from server.services.patients import Patients
 from server.services.staff import StaffAccounts
 from server.services.visits import Visits
@@ -33,8 +36,10 @@ class Services:
     audit: AuditTrail
     staff: StaffAccounts
     devices: DevicePrincipals
+    outbox: Outbox
     patients: Patients
     visits: Visits
+    inbound: Inbound
     health: Health
 
 
@@ -46,6 +51,10 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     clock = clock or SystemClock()
     uow = UnitOfWork(engine)
     audit = AuditTrail(clock=clock)
+    outbox = Outbox(uow=uow, clock=clock, audit=audit)
+    messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
+    patients = Patients(uow=uow, clock=clock, audit=audit)
+    visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages)
     return Services(
         uow=uow,
         clock=clock,
@@ -53,7 +62,9 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         staff=StaffAccounts(uow=uow, clock=clock, audit=audit, policy=config.web,
                             pepper=secret),
         devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
-        patients=Patients(uow=uow, clock=clock, audit=audit),
-        visits=Visits(uow=uow, clock=clock, audit=audit),
+        patients=patients,
+        outbox=outbox,
+        visits=visits,
+        inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits),
         health=Health(engine=engine),
     )

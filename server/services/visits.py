@@ -6,9 +6,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from sqlalchemy.orm import joinedload
 
 from server.db import UnitOfWork
+from server.domain.visit import VisitState
 from server.domain.visit import next_state
 from server.models import Appointment
 from server.models import Visit
@@ -16,6 +18,7 @@ from server.models import VisitTransition
 from server.services.audit import AuditTrail
 from server.services.context import Actor
 from server.services.context import Clock
+from server.services.messages import OutboundMessages
 
 
 class VisitNotFound(LookupError):
@@ -38,10 +41,11 @@ class VisitSummary:
 class Visits:
     """Visit queries and transitions, each audited."""
 
-    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, messages: OutboundMessages) -> None:
         self.uow = uow
         self.clock = clock
         self.audit = audit
+        self.messages = messages
 
     def for_day(self, day: dt.date, *, actor: Actor) -> list[VisitSummary]:
         """Visits whose appointment starts on ``day`` (UTC), earliest first; one audit row per patient."""
@@ -64,7 +68,10 @@ class Visits:
             return summaries
 
     def transition(self, visit_id: int, target: str, *, actor: Actor) -> None:
-        """Move a visit to ``target``, recording when and by whom.
+        """Move a visit to ``target``, recording when and by whom, and tell the records system.
+
+        The transition, its audit row and the ADT it calls for (A04 on arrival,
+        A03 at check-out, A11 when a check-in is undone) commit together.
 
         :raises VisitNotFound: for an unknown id.
         :raises server.domain.visit.IllegalTransition: when the rules forbid it.
@@ -73,11 +80,18 @@ class Visits:
             visit = session.get(Visit, visit_id)
             if visit is None:
                 raise VisitNotFound(visit_id)
-            new = next_state(visit.state, target)
-            now = self.clock.now()
-            visit.transitions.append(VisitTransition(from_state=visit.state, to_state=new.value, at=now,
-                                                     actor_type=actor.actor_type, actor_id=actor.actor_id))
-            visit.state = new.value
-            visit.updated_at = now
-            self.audit.record(session, actor, f"visit.{new.value}", patient_id=visit.patient_id,
-                              resource_type="visit", resource_id=visit.id)
+            self.transition_in(session, visit, target, actor=actor)
+
+    def transition_in(self, session: Session, visit: Visit, target: str, *, actor: Actor) -> None:
+        """:meth:`transition` inside the caller's transaction (an inbound schedule change)."""
+        before = VisitState(visit.state)
+        new = next_state(before, target)
+        now = self.clock.now()
+        visit.transitions.append(VisitTransition(from_state=visit.state, to_state=new.value, at=now,
+                                                 actor_type=actor.actor_type, actor_id=actor.actor_id))
+        visit.state = new.value
+        visit.updated_at = now
+        control_id = self.messages.visit_changed(session, visit, before, new)
+        self.audit.record(session, actor, f"visit.{new.value}", patient_id=visit.patient_id,
+                          resource_type="visit", resource_id=visit.id,
+                          detail=f"control_id={control_id}" if control_id else "")

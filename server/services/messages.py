@@ -1,0 +1,102 @@
+"""Turning domain changes into outbound HL7 messages (built by :mod:`hl7.builders`).
+
+This is the only place that maps our models onto the builders' value objects,
+so what we tell the records system about a patient or visit is decided once.
+Messages are enqueued in the caller's transaction: if the change rolls back,
+no message about it exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session
+
+from hl7 import builders
+from hl7.model import Address
+from hl7.model import CodingProfile
+from hl7.model import Destination
+from hl7.model import PatientInfo
+from hl7.model import Sender
+from hl7.model import VisitInfo
+from server.config import HL7Config
+from server.domain.visit import VisitState
+from server.models import Patient
+from server.models import Visit
+from server.services.context import Clock
+from server.services.outbox import Outbox
+from server.services.outbox import new_control_id
+
+S = VisitState
+
+# Which visit transitions the records system hears about, and as what.
+VISIT_EVENTS: dict[tuple[VisitState, VisitState], str] = {
+    (S.EXPECTED, S.ARRIVED): "A04",
+    (S.NO_SHOW, S.ARRIVED): "A04",
+    (S.ARRIVED, S.EXPECTED): "A11",
+    (S.ARRIVED, S.CANCELLED): "A11",
+    (S.ARRIVED, S.CHECKED_OUT): "A03",
+    (S.ROOMED, S.CHECKED_OUT): "A03",
+    (S.VITALS_TAKEN, S.CHECKED_OUT): "A03",
+}
+
+_ADT_BUILDERS = {"A04": builders.build_adt_a04, "A03": builders.build_adt_a03, "A11": builders.build_adt_a11}
+
+
+def patient_key(patient_id: int) -> str:
+    """The ordering key of a patient's messages (FIFO per patient)."""
+    return f"patient:{patient_id}"
+
+
+def patient_info(patient: Patient) -> PatientInfo:
+    """PID content for a patient."""
+    address = Address(street=patient.address_line1, other=patient.address_line2, city=patient.city,
+                      state=patient.state, postal_code=patient.postal_code, country=patient.country)
+    return PatientInfo(
+        mrn=patient.mrn, assigning_authority=patient.mrn_authority, family=patient.family_name,
+        given=patient.given_name, middle=patient.middle_name, birth_date=patient.birth_date,
+        sex=patient.sex if patient.sex in ("F", "M", "O", "U", "A", "N") else "U",
+        address=address if any((patient.address_line1, patient.city, patient.postal_code)) else None,
+        phones=(patient.phone,) if patient.phone else (), email=patient.email,
+        language=patient.preferred_language,
+    )
+
+
+def visit_info(visit: Visit) -> VisitInfo:
+    """PV1 content for a visit: arrival and departure come from its transitions."""
+    arrival = next((t.at for t in reversed(visit.transitions) if t.to_state == S.ARRIVED.value), None)
+    departure = next((t.at for t in reversed(visit.transitions) if t.to_state == S.CHECKED_OUT.value), None)
+    appointment = visit.appointment
+    return VisitInfo(
+        visit_number=visit.visit_number,
+        location=appointment.location if appointment else "",
+        provider_id=appointment.provider_id if appointment else "",
+        provider_family=appointment.provider_name if appointment else "",
+        arrival=arrival,
+        departure=departure,
+    )
+
+
+class OutboundMessages:
+    """Builds and enqueues the messages the records system expects for our changes."""
+
+    def __init__(self, *, settings: HL7Config, outbox: Outbox, clock: Clock) -> None:
+        self.outbox = outbox
+        self.clock = clock
+        self.sender = Sender(application=settings.sending_application, facility=settings.sending_facility)
+        self.destination = Destination(application=settings.receiving_application,
+                                       facility=settings.receiving_facility,
+                                       coding=CodingProfile(settings.vitals_coding))
+
+    def visit_changed(self, session: Session, visit: Visit, before: VisitState, after: VisitState) -> str | None:
+        """Enqueue the ADT a transition calls for, if any; returns its MSH-10."""
+        event = VISIT_EVENTS.get((before, after))
+        if event is None:
+            return None
+        control_id = new_control_id()
+        now: dt.datetime = self.clock.now()
+        payload = _ADT_BUILDERS[event](self.sender, self.destination, patient_info(visit.patient),
+                                       visit_info(visit), control_id=control_id, now=now)
+        self.outbox.enqueue(session, payload, control_id=control_id, message_type=f"ADT^{event}",
+                            ordering_key=patient_key(visit.patient_id))
+        return control_id

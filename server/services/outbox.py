@@ -1,0 +1,241 @@
+"""The outbox: HL7 messages written with the change they report, and delivered from here.
+
+:class:`Outbox` is what services and staff use (enqueue inside a transaction,
+list, retry, discard, counts). :class:`OutboxRepository` is the storage side
+of :class:`hl7.dispatcher.Dispatcher`, with one claim strategy per backend:
+
+* PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` so any number of dispatchers
+  share the work without waiting for each other or taking the same row.
+* SQLite: no row locks exist (SQLAlchemy silently drops ``FOR UPDATE`` there),
+  so the claim runs under ``BEGIN IMMEDIATE`` (the write lock, see
+  :mod:`server.db`) and one dispatcher at a time holds the
+  ``outbox-dispatcher`` lease; a second one waits until that lease expires.
+
+Per-patient FIFO is a property of the claim query on both: a row is claimable
+only if no older row with the same ``ordering_key`` is pending, sending or
+dead. A dead letter therefore holds that patient's later messages, and no
+other patient's, until staff retry or discard it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
+from sqlalchemy import exists
+from sqlalchemy import func
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import aliased
+
+from hl7.dispatcher import OutboundItem
+from server.db import UnitOfWork
+from server.models import OutboxMessage
+from server.models import ServiceLease
+from server.services.audit import AuditTrail
+from server.services.context import SYSTEM
+from server.services.context import Actor
+from server.services.context import Clock
+
+UNDELIVERED = ("pending", "sending", "dead")
+DISPATCHER_LEASE = "outbox-dispatcher"
+
+
+class OutboxError(LookupError):
+    """A staff action on a message that does not exist or is not in a state that allows it."""
+
+
+def new_control_id() -> str:
+    """A fresh MSH-10: 20 characters, unique, fixed for the life of the message."""
+    return "FD" + uuid.uuid4().hex[:18].upper()
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One message as staff see it (no payload: it holds patient data)."""
+
+    id: int
+    control_id: str
+    message_type: str
+    ordering_key: str
+    status: str
+    attempts: int
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime
+    last_error: str
+
+
+class Outbox:
+    """Enqueueing and staff operations on the outbox."""
+
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail) -> None:
+        self.uow = uow
+        self.clock = clock
+        self.audit = audit
+
+    def enqueue(self, session: Session, payload: bytes, *, control_id: str, message_type: str,
+                ordering_key: str, destination: str = "default") -> int:
+        """Add a message inside the caller's transaction; returns its row id.
+
+        :param control_id: the MSH-10 already written into ``payload``.
+        :param ordering_key: messages with the same key are delivered in order (the patient).
+        """
+        now = self.clock.now()
+        row = OutboxMessage(control_id=control_id, message_type=message_type, destination=destination,
+                            ordering_key=ordering_key, payload=payload,
+                            sha256=hashlib.sha256(payload).hexdigest(), status="pending", attempts=0,
+                            next_attempt_at=now, created_at=now)
+        session.add(row)
+        session.flush()
+        return row.id
+
+    def list(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        """Newest first, optionally of one status."""
+        query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+        if status:
+            query = query.where(OutboxMessage.status == status)
+        with self.uow.begin() as session:
+            return [OutboxRow(r.id, r.control_id, r.message_type, r.ordering_key, r.status, r.attempts,
+                              r.created_at, r.next_attempt_at, r.last_error) for r in session.scalars(query)]
+
+    def retry(self, message_id: int, *, actor: Actor) -> None:
+        """Send a dead (or waiting) message again now, with a fresh attempt budget and the same MSH-10.
+
+        :raises OutboxError: unknown id, or a message already sent or discarded.
+        """
+        self._staff_action(message_id, "retry", actor=actor, allowed=("dead", "pending"),
+                           values={"status": "pending", "attempts": 0, "next_attempt_at": self.clock.now()})
+
+    def discard(self, message_id: int, *, actor: Actor) -> None:
+        """Give up on a message for good; the patient's later messages flow again.
+
+        :raises OutboxError: unknown id, or a message already sent or discarded.
+        """
+        self._staff_action(message_id, "discard", actor=actor, allowed=("dead", "pending"),
+                           values={"status": "discarded"})
+
+    def stats(self) -> dict[str, object]:
+        """Counts by status and the age in seconds of the oldest undelivered message."""
+        now = self.clock.now()
+        with self.uow.begin() as session:
+            counts = dict(session.execute(select(OutboxMessage.status, func.count())
+                                          .group_by(OutboxMessage.status)).all())
+            oldest = session.scalar(select(func.min(OutboxMessage.created_at))
+                                    .where(OutboxMessage.status.in_(("pending", "sending"))))
+        if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return {
+            "counts": {state: int(counts.get(state, 0)) for state in
+                       ("pending", "sending", "sent", "dead", "discarded")},
+            "oldest_pending_age_seconds": round((now - oldest).total_seconds(), 3) if oldest else None,
+        }
+
+    def _staff_action(self, message_id: int, action: str, *, actor: Actor, allowed: tuple[str, ...],
+                      values: dict[str, object]) -> None:
+        with self.uow.begin() as session:
+            row = session.get(OutboxMessage, message_id)
+            if row is None:
+                raise OutboxError(f"outbox message {message_id} does not exist")
+            if row.status not in allowed:
+                raise OutboxError(f"outbox message {message_id} is {row.status}; {action} needs "
+                                  f"{' or '.join(allowed)}")
+            for key, value in values.items():
+                setattr(row, key, value)
+            self.audit.record(session, actor, f"outbox.{action}", resource_type="outbox_message",
+                              resource_id=row.id, detail=f"control_id={row.control_id}")
+
+
+class OutboxRepository:
+    """The dispatcher's view of the outbox (:class:`hl7.dispatcher.OutboxRepository`).
+
+    :param owner: this dispatcher's name, stored with each claim and lease.
+    """
+
+    def __init__(self, *, uow: UnitOfWork, audit: AuditTrail, owner: str | None = None) -> None:
+        self.uow = uow
+        self.audit = audit
+        self.owner = owner or f"dispatcher-{uuid.uuid4().hex[:12]}"
+        self._sqlite = uow.engine.dialect.name == "sqlite"
+
+    def claim_next(self, now: dt.datetime, lease_seconds: float, limit: int) -> list[OutboundItem]:
+        """Claim up to ``limit`` due messages, at most one per ordering key (see the module docstring)."""
+        lease_until = now + dt.timedelta(seconds=lease_seconds)
+        with self.uow.begin() as session:
+            if self._sqlite and not self._hold_lease(session, now, lease_until):
+                return []
+            query = select(OutboxMessage.id).where(self._due(now)).order_by(OutboxMessage.id).limit(limit)
+            if not self._sqlite:
+                query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+            ids = list(session.scalars(query))
+            if not ids:
+                return []
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(ids))
+                .values(status="sending", lease_until=lease_until, lease_owner=self.owner,
+                        attempts=OutboxMessage.attempts + 1))
+            rows = session.execute(
+                select(OutboxMessage.id, OutboxMessage.control_id, OutboxMessage.ordering_key,
+                       OutboxMessage.payload, OutboxMessage.attempts)
+                .where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)).all()
+            return [OutboundItem(r.id, r.control_id, r.ordering_key, r.payload, r.attempts) for r in rows]
+
+    def mark_sent(self, id: int, ack_bytes: bytes, now: dt.datetime) -> None:
+        """Delivered: keep the ACK that confirmed it."""
+        self._settle(id, status="sent", ack=ack_bytes, sent_at=now, last_error="")
+
+    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
+        """Back to pending until ``next_attempt_at``."""
+        self._settle(id, status="pending", next_attempt_at=next_attempt_at, last_error=reason)
+
+    def mark_dead(self, id: int, reason: str) -> None:
+        """Dead letter, audited once (the state change, not each attempt)."""
+        with self.uow.begin() as session:
+            changed = session.execute(
+                update(OutboxMessage).where(OutboxMessage.id == id, OutboxMessage.status == "sending")
+                .values(status="dead", last_error=reason, lease_until=None, lease_owner=None)).rowcount
+            if changed:
+                self.audit.record(session, SYSTEM, "outbox.dead_letter", outcome="failure",
+                                  resource_type="outbox_message", resource_id=id)
+
+    def release(self) -> None:
+        """Give up the SQLite dispatcher lease (on a clean stop) so a successor need not wait."""
+        if not self._sqlite:
+            return
+        with self.uow.begin() as session:
+            lease = session.get(ServiceLease, DISPATCHER_LEASE)
+            if lease is not None and lease.owner == self.owner:
+                session.delete(lease)
+
+    def _settle(self, id: int, **values: object) -> None:
+        with self.uow.begin() as session:
+            session.execute(update(OutboxMessage)
+                            .where(OutboxMessage.id == id, OutboxMessage.status == "sending")
+                            .values(lease_until=None, lease_owner=None, **values))
+
+    @staticmethod
+    def _due(now: dt.datetime) -> ColumnElement[bool]:
+        older = aliased(OutboxMessage)
+        blocked = exists().where(older.ordering_key == OutboxMessage.ordering_key, older.id < OutboxMessage.id,
+                                 older.status.in_(UNDELIVERED))
+        return and_(
+            or_(and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
+                and_(OutboxMessage.status == "sending", OutboxMessage.lease_until <= now)),
+            ~blocked,
+        )
+
+    def _hold_lease(self, session: Session, now: dt.datetime, until: dt.datetime) -> bool:
+        lease = session.get(ServiceLease, DISPATCHER_LEASE)
+        if lease is None:
+            session.add(ServiceLease(name=DISPATCHER_LEASE, owner=self.owner, expires_at=until))
+            return True
+        if lease.owner != self.owner and lease.expires_at > now:
+            return False
+        lease.owner, lease.expires_at = self.owner, until
+        return True

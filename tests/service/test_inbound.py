@@ -1,0 +1,166 @@
+"""Inbound SIU and ADT: idempotent upserts, clear AE/AR with ERR, every message kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func
+from sqlalchemy import select
+
+from hl7.ack import parse_ack
+from hl7.er7 import parse_message
+from server.models import Appointment
+from server.models import InboundMessage
+from server.models import OutboxMessage
+from server.models import Patient
+from server.models import Visit
+from server.services import Services
+from server.services.context import Actor
+
+MSH = "MSH|^~\\&|EPIC|MAINCLINIC|FRONTDESK|CLINIC|20261126080000-0500||{type}|{control}|P|2.5.1|||||||UNICODE UTF-8"
+PID = ("PID|1||{mrn}^^^MAINCLINIC^MR~999-88-7777^^^SSA^SS||{family}^{given}^Q||19750412|F|||"
+       "12 Elm St^Apt 3^Springfield^IL^62701^USA||555-0142^PRN^PH~^NET^Internet^pat@example.org||es")
+SCH = "SCH|P{appt}|F{appt}|||||ROUTINE^Routine visit|FOLLOWUP^Follow-up visit|20|min|^^20^{start}|||||||||||||Booked"
+AIL = "AIL|1||EXAM3^^^MAINCLINIC"
+AIP = "AIP|1||D123^Okafor^Ngozi^^^^Dr"
+
+
+def message(*segments: str) -> bytes:
+    return "\r".join(segments).encode("utf-8") + b"\r"
+
+
+def siu(event: str, control: str, *, mrn: str = "MRN001", family: str = "Nguyen", appt: str = "100",
+        start: str = "20261126103000-0500") -> bytes:
+    return message(MSH.format(type=f"SIU^{event}^SIU_S12", control=control),
+                   SCH.format(appt=appt, start=start), PID.format(mrn=mrn, family=family, given="Linh"), AIL, AIP)
+
+
+def adt(event: str, control: str, *extra: str, mrn: str = "MRN001", family: str = "Nguyen") -> bytes:
+    return message(MSH.format(type=f"ADT^{event}^ADT_A01", control=control),
+                   "EVN|" + event + "|20261126080000", PID.format(mrn=mrn, family=family, given="Linh"), *extra)
+
+
+def count(services: Services, model: type) -> int:
+    with services.uow.begin() as session:
+        return int(session.scalar(select(func.count()).select_from(model)))
+
+
+def test_new_appointment_creates_patient_appointment_and_expected_visit(services: Services) -> None:
+    result = services.inbound.receive(siu("S12", "C1"), "127.0.0.1:5000")
+    assert result.outcome == "AA" and not result.duplicate
+    ack = parse_ack(result.ack)
+    assert ack.code == "AA" and ack.control_id == "C1"
+    with services.uow.begin() as session:
+        patient = session.scalar(select(Patient))
+        assert (patient.mrn, patient.mrn_authority, patient.family_name, patient.given_name) == (
+            "MRN001", "MAINCLINIC", "Nguyen", "Linh")
+        assert patient.birth_date == dt.date(1975, 4, 12) and patient.sex == "F"
+        assert (patient.city, patient.postal_code, patient.phone, patient.email) == (
+            "Springfield", "62701", "555-0142", "pat@example.org")
+        assert patient.preferred_language == "es"
+        appointment = session.scalar(select(Appointment))
+        assert appointment.external_id == "F100" and appointment.source == "EPIC^MAINCLINIC"
+        assert appointment.start_at == dt.datetime(2026, 11, 26, 15, 30, tzinfo=dt.UTC)
+        assert (appointment.duration_minutes, appointment.location, appointment.provider_name) == (
+            20, "EXAM3", "Ngozi Okafor")
+        assert appointment.appointment_type == "Follow-up visit" and appointment.status == "booked"
+        assert session.scalar(select(Visit.state)) == "expected"
+
+
+def test_repeated_message_gets_the_same_ack_and_changes_nothing(services: Services) -> None:
+    first = services.inbound.receive(siu("S12", "C1"), "peer")
+    again = services.inbound.receive(siu("S12", "C1", family="Changed"), "peer")
+    assert again.duplicate and again.ack == first.ack
+    with services.uow.begin() as session:
+        assert session.scalar(select(Patient.family_name)) == "Nguyen"
+    assert count(services, InboundMessage) == 1
+
+
+def test_reschedule_cancel_and_no_show(services: Services) -> None:
+    services.inbound.receive(siu("S12", "C1"), "peer")
+    services.inbound.receive(siu("S13", "C2", start="20261126113000-0500"), "peer")
+    with services.uow.begin() as session:
+        assert session.scalar(select(Appointment.start_at)) == dt.datetime(2026, 11, 26, 16, 30, tzinfo=dt.UTC)
+    assert services.inbound.receive(siu("S15", "C3"), "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        assert session.scalar(select(Appointment.status)) == "cancelled"
+        assert session.scalar(select(Visit.state)) == "cancelled"
+    services.inbound.receive(siu("S12", "C4", appt="200"), "peer")
+    services.inbound.receive(siu("S26", "C5", appt="200"), "peer")
+    with services.uow.begin() as session:
+        states = dict(session.execute(select(Appointment.external_id, Visit.state).join(Visit)).all())
+        assert states == {"F100": "cancelled", "F200": "no_show"}
+    assert count(services, OutboxMessage) == 0
+
+
+def test_adt_updates_the_patient(services: Services) -> None:
+    services.inbound.receive(adt("A28", "A1"), "peer")
+    assert services.inbound.receive(adt("A08", "A2", family="Tran"), "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        assert session.scalars(select(Patient.family_name)).all() == ["Tran"]
+
+
+def test_insurance_from_in1(services: Services) -> None:
+    in1 = "IN1|1|PPO1^Gold PPO|BCBS01|Blue Cross||||GRP-77||||||||Nguyen^Linh|SEL|||||||||||||||||||MEM-12345"
+    assert services.inbound.receive(adt("A31", "A1", in1), "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        patient = session.scalar(select(Patient))
+        plan = patient.insurance[0]
+        assert (plan.payer_name, plan.member_id, plan.payer_id, plan.plan_name, plan.group_number) == (
+            "Blue Cross", "MEM-12345", "BCBS01", "Gold PPO", "GRP-77")
+
+
+def test_merge_moves_visits_and_rekeys_unsent_messages(services: Services) -> None:
+    services.inbound.receive(siu("S12", "C1", mrn="OLD1"), "peer")
+    with services.uow.begin() as session:
+        visit_id = session.scalar(select(Visit.id))
+        old_id = session.scalar(select(Patient.id))
+    services.visits.transition(visit_id, "arrived", actor=Actor("staff", "1"))
+    merge = adt("A40", "M1", "MRG|OLD1^^^MAINCLINIC^MR", mrn="NEW1")
+    assert services.inbound.receive(merge, "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        new = session.scalar(select(Patient).where(Patient.mrn == "NEW1"))
+        old = session.get(Patient, old_id)
+        assert old.merged_into_id == new.id
+        assert session.scalar(select(Visit.patient_id)) == new.id
+        assert session.scalars(select(OutboxMessage.ordering_key)).all() == [f"patient:{new.id}"]
+
+
+def test_missing_mrn_is_ae_naming_pid_3(services: Services) -> None:
+    raw = message(MSH.format(type="ADT^A28^ADT_A05", control="E1"), "PID|1||^^^MAINCLINIC^MR||Nguyen^Linh")
+    result = services.inbound.receive(raw, "peer")
+    assert result.outcome == "AE" and "PID-3" in result.error
+    err = parse_message(result.ack).segment("ERR")
+    assert err is not None and (err.value(2, 1), err.value(2, 3), err.value(3, 1)) == ("PID", "3", "101")
+    assert count(services, Patient) == 0
+    with services.uow.begin() as session:
+        kept = session.scalar(select(InboundMessage))
+        assert (kept.outcome, kept.raw) == ("AE", raw)
+
+
+def test_missing_appointment_id_and_bad_date(services: Services) -> None:
+    no_id = siu("S12", "E2").replace(b"SCH|P100|F100|", b"SCH|||")
+    result = services.inbound.receive(no_id, "peer")
+    assert result.outcome == "AE" and "SCH-2" in result.error
+    bad_dob = siu("S12", "E3").replace(b"19750412", b"1975-04-12")
+    result = services.inbound.receive(bad_dob, "peer")
+    assert result.outcome == "AE" and "PID-7" in result.error
+    assert count(services, Patient) == 0 and count(services, Appointment) == 0
+
+
+def test_unsupported_type_is_ar_with_err(services: Services) -> None:
+    raw = message(MSH.format(type="ORM^O01^ORM_O01", control="U1"), PID.format(mrn="M", family="X", given="Y"))
+    result = services.inbound.receive(raw, "peer")
+    ack = parse_ack(result.ack)
+    assert ack.code == "AR" and any("not supported" in e for e in ack.errors)
+    err = parse_message(result.ack).segment("ERR")
+    assert err is not None and (err.value(2, 1), err.value(2, 3), err.value(3, 1)) == ("MSH", "9", "200")
+
+
+def test_bytes_invalid_in_declared_charset_are_ae_and_kept(services: Services) -> None:
+    raw = siu("S12", "X1").replace(b"Nguyen", b"Ngu\xffen")
+    result = services.inbound.receive(raw, "peer")
+    assert result.outcome == "AE" and parse_ack(result.ack).control_id == "X1"
+    assert count(services, Patient) == 0
+    with services.uow.begin() as session:
+        assert session.scalar(select(InboundMessage.raw)) == raw
