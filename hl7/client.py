@@ -161,6 +161,9 @@ class MLLPClient:
             raw = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except OSError as exc:
             raise ConnectFailed(f"connect to {self.host}:{self.port} failed: {exc}") from exc
+        # Request/response with small frames: without this, Nagle's algorithm can hold a write for the peer's
+        # delayed ACK (~40 ms).
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context is None:
             return raw
         try:

@@ -225,6 +225,8 @@ class MLLPListener:
                 log.warning("connection limit %d reached; refusing %s:%s", self.max_connections, *addr[:2])
                 conn.close()
                 continue
+            # One small ACK per message: Nagle's algorithm plus the peer's delayed ACK would add ~40 ms.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             thread = threading.Thread(target=self._serve, args=(conn, addr), name="mllp-conn", daemon=True)
             with self._lock:
                 self._connections[id(conn)] = (conn, thread)
