@@ -9,7 +9,6 @@ decoders keep only what is specific to their wire format.
 
 from __future__ import annotations
 
-import re
 import typing as t
 
 from devices.protocols.base import DeviceState
@@ -173,7 +172,7 @@ class ConditionTracker:
             out.append(DeviceState(conditions, detail or ("cleared" if not conditions else "")))
 
 
-_LAST_UNPRINTABLE = re.compile(rb".*[^\x20-\x7e]", re.DOTALL)
+_PRINTABLE = bytes(range(0x20, 0x7F))
 
 
 def strip_line_noise(line: bytes) -> tuple[int, bytes]:
@@ -184,7 +183,8 @@ def strip_line_noise(line: bytes) -> tuple[int, bytes]:
     of a frame sent at another baud rate). Dropping it lets the good text after it
     still be read: resynchronisation inside a line.
     """
-    noise = _LAST_UNPRINTABLE.match(line)
-    if noise is None:
+    unprintable = line.translate(None, _PRINTABLE)
+    if not unprintable:
         return 0, line
-    return noise.end(), line[noise.end():]
+    end = max(line.rfind(bytes((byte,))) for byte in set(unprintable)) + 1
+    return end, line[end:]

@@ -153,6 +153,7 @@ class _FormatSelect:
 
 STATUS_ALWAYS = 0x80
 STATUS_SYNC = 0x01
+FRAME_LEN = 5
 FRAMES_PER_PACKET = 25
 
 STREAM_STATUS_BITS: tuple[Bit, ...] = (
@@ -178,7 +179,6 @@ class StreamLayout:
     lead: int | None
     status_at: int
     float_at: int
-    frame_len: int = 5
     hr_msb_frame: int = 0
     hr_lsb_frame: int = 1
     spo2_frame: int = 2
@@ -219,12 +219,12 @@ class StreamDecoder(_FormatSelect):
     def __init__(self, layout: StreamLayout) -> None:
         super().__init__(layout.code)
         self._layout = layout
-        self.max_frame = layout.frame_len
+        self.max_frame = FRAME_LEN
         self._buf = bytearray()
-        self._packet: list[bytes] = []
+        self._packet: list[tuple[int, int]] = []
         self._synced = False
         self._discards = Discards(64)
-        self._orphans = Discards(FRAMES_PER_PACKET * layout.frame_len)
+        self._orphans = Discards(FRAMES_PER_PACKET * FRAME_LEN)
         self._conditions = ConditionTracker()
 
     @property
@@ -232,67 +232,61 @@ class StreamDecoder(_FormatSelect):
         """Bytes held for an incomplete frame."""
         return len(self._buf)
 
-    def _could_start(self, i: int) -> bool:
-        buf, layout = self._buf, self._layout
-        if layout.lead is None:
-            return bool(buf[i] & STATUS_ALWAYS)
-        if buf[i] != layout.lead:
-            return False
-        return i + 1 >= len(buf) or bool(buf[i + 1] & STATUS_ALWAYS)
-
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return the events of the packets it completed."""
         out: list[Event] = []
         buf = self._buf
         buf += data
-        size = self._layout.frame_len
+        lead = self._layout.lead
+        at = self._layout.status_at
+        value_at = self._layout.float_at
         i = 0
         n = len(buf)
         while i < n:
-            if self._reply(buf[i], out):
+            if self._awaiting_reply and self._reply(buf[i], out):
                 i += 1
                 continue
-            if not self._could_start(i):
+            # A frame starts with the lead byte (DF2) and a status byte with bit 7 set.
+            if (lead is not None and buf[i] != lead) or (i + at < n and not buf[i + at] & STATUS_ALWAYS):
                 self._discards.add(1, "no sync", out)
                 i += 1
                 continue
-            if n - i < size:
+            if n - i < FRAME_LEN:
                 break
-            if sum8(buf[i:i + size - 1]) != buf[i + size - 1]:
+            if (buf[i] + buf[i + 1] + buf[i + 2] + buf[i + 3]) & 0xFF != buf[i + 4]:
                 self._discards.add(1, "bad checksum", out)
                 i += 1
                 continue
             self._discards.flush(out)
-            self._frame(bytes(buf[i:i + size]), out)
-            i += size
+            self._frame(buf[i + at], buf[i + value_at], out)
+            i += FRAME_LEN
         del buf[:i]
         return out
 
-    def _frame(self, frame: bytes, out: list[Event]) -> None:
-        layout = self._layout
-        if frame[layout.status_at] & STATUS_SYNC:
+    def _frame(self, status: int, value: int, out: list[Event]) -> None:
+        if status & STATUS_SYNC:
             self._orphans.flush(out)
             if self._packet:
-                out.append(FrameRejected("incomplete packet", len(self._packet) * layout.frame_len))
-            self._packet = [frame]
+                out.append(FrameRejected("incomplete packet", len(self._packet) * FRAME_LEN))
+            self._packet = [(status, value)]
             self._synced = True
         elif self._packet:
-            self._packet.append(frame)
+            self._packet.append((status, value))
         elif self._synced:
-            self._orphans.add(layout.frame_len, "frame outside packet", out)
+            self._orphans.add(FRAME_LEN, "frame outside packet", out)
         if len(self._packet) == FRAMES_PER_PACKET:
             self._decode_packet(self._packet, out)
             self._packet = []
 
-    def _decode_packet(self, packet: list[bytes], out: list[Event]) -> None:
+    def _decode_packet(self, packet: list[tuple[int, int]], out: list[Event]) -> None:
         layout = self._layout
         status = 0
-        for frame in packet:
-            status |= frame[layout.status_at]
-        floats = [frame[layout.float_at] for frame in packet]
+        for frame_status, _ in packet:
+            status |= frame_status
+        floats = [value for _, value in packet]
         spo2 = floats[layout.spo2_frame]
         if spo2 > 100 and spo2 != NONIN_MISSING_SPO2:
-            out.append(FrameRejected("SpO2 out of range", FRAMES_PER_PACKET * layout.frame_len))
+            out.append(FrameRejected("SpO2 out of range", FRAMES_PER_PACKET * FRAME_LEN))
             return
         hr = (floats[layout.hr_msb_frame] & 0x03) << 7 | (floats[layout.hr_lsb_frame] & 0x7F)
         flags, voided = _flags(bytes((status,)), STREAM_STATUS_BITS)
