@@ -94,6 +94,17 @@ def _header(frame: bytes) -> Message | None:
         return None
 
 
+def parse_allowed_sender(text: str) -> tuple[str, str]:
+    """Read an allow-list entry written ``APPLICATION^FACILITY`` (MSH-3.1 and MSH-4.1), as in configuration.
+
+    :raises ValueError: unless both parts are present.
+    """
+    application, sep, facility = text.strip().partition("^")
+    if not sep or not application or not facility or "^" in facility:
+        raise ValueError(f"expected APPLICATION^FACILITY, got {text!r}")
+    return application, facility
+
+
 def _sender(message: Message) -> tuple[str, str]:
     return message.msh.value(3), message.msh.value(4)
 
@@ -230,7 +241,14 @@ class MLLPListener:
             thread = threading.Thread(target=self._serve, args=(conn, addr), name="mllp-conn", daemon=True)
             with self._lock:
                 self._connections[id(conn)] = (conn, thread)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:
+                log.error("cannot start a thread for %s:%s; refusing the connection", *addr[:2])
+                with self._lock:
+                    self._connections.pop(id(conn), None)
+                self._slots.release()
+                conn.close()
 
     def _serve(self, conn: socket.socket, addr: tuple[t.Any, ...]) -> None:
         key = id(conn)

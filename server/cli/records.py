@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from hl7.listener import MLLPListener
+from hl7.listener import parse_allowed_sender
 from hl7.records_server import RecordsServer
 from hl7.records_server import RecordStore
 from hl7.records_server import ReplyMode
@@ -45,13 +46,10 @@ def _reply(text: str) -> ReplyMode:
 def _senders(values: tuple[str, ...]) -> set[tuple[str, str]] | None:
     if not values:
         return None
-    senders = set()
-    for value in values:
-        application, sep, facility = value.partition("^")
-        if not sep or not application or not facility:
-            raise click.BadParameter(f"expected APPLICATION^FACILITY, got {value!r}", param_hint="--allow")
-        senders.add((application, facility))
-    return senders
+    try:
+        return {parse_allowed_sender(value) for value in values}
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow") from None
 
 
 def _tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLContext | None:

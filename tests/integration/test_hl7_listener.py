@@ -15,6 +15,7 @@ from hl7.ack import build_ack
 from hl7.ack import parse_ack
 from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
+from hl7.listener import parse_allowed_sender
 from hl7.mllp import MLLPDecoder
 from hl7.mllp import encode_frame
 
@@ -250,3 +251,10 @@ def test_close_ends_open_connections(handler: RecordingHandler) -> None:
     assert_closed_by_server(sock)
     sock.close()
     assert server.active_connections == 0
+
+
+def test_allow_list_entries_read_from_configuration_text() -> None:
+    assert parse_allowed_sender(" KIOSK_VITALS^FAMCLINIC ") == ("KIOSK_VITALS", "FAMCLINIC")
+    for bad in ("KIOSK", "KIOSK^", "^FAMCLINIC", "A^B^C"):
+        with pytest.raises(ValueError):
+            parse_allowed_sender(bad)
