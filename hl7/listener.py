@@ -191,12 +191,6 @@ class MLLPListener:
         self._accept_thread.start()
         log.info("MLLP listener on %s:%s%s", *self.address, " (TLS)" if self.ssl_context else "")
 
-    def serve_forever(self) -> None:
-        """Start if needed, then block until :meth:`close` is called (from a signal handler, say)."""
-        if self._server is None:
-            self.start()
-        self._closing.wait()
-
     def close(self) -> None:
         """Stop accepting, drop every connection and wait for their threads."""
         self._closing.set()
