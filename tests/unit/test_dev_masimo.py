@@ -51,6 +51,14 @@ def test_published_rad8_line() -> None:
     ]
 
 
+def test_reference_lines_in_any_split() -> None:
+    data = ((FIXTURES / "rad8_line.txt").read_bytes() + (FIXTURES / "trend_off_patient.txt").read_bytes()) * 3
+    whole = decode(data)
+    assert len(measurements(whole)) == 12
+    assert decode(data, "bytes") == whole
+    assert decode(data, "chunks-9") == whole
+
+
 def test_every_field_is_kept_and_placeholders_are_no_value() -> None:
     parsed = masimo.parse_line((FIXTURES / "rad8_line.txt").read_text().strip())
     assert parsed.values["PI"] == Decimal("3.60")

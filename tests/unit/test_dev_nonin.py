@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devices import drivers
 from devices.protocols import nonin
+from devices.protocols.base import Decoder
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
@@ -27,8 +29,12 @@ def hex_fixture(name: str) -> bytes:
     return bytes.fromhex(" ".join(line for line in lines if not line.startswith("#")))
 
 
+def decoder_for(data_format: str) -> Decoder:
+    return drivers.get(f"nonin-{data_format}").decoder()
+
+
 def decode(data_format: str, data: bytes, split: str = "whole") -> list[Event]:
-    decoder = nonin._decoder(data_format)
+    decoder = decoder_for(data_format)
     if split == "whole":
         return decoder.feed(data)
     if split == "bytes":
@@ -38,7 +44,7 @@ def decode(data_format: str, data: bytes, split: str = "whole") -> list[Event]:
     events: list[Event] = []
     for piece in pieces:
         events.extend(decoder.feed(piece))
-        assert decoder.buffered <= decoder.max_frame
+        assert decoder.buffered <= decoder.max_frame  # type: ignore[attr-defined]
     return events
 
 
@@ -80,6 +86,26 @@ def test_df13_reference_frames() -> None:
         Measurement("spo2", None, "%", absent, when),
         Measurement("pulse_oximeter", None, "/min", absent, when),
     ]
+
+
+@pytest.mark.parametrize(("data_format", "fixtures"), [
+    ("df8", ("df8_spo2_97_hr_72.hex", "df8_no_data_sensor_alarm.hex")),
+    ("df13", ("df13_spa_hr72_spo2_97.hex", "df13_noms.hex")),
+])
+def test_reference_frames_in_any_split(data_format: str, fixtures: tuple[str, ...]) -> None:
+    data = b"".join(hex_fixture(name) for name in fixtures) * 3
+    whole = decode(data_format, data)
+    assert len(measurements(whole)) == 12
+    assert decode(data_format, data, "bytes") == whole
+    assert decode(data_format, data, "chunks-9") == whole
+
+
+@pytest.mark.parametrize("data_format", STREAMING)
+def test_registered_driver_settings(data_format: str) -> None:
+    driver = drivers.get(f"nonin-{data_format}")
+    assert (driver.serial.baudrate, driver.serial.bytesize, driver.serial.parity, driver.serial.stopbits) == \
+        (9600, 8, "N", 1)
+    assert driver.quiet_timeout == 3.0 and driver.poll_interval is None
 
 
 def test_df13_encoder_reproduces_the_reference_frame() -> None:
@@ -206,8 +232,8 @@ def test_df13_memory_replay_is_flagged() -> None:
 
 @pytest.mark.parametrize("data_format", ("df2", "df7", "df8", "df13"))
 def test_set_format_on_connect_and_its_ack(data_format: str) -> None:
-    decoder = nonin._decoder(data_format)
-    assert isinstance(decoder, nonin._FormatSelect)
+    decoder = decoder_for(data_format)
+    assert isinstance(decoder, nonin.StreamDecoder | nonin.Df8Decoder | nonin.Df13Decoder)
     command = decoder.on_connect()
     assert command == bytes((0x02, 0x70, 0x02, 0x02, nonin.FORMAT_CODES[data_format], 0x03))
     assert decoder.poll(10.0) == b""

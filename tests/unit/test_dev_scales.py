@@ -43,6 +43,17 @@ def measurements(events: list[Event]) -> list[Measurement]:
     return [e for e in events if isinstance(e, Measurement)]
 
 
+@pytest.mark.parametrize(("kind", "pattern", "count"), [("tanita", "tanita_*.txt", 6),
+                                                       ("ricelake", "ricelake_*.txt", 2),
+                                                       ("healthometer", "healthometer_*.bin", 1)])
+def test_reference_records_in_any_split(kind: str, pattern: str, count: int) -> None:
+    data = b"".join(path.read_bytes() for path in sorted(FIXTURES.glob(pattern))) * 3
+    whole = decode(kind, data)
+    assert len(measurements(whole)) == 3 * count
+    assert decode(kind, data, "bytes") == whole
+    assert decode(kind, data, "chunks-9") == whole
+
+
 def test_tanita_metric_line() -> None:
     assert decode("tanita", (FIXTURES / "tanita_wb3000_kg.txt").read_bytes()) == [
         Measurement("weight", Decimal("70.2"), "kg"),

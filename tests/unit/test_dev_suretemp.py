@@ -73,6 +73,14 @@ def test_vendor_record_has_no_final_temperature_yet() -> None:
     assert decode(packet) == []
 
 
+def test_reference_and_final_records_in_any_split() -> None:
+    data = (hex_fixture("record_no_final.hex") + record_packet(309.75, counter=5) + record_packet(0.0, active=0)) * 3
+    whole = decode(data)
+    assert len(measurements(whole)) == 3
+    assert decode(data, "bytes") == whole
+    assert decode(data, "chunks-9") == whole
+
+
 def test_final_temperature_is_reported_once_in_kelvin() -> None:
     packet = record_packet(309.75)
     events = decode(packet * 5)
