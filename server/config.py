@@ -75,7 +75,14 @@ class WebConfig:
 
 @dataclass(frozen=True)
 class HL7Config:
-    """``[hl7]``: the inbound listener and the outbound destination."""
+    """``[hl7]``: the inbound listener and the outbound destination.
+
+    ``allowed_senders`` lists ``APP^FACILITY`` pairs (MSH-3.1 ^ MSH-4.1) the
+    listener accepts; empty accepts any sender. ``tls_*`` secure the listener
+    (``tls_ca`` with ``tls_require_client_cert`` is mutual TLS);
+    ``destination_tls_*`` secure the connection to the records system. With no
+    ``destination_host`` messages are kept in the outbox and none is sent.
+    """
 
     listen_host: str = "127.0.0.1"
     listen_port: int = field(default=2575, metadata=_range(1, 65535))
@@ -92,6 +99,14 @@ class HL7Config:
     tls_key: str = ""
     tls_ca: str = ""
     tls_require_client_cert: bool = False
+    destination_tls_ca: str = ""
+    destination_tls_cert: str = ""
+    destination_tls_key: str = ""
+    connect_timeout_seconds: int = field(default=10, metadata=_range(1, 300))
+    ack_timeout_seconds: int = field(default=30, metadata=_range(1, 600))
+    retry_base_seconds: int = field(default=2, metadata=_range(1, 3600))
+    retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
+    max_attempts: int = field(default=20, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True)

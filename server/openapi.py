@@ -37,6 +37,21 @@ def document() -> dict[str, t.Any]:
             },
         },
         "paths": {
+            "/outbox": {
+                "get": {
+                    "summary": "Outbox counts by state, oldest undelivered age, dead and pending messages",
+                    "security": [{"staffSession": []}],
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {
+                            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                            "oldest_pending_age_seconds": {"type": ["number", "null"]},
+                            "messages": {"type": "array", "items": {"type": "object"}},
+                        }}, "Outbox state"),
+                        "401": _json(_ERROR, "Not signed in"),
+                        "403": _json(_ERROR, "Role not allowed"),
+                    },
+                },
+            },
             "/visits": {
                 "get": {
                     "summary": "Visits of one day",

@@ -18,6 +18,7 @@ from waitress.server import create_server
 from server import create_app
 from server.config import Config
 from server.logs import configure as configure_logging
+from server.services import Services
 from server.services.context import Clock
 
 log = logging.getLogger("frontdesk.runtime")
@@ -37,15 +38,17 @@ class Background(t.Protocol):
         ...
 
 
-def run_server(config: Config, *, background: t.Sequence[Background] = (), clock: Clock | None = None,
-               ready: t.Callable[[str], None] | None = None) -> None:
+def run_server(config: Config, *, background: t.Callable[[Services], t.Sequence[Background]] = lambda _: (),
+               clock: Clock | None = None, ready: t.Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM.
 
-    :param ready: called with the base URL once the socket is bound (``demo``
+    :param background: builds the parts to run beside the web server from the app's services.
+    :param ready: called with the base URL once everything is up (``demo``
         prints its welcome there).
     """
     configure_logging()
     app = create_app(config, clock=clock)
+    parts = background(app.extensions["frontdesk"])
     server = create_server(app, host=config.web.host, port=config.web.port, threads=8,
                            ident="frontdesk", clear_untrusted_proxy_headers=True)
     stopping = threading.Event()
@@ -60,7 +63,7 @@ def run_server(config: Config, *, background: t.Sequence[Background] = (), clock
     signal.signal(signal.SIGTERM, _stop)
     started: list[Background] = []
     try:
-        for part in background:
+        for part in parts:
             part.start()
             started.append(part)
             log.info("runtime.started", extra={"reason": part.name})

@@ -11,6 +11,7 @@ import click
 
 from server.cli import core as core_commands
 from server.cli import devices as devices_commands
+from server.cli import interfaces as interfaces_commands
 from server.cli import records as records_commands
 
 
@@ -21,4 +22,5 @@ def main() -> None:
 
 core_commands.register(main)
 devices_commands.register(main)
+interfaces_commands.register(main)
 records_commands.register(main)

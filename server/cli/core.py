@@ -48,9 +48,10 @@ def serve(config: Config) -> None:
     if current != head:
         fail(f"database schema is at {current or 'nothing (empty database)'} but this version needs {head}: "
              "run 'frontdesk db upgrade'", EXIT_CONFIG)
+    from server.interfaces import hl7_parts
     from server.runtime import run_server
 
-    run_server(config)
+    run_server(config, background=lambda services: hl7_parts(services, config.hl7))
 
 
 @click.command()
@@ -96,7 +97,7 @@ def users_add(config: Config, username: str, role: str, display_name: str, passw
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    services = _services(config)
+    services = open_services(config)
     try:
         user_id = services.staff.add_user(username, role, password, display_name=display_name)
     except AccountError as exc:
@@ -132,7 +133,7 @@ def gateways_add(config: Config, name: str) -> None:
 
 
 def _add_device(config: Config, kind: str, name: str, location: str) -> None:
-    services = _services(config)
+    services = open_services(config)
     try:
         token = services.devices.add(kind, name, location=location)
     except AccountError as exc:
@@ -140,7 +141,8 @@ def _add_device(config: Config, kind: str, name: str, location: str) -> None:
     click.echo(f"{kind} {name.strip().lower()} registered; token (shown once): {token}")
 
 
-def _services(config: Config) -> Services:
+def open_services(config: Config) -> Services:
+    """The services on the configured database, which must be reachable and current."""
     engine = open_database(config)
     if migrate.current_revision(engine) != migrate.head_revision():
         fail("database schema is not current: run 'frontdesk db upgrade'", EXIT_CONFIG)

@@ -57,3 +57,17 @@ def visits() -> Response:
         "provider_name": v.provider_name,
         "location": v.location,
     } for v in rows])
+
+
+@bp.get("/outbox")
+@requires("front_desk")
+def outbox() -> Response:
+    """Outbox health: counts by state, oldest undelivered age, and the messages needing attention."""
+    svc = services()
+    stats = svc.outbox.stats()
+    held = [*svc.outbox.list(status="dead", limit=100), *svc.outbox.list(status="pending", limit=100)]
+    return jsonify(**stats, messages=[{
+        "id": row.id, "control_id": row.control_id, "message_type": row.message_type, "status": row.status,
+        "attempts": row.attempts, "created_at": row.created_at.isoformat(),
+        "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": row.last_error,
+    } for row in held])

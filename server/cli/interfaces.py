@@ -1,0 +1,163 @@
+"""HL7 commands: ``listen``, ``bridge``, ``outbox list|retry|discard``, ``import-hl7``."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+import typing as t
+from pathlib import Path
+
+import click
+
+from hl7.er7 import ParseError
+from hl7.er7 import load_messages
+from hl7.mllp import MLLPDecoder
+from hl7.mllp import MLLPProtocolError
+from server.cli.common import EXIT_CONFIG
+from server.cli.common import fail
+from server.cli.common import with_config
+from server.cli.core import open_services
+from server.config import Config
+from server.interfaces import DispatcherPart
+from server.interfaces import ListenerPart
+from server.logs import configure as configure_logging
+from server.services.context import Actor
+from server.services.outbox import OutboxError
+
+START_BLOCK = b"\x0b"
+INTER_FRAME_BREAKS = re.compile(rb"\x1c\r?[\r\n]*")
+
+
+def register(main: click.Group) -> None:
+    """Attach this module's commands to the ``frontdesk`` group."""
+    main.add_command(listen)
+    main.add_command(bridge)
+    main.add_command(outbox)
+    main.add_command(import_hl7)
+
+
+def _run_until_signal(part: ListenerPart | DispatcherPart) -> None:
+    """Run a started part until SIGINT or SIGTERM, then stop it cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        part.stop()
+
+
+@click.command()
+@with_config
+def listen(config: Config) -> None:
+    """Receive SIU and ADT over MLLP on [hl7] listen_host:listen_port until stopped."""
+    configure_logging()
+    part = ListenerPart(open_services(config), config.hl7)
+    try:
+        part.start()
+    except OSError as exc:
+        fail(f"cannot listen on {config.hl7.listen_host}:{config.hl7.listen_port}: {exc.strerror or exc}")
+    host, port = part.listener.address
+    click.echo(f"listening for HL7 on {host}:{port}", err=True)
+    _run_until_signal(part)
+
+
+@click.command()
+@with_config
+def bridge(config: Config) -> None:
+    """Deliver the outbox to the records system ([hl7] destination_host) until stopped."""
+    if not config.hl7.destination_host:
+        fail("hl7.destination_host: must be set for the bridge to deliver anything", EXIT_CONFIG)
+    configure_logging()
+    part = DispatcherPart(open_services(config), config.hl7)
+    part.start()
+    _run_until_signal(part)
+
+
+@click.group()
+def outbox() -> None:
+    """Inspect the outbox and act on stuck messages."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice(["pending", "sending", "sent", "dead", "discarded"]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@with_config
+def outbox_list(config: Config, status: str | None, limit: int) -> None:
+    """Messages, newest first, with counts by state and the oldest undelivered age."""
+    services = open_services(config)
+    stats = services.outbox.stats()
+    counts = t.cast(dict[str, int], stats["counts"])
+    click.echo("  ".join(f"{state}={n}" for state, n in counts.items())
+               + f"  oldest_pending_age_s={stats['oldest_pending_age_seconds']}")
+    for row in services.outbox.list(status=status, limit=limit):
+        click.echo(f"{row.id:>6}  {row.status:<9} {row.message_type:<8} {row.control_id:<22} "
+                   f"attempts={row.attempts:<3} key={row.ordering_key}  {row.last_error[:80]}")
+
+
+@outbox.command("retry")
+@click.argument("message_id", type=int)
+@with_config
+def outbox_retry(config: Config, message_id: int) -> None:
+    """Send a dead message again (same MSH-10); it and the patient's later messages flow again."""
+    _outbox_action(config, message_id, "retry")
+
+
+@outbox.command("discard")
+@click.argument("message_id", type=int)
+@with_config
+def outbox_discard(config: Config, message_id: int) -> None:
+    """Give up on a message for good; the patient's later messages flow again."""
+    _outbox_action(config, message_id, "discard")
+
+
+def _outbox_action(config: Config, message_id: int, action: str) -> None:
+    services = open_services(config)
+    actor = Actor("system", "cli")
+    try:
+        getattr(services.outbox, action)(message_id, actor=actor)
+    except OutboxError as exc:
+        fail(str(exc))
+    click.echo(f"outbox message {message_id}: {action} done")
+
+
+@click.command("import-hl7")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_config
+def import_hl7(config: Config, path: Path) -> None:
+    """Feed a file of SIU/ADT messages through the listener's path (MLLP frames or MSH-separated text)."""
+    data = path.read_bytes()
+    try:
+        messages = split_file(data)
+    except (ParseError, MLLPProtocolError) as exc:
+        fail(f"{path}: {exc}")
+    services = open_services(config)
+    outcomes: dict[str, int] = {}
+    for raw in messages:
+        result = services.inbound.receive(raw, f"file:{path.name}")
+        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+        suffix = " (duplicate)" if result.duplicate else ""
+        detail = f"  {result.error}" if result.error else ""
+        click.echo(f"{result.control_id:<22} {result.message_type:<10} {result.outcome}{suffix}{detail}")
+    click.echo(f"{len(messages)} messages: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+    if outcomes.get("AE") or outcomes.get("AR"):
+        raise SystemExit(1)
+
+
+def split_file(data: bytes) -> list[bytes]:
+    """Messages from a file: MLLP frames when it starts with a start block, else text split at each MSH.
+
+    Line breaks that editors and capture tools put between frames are dropped;
+    anything else outside a frame, or a last frame without its end block, is an error.
+
+    :raises MLLPProtocolError: for bytes outside a frame or an unfinished frame.
+    :raises ParseError: for text that does not start with MSH.
+    """
+    if not data.lstrip(b"\r\n").startswith(START_BLOCK):
+        return load_messages(data)
+    decoder = MLLPDecoder()
+    frames = decoder.feed(INTER_FRAME_BREAKS.sub(b"\x1c\r", data.strip(b"\r\n")))
+    if decoder.in_frame:
+        raise MLLPProtocolError("the last frame has no end block")
+    return frames

@@ -1,0 +1,113 @@
+"""The HL7 interfaces as background parts of a process: the inbound listener and the outbox dispatcher.
+
+``serve`` runs both beside the web server; ``listen`` and ``bridge`` run one
+each on its own, for sites that split them across processes or machines.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+
+from hl7.client import MLLPClient
+from hl7.dispatcher import Dispatcher
+from hl7.listener import MLLPListener
+from hl7.listener import PeerInfo
+from hl7.retry import RetryPolicy
+from hl7.tls import client_context
+from hl7.tls import server_context
+from server.config import HL7Config
+from server.services import Services
+from server.services.outbox import OutboxRepository
+
+log = logging.getLogger("frontdesk.interfaces")
+
+
+def allowed_senders(settings: HL7Config) -> list[tuple[str, str]] | None:
+    """``APP^FACILITY`` settings as ``(MSH-3.1, MSH-4.1)`` pairs; ``None`` accepts any sender."""
+    if not settings.allowed_senders:
+        return None
+    return [tuple(entry.split("^", 1) + [""])[:2] for entry in settings.allowed_senders]  # type: ignore[misc]
+
+
+def listener_tls(settings: HL7Config) -> ssl.SSLContext | None:
+    """The listener's TLS context, mutual when ``tls_require_client_cert`` is set."""
+    if not settings.tls_cert:
+        return None
+    return server_context(certfile=settings.tls_cert, keyfile=settings.tls_key,
+                          client_cafile=settings.tls_ca if settings.tls_require_client_cert else None)
+
+
+def destination_tls(settings: HL7Config) -> ssl.SSLContext | None:
+    """The dispatcher's TLS context toward the records system, if configured."""
+    if not settings.destination_tls_ca:
+        return None
+    return client_context(cafile=settings.destination_tls_ca, certfile=settings.destination_tls_cert or None,
+                          keyfile=settings.destination_tls_key or None)
+
+
+class ListenerPart:
+    """Inbound MLLP: SIU and ADT applied by :class:`server.services.inbound.Inbound`."""
+
+    name = "hl7-listener"
+
+    def __init__(self, services: Services, settings: HL7Config) -> None:
+        self.listener = MLLPListener(
+            lambda raw, peer: services.inbound.handle(raw, _describe(peer)),
+            host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
+            max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
+
+    def start(self) -> None:
+        self.listener.start()
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+class DispatcherPart:
+    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port``."""
+
+    name = "hl7-dispatcher"
+
+    def __init__(self, services: Services, settings: HL7Config, *, owner: str | None = None,
+                 poll_interval: float = 0.5) -> None:
+        self.repository = OutboxRepository(uow=services.uow, audit=services.audit, owner=owner)
+        client = MLLPClient(settings.destination_host, settings.destination_port,
+                            ssl_context=destination_tls(settings),
+                            connect_timeout=settings.connect_timeout_seconds,
+                            ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
+        self.dispatcher = Dispatcher(
+            self.repository, client, clock=services.clock.now, rng=random.Random(),
+            retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
+                              max_attempts=settings.max_attempts))
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,),
+                                        kwargs={"poll_interval": self.poll_interval}, name="hl7-dispatcher",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.repository.release()
+
+
+def _describe(peer: PeerInfo) -> str:
+    subject = f" cn={peer.certificate_subject}" if peer.certificate_subject else ""
+    return f"{peer.host}:{peer.port}{subject}"
+
+
+def hl7_parts(services: Services, settings: HL7Config) -> list[ListenerPart | DispatcherPart]:
+    """What ``serve`` runs beside the web server: always the listener; the dispatcher once a destination is set."""
+    parts: list[ListenerPart | DispatcherPart] = [ListenerPart(services, settings)]
+    if settings.destination_host:
+        parts.append(DispatcherPart(services, settings))
+    return parts
