@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine
+from hypothesis.stateful import invariant
+from hypothesis.stateful import rule
 
 from hl7.ack import Outcome
 from hl7.ack import build_ack
@@ -398,3 +404,84 @@ def test_lease_must_cover_a_whole_batch(outbox: MemoryOutbox, clock: ManualClock
     client = MLLPClient("127.0.0.1", 9, connect_timeout=2.0, ack_timeout=5.0)
     with pytest.raises(ValueError, match="lease_seconds"):
         Dispatcher(outbox, client, clock=clock, rng=FixedRandom(), batch_size=10, lease_seconds=60)
+
+
+class DeliveryContract(RuleBasedStateMachine):
+    """Random enqueues, dispatch steps, receiver outages and NAKs against the real records server.
+
+    Invariants (reliability contract): for every patient, the messages the
+    receiver stored are exactly the ones marked sent, in enqueue order; sent
+    messages always form a prefix of that patient's queue (nothing overtakes a
+    pending or dead message); no message exceeds the attempt cap.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = tempfile.TemporaryDirectory()
+        self.mode = ReplyMode("AA")
+        self.receiver = Receiver(Path(self.directory.name) / "records.sqlite3", reply=lambda msg: self.mode)
+        self.receiver.start()
+        self.outbox = MemoryOutbox()
+        self.clock = ManualClock()
+        self.dispatcher = make_dispatcher(self.outbox, self.receiver.port, self.clock)
+        self.sequence = itertools.count()
+
+    @rule(patient=st.sampled_from(["PA", "PB", "PC"]))
+    def enqueue(self, patient: str) -> None:
+        control_id = f"{patient}-{next(self.sequence)}"
+        self.outbox.enqueue(control_id, patient, message(control_id, patient))
+
+    @rule()
+    def dispatch_step(self) -> None:
+        self.dispatcher.dispatch_once()
+        self.clock.advance(10)
+
+    @rule(code=st.sampled_from(["AA", "AA", "AR", "AE"]))
+    def receiver_replies(self, code: str) -> None:
+        self.mode = ReplyMode(code)
+
+    @rule()
+    def receiver_goes_down(self) -> None:
+        self.receiver.stop()
+
+    @rule()
+    def receiver_comes_back(self) -> None:
+        if self.receiver.listener is None:
+            self.receiver.start()
+
+    @rule()
+    def staff_retry_dead_letters(self) -> None:
+        for row in list(self.outbox.rows.values()):
+            if row.status == "dead":
+                self.outbox.retry_dead(row.id, self.clock())
+
+    @invariant()
+    def stored_equals_sent_in_order_per_patient(self) -> None:
+        sent = [row.control_id for row in sorted(self.outbox.rows.values(), key=lambda r: r.id) if row.status == "sent"]
+        assert per_patient(self.receiver.stored_ids()) == per_patient(sent)
+
+    @invariant()
+    def sent_messages_are_a_prefix_of_each_queue(self) -> None:
+        for patient in ("PA", "PB", "PC"):
+            statuses = [
+                row.status
+                for row in sorted(self.outbox.rows.values(), key=lambda r: r.id)
+                if row.ordering_key == patient
+            ]
+            sent = statuses.count("sent")
+            assert statuses[:sent] == ["sent"] * sent
+
+    @invariant()
+    def attempts_within_cap(self) -> None:
+        assert all(row.attempts <= QUICK_RETRY.max_attempts for row in self.outbox.rows.values())
+
+    def teardown(self) -> None:
+        self.dispatcher.sender.close()
+        self.receiver.records.close()
+        self.receiver.stop()
+        self.receiver.store.close()
+        self.directory.cleanup()
+
+
+DeliveryContract.TestCase.settings = settings(max_examples=15, stateful_step_count=30, deadline=None)
+test_delivery_contract = DeliveryContract.TestCase
