@@ -46,7 +46,7 @@ def stream(name: str) -> bytes:
     size = 0
     if driver.poll_interval is not None:
         decoder = driver.decoder()
-        request = decoder.on_connect()  # type: ignore[attr-defined]
+        request = decoder.poll(0.0)  # type: ignore[attr-defined]
         while size < TARGET_BYTES:
             chunks.append(simulator.receive(request))
             size += len(chunks[-1])

@@ -175,9 +175,9 @@ class SureTempDecoder:
         return self._framer.buffered
 
     def on_connect(self) -> bytes:
-        """Ask for the record at once, so the station learns the probe state without waiting a poll."""
+        """Nothing to set up; the next :meth:`poll` asks for the record at once whatever its clock says."""
         self._next_poll = None
-        return READ_RECORD
+        return b""
 
     def poll(self, now: float) -> bytes:
         """The record request when one is due at ``now``, else ``b""``."""

@@ -48,8 +48,8 @@ def conversation(scenario: str, polls: int = 120, seed: int = 7) -> bytes:
     """What the module answers to ``polls`` record requests, as one stream."""
     simulator = SureTempSimulator(scenario, seed)
     decoder = suretemp.SureTempDecoder()
-    answers = [simulator.receive(decoder.on_connect())]
-    answers += [simulator.receive(decoder.poll(k * suretemp.POLL_INTERVAL)) for k in range(1, polls)]
+    assert decoder.on_connect() == b""
+    answers = [simulator.receive(decoder.poll(k * suretemp.POLL_INTERVAL)) for k in range(polls)]
     return b"".join(answers)
 
 
@@ -133,10 +133,11 @@ def test_bad_checksum_then_good_packet() -> None:
 
 def test_poll_is_paced_by_the_callers_clock() -> None:
     decoder = suretemp.SureTempDecoder()
-    assert decoder.on_connect() == suretemp.READ_RECORD
     assert decoder.poll(100.0) == suretemp.READ_RECORD
     assert decoder.poll(100.2) == b""
     assert decoder.poll(100.5) == suretemp.READ_RECORD
+    assert decoder.on_connect() == b""
+    assert decoder.poll(100.6) == suretemp.READ_RECORD
 
 
 def test_simulator_answers_commands_split_across_writes() -> None:
