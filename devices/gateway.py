@@ -59,6 +59,13 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def read_wait(driver: Driver) -> float:
+    """How long a read may block: short enough to send the driver's polls on time."""
+    if driver.poll_interval is None:
+        return MAX_READ_WAIT
+    return min(MAX_READ_WAIT, driver.poll_interval)
+
+
 class DeviceWorker:
     """Runs one configured device until told to stop.
 
@@ -81,7 +88,7 @@ class DeviceWorker:
         self.config = config
         self.driver = driver
         self.link = link or SerialLink(config.port, config.serial_settings(driver.serial),
-                                       serial_number=config.serial_number)
+                                       serial_number=config.serial_number, read_wait=read_wait(driver))
         self.status = StatusRecorder(config.id, driver.name, config.port, driver.quiet_timeout)
         self._on_reading = on_reading
         self._normalise = normalise
@@ -104,6 +111,14 @@ class DeviceWorker:
                     self._decoder = None
                     self.status.disconnected(str(exc))
                     log.warning("device %s: %s; reconnecting", self.config.id, exc)
+                except Exception as exc:
+                    # A fault outside the decoder (a driver's odd port error) must not end
+                    # the thread: the device would stay dead until a restart.
+                    log.exception("device %s: unexpected fault; reconnecting", self.config.id)
+                    self._decoder = None
+                    self.link.close()
+                    self.status.disconnected(f"unexpected fault: {type(exc).__name__}: {exc}")
+                    stop.wait(self.link.backoff.delay(1))
         finally:
             self.link.close()
 
@@ -148,7 +163,6 @@ class DeviceWorker:
     def _exchange(self) -> None:
         """One turn: write what the protocol has due, read one burst, decode it."""
         now = self._clock()
-        timeout = MAX_READ_WAIT
         if self._conversation is not None:
             if self.status.is_stale(now) and now - self._negotiated_at >= self.driver.quiet_timeout:
                 log.info("device %s: quiet for %.1f s, renegotiating", self.config.id,
@@ -157,9 +171,7 @@ class DeviceWorker:
             request = self._conversation.poll(now)
             if request:
                 self.link.write(request)
-            if self.driver.poll_interval is not None:
-                timeout = min(timeout, self.driver.poll_interval)
-        data = self.link.read(timeout)
+        data = self.link.read()
         if data:
             self.feed(data)
 
@@ -194,6 +206,8 @@ class DeviceWorker:
                 self._deliver(event, host_time, host_monotonic)
         if rejected:
             self.status.rejected(rejected)
+        else:
+            self.status.heard(host_monotonic)
         if accepted:
             self.status.accepted(accepted, host_time, host_monotonic, flags)
 
@@ -236,7 +250,7 @@ class Gateway:
             except KeyError as exc:
                 raise ConfigError(f"device {device.id!r}: key 'driver': {exc.args[0]}") from None
             link = SerialLink(device.port, device.serial_settings(driver.serial),
-                              serial_number=device.serial_number, backoff=backoff)
+                              serial_number=device.serial_number, backoff=backoff, read_wait=read_wait(driver))
             self.workers.append(DeviceWorker(device, driver, on_reading, normalise=normaliser, link=link))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

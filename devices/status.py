@@ -20,8 +20,10 @@ class DeviceStatus:
     ``frames_accepted`` counts decoded events (measurements and device states);
     ``frames_rejected`` counts frames or runs of bytes the decoder dropped
     (checksum, layout, overflow, noise, a wrong baud rate). ``stale`` is true when
-    the line is open but nothing valid arrived for the driver's quiet timeout:
-    values shown from before that moment must not look current.
+    the line is open but for the driver's quiet timeout no bytes arrived, or only
+    bytes the decoder rejected: values shown from before that moment must not
+    look current. Traffic counts, not events, because request/response decoders
+    stay silent while the device repeats the same answer.
     """
 
     device_id: str
@@ -81,6 +83,11 @@ class StatusRecorder:
             self._last_valid_monotonic = now
             if flags is not None:
                 self._flags = flags
+
+    def heard(self, now: float) -> None:
+        """Bytes arrived at monotonic ``now`` and the decoder rejected none of them."""
+        with self._lock:
+            self._last_valid_monotonic = now
 
     def rejected(self, count: int) -> None:
         with self._lock:

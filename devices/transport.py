@@ -24,6 +24,13 @@ from serial.tools import list_ports
 
 from devices.drivers import SerialSettings
 
+try:
+    import termios
+except ImportError:  # Windows station PCs have no termios; pyserial raises SerialException there.
+    PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
+else:
+    PORT_ERRORS = (serial.SerialException, OSError, termios.error)
+
 log = logging.getLogger(__name__)
 
 #: What a read waits for at most, so the caller can poll, watch the quiet timeout and stop.
@@ -79,12 +86,15 @@ class SerialLink:
     :param serial_number: the adapter's USB serial number; when given, the port is
         looked up by it on every open and ``port`` is the fallback.
     :param backoff: delay policy between failed opens.
+    :param read_wait: the longest a :meth:`read` blocks. It is fixed when the port
+        opens because changing a pyserial timeout reprograms the terminal
+        (``tcsetattr``) on every call, which costs CPU and fails on some drivers.
     :param opener: ``serial.serial_for_url`` or a stand-in with its signature.
     :param comports: the port enumerator used for the serial-number lookup.
     """
 
     def __init__(self, port: str, settings: SerialSettings, *, serial_number: str | None = None,
-                 backoff: Backoff | None = None,
+                 backoff: Backoff | None = None, read_wait: float = MAX_READ_WAIT,
                  opener: t.Callable[..., serial.SerialBase] = serial.serial_for_url,
                  comports: Comports = list_ports.comports,
                  rand: t.Callable[[], float] = random.random) -> None:
@@ -92,6 +102,7 @@ class SerialLink:
         self.settings = settings
         self.serial_number = serial_number
         self.backoff = backoff or Backoff()
+        self.read_wait = read_wait
         self._opener = opener
         self._comports = comports
         self._rand = rand
@@ -122,8 +133,8 @@ class SerialLink:
         try:
             self._serial = self._opener(path, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
                                         stopbits=s.stopbits, rtscts=s.rtscts, xonxoff=s.xonxoff,
-                                        timeout=MAX_READ_WAIT, write_timeout=MAX_READ_WAIT)
-        except (serial.SerialException, OSError, ValueError) as exc:
+                                        timeout=self.read_wait, write_timeout=MAX_READ_WAIT)
+        except (*PORT_ERRORS, ValueError) as exc:
             raise LinkError(f"cannot open port {path}: {_reason(exc)}") from None
         self.path = path
 
@@ -150,8 +161,8 @@ class SerialLink:
         """Seconds until the next open attempt is allowed."""
         return max(0.0, self._next_attempt - now)
 
-    def read(self, timeout: float) -> bytes:
-        """Wait up to ``timeout`` seconds for bytes and return all that have arrived.
+    def read(self) -> bytes:
+        """Wait up to ``read_wait`` seconds for bytes and return all that have arrived.
 
         One wake-up per burst rather than per byte: block for the first byte, then
         take whatever else is already buffered.
@@ -160,14 +171,13 @@ class SerialLink:
         """
         port = self._require()
         try:
-            port.timeout = max(0.0, min(timeout, MAX_READ_WAIT))
             data = port.read(1)
             if data:
                 waiting = port.in_waiting
                 if waiting:
                     data += port.read(min(waiting, READ_CHUNK))
             return bytes(data)
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise self._lost(exc) from None
 
     def write(self, data: bytes) -> None:
@@ -178,7 +188,7 @@ class SerialLink:
         port = self._require()
         try:
             port.write(data)
-        except (serial.SerialException, OSError) as exc:
+        except PORT_ERRORS as exc:
             raise self._lost(exc) from None
 
     def close(self) -> None:
@@ -187,7 +197,7 @@ class SerialLink:
         if port is not None:
             try:
                 port.close()
-            except (serial.SerialException, OSError) as exc:
+            except PORT_ERRORS as exc:
                 log.debug("closing %s: %s", self.path, exc)
 
     def _require(self) -> serial.SerialBase:

@@ -40,12 +40,12 @@ def test_find_port_by_serial_number() -> None:
 
 
 def test_loop_url_round_trip() -> None:
-    link = SerialLink("loop://", SerialSettings())
+    link = SerialLink("loop://", SerialSettings(), read_wait=0.2)
     link.open()
     try:
         link.write(b"SPO2=097 HR=072\r\n")
-        assert link.read(0.5) == b"SPO2=097 HR=072\r\n"
-        assert link.read(0.01) == b""
+        assert link.read() == b"SPO2=097 HR=072\r\n"
+        assert link.read() == b""
     finally:
         link.close()
     assert not link.is_open
@@ -87,7 +87,7 @@ def test_adapter_found_again_by_serial_number() -> None:
     try:
         assert link.path == "loop://"
         link.write(b"x")
-        assert link.read(0.5) == b"x"
+        assert link.read() == b"x"
     finally:
         link.close()
 
@@ -112,12 +112,12 @@ def test_closed_master_fails_the_read_and_closes_the_line(pty_pair: tuple[int, s
     link = SerialLink(path, SerialSettings())
     assert link.connect(0.0)
     os.write(master, b"\x80\x48\x61\x00")
-    assert link.read(1.0) == b"\x80\x48\x61\x00"
+    assert link.read() == b"\x80\x48\x61\x00"
     link.write(b"\x02")
     assert os.read(master, 16) == b"\x02"
     os.close(master)
     with pytest.raises(LinkError, match=f"^port {path} failed: "):
-        link.read(1.0)
+        link.read()
     assert not link.is_open
     with pytest.raises(LinkError, match=f"cannot open port {path}"):
         link.connect(0.0)
