@@ -31,6 +31,9 @@ except ImportError:  # Windows station PCs have no termios; pyserial raises Seri
 else:
     PORT_ERRORS = (serial.SerialException, OSError, termios.error)
 
+#: Opening also fails with ValueError: an unknown URL scheme or an invalid setting.
+OPEN_ERRORS: tuple[type[BaseException], ...] = (*PORT_ERRORS, ValueError)
+
 log = logging.getLogger(__name__)
 
 #: What a read waits for at most, so the caller can poll, watch the quiet timeout and stop.
@@ -134,7 +137,7 @@ class SerialLink:
             self._serial = self._opener(path, baudrate=s.baudrate, bytesize=s.bytesize, parity=s.parity,
                                         stopbits=s.stopbits, rtscts=s.rtscts, xonxoff=s.xonxoff,
                                         timeout=self.read_wait, write_timeout=MAX_READ_WAIT)
-        except (*PORT_ERRORS, ValueError) as exc:
+        except OPEN_ERRORS as exc:
             raise LinkError(f"cannot open port {path}: {_reason(exc)}") from None
         self.path = path
 
