@@ -106,11 +106,11 @@ class MemoryOutbox:
             self.rows[id].reason = reason
 
     def retry_dead(self, id: int, now: dt.datetime) -> None:
-        """The staff action: put a dead letter back in line."""
+        """The staff action: put a dead letter back in line with a fresh attempt allowance."""
         with self._lock:
             row = self.rows[id]
             assert row.status == "dead"
-            row.status, row.next_attempt_at = "pending", now
+            row.status, row.next_attempt_at, row.attempts = "pending", now, 0
 
     def statuses(self) -> dict[str, str]:
         return {row.control_id: row.status for row in self.rows.values()}
