@@ -73,6 +73,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     csrf.exempt(api.health_bp)
+    csrf.exempt(api.readings)
     return app
 
 

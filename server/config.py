@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 
+from devices import config as device_config
+from devices import drivers
+
 ENV_PREFIX = "FRONTDESK_"
 CONFIG_ENV = "FRONTDESK_CONFIG"
 
@@ -184,8 +187,26 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     devices = raw.get("devices", [])
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise ConfigError("devices: must be an array of tables ([[devices]])")
+    _check_devices(devices)
     instance = (instance_dir or Path(env.get(f"{ENV_PREFIX}INSTANCE_DIR", "instance"))).resolve()
     return Config(instance_dir=instance, devices=tuple(devices), **sections)
+
+
+def _check_devices(entries: list[dict[str, t.Any]]) -> None:
+    """Validate ``[[devices]]`` entries with the device layer's own rules, and their driver names."""
+    seen: set[str] = set()
+    known = drivers.names()
+    for entry in entries:
+        try:
+            device = device_config.from_mapping(entry)
+        except device_config.ConfigError as exc:
+            raise ConfigError(f"devices: {exc}") from None
+        if device.driver not in known:
+            raise ConfigError(f"devices: device {device.id!r}: driver must be one of {', '.join(known)}, "
+                              f"got {device.driver!r}")
+        if device.id in seen:
+            raise ConfigError(f"devices: device id {device.id!r} is used twice")
+        seen.add(device.id)
 
 
 def _build_section(name: str, cls: type[t.Any], table: t.Any, env: t.Mapping[str, str]) -> t.Any:

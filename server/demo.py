@@ -1,9 +1,19 @@
 """``frontdesk demo``: the whole product on an embedded default, with made-up data.
 
 Everything runs in one process against a fresh SQLite database under
-``instance/demo/``: staff sign-ins are created with random passwords and
-printed, today's demo schedule is loaded, and the web server starts. Nothing
-here is used by ``serve``.
+``instance/demo/``:
+
+* a reference records system on 127.0.0.1:2576 (it prints one line per message
+  it receives: the ADT and ORU we send end up there);
+* our HL7 listener on 127.0.0.1:2575, to which today's demo schedule is sent as
+  SIU^S12 messages, exactly as a scheduler would;
+* the outbox dispatcher delivering to the records system;
+* simulated devices for station ``room1`` (pulse oximeter, blood-pressure
+  monitor, thermometer, scale) on pseudo-terminals, read by the in-process
+  gateway exactly as real serial devices are;
+* the web server, with staff sign-ins created and printed.
+
+Nothing here is used by ``serve``.
 """
 
 from __future__ import annotations
@@ -12,83 +22,172 @@ import dataclasses
 import datetime as dt
 import secrets
 import shutil
+import threading
+from pathlib import Path
 
 import click
+from flask import Flask
 
+from devices import drivers
+from devices.simulators.runner import Line
+from devices.simulators.runner import PtyEndpoint
+from devices.simulators.runner import run as run_simulators
+from hl7.client import MLLPClient
+from hl7.er7 import Repeated
+from hl7.er7 import encode_message
+from hl7.er7 import encode_msh
+from hl7.er7 import encode_segment
+from hl7.er7 import format_timestamp
+from hl7.listener import MLLPListener
+from hl7.records_server import RecordsServer
+from hl7.records_server import RecordStore
 from server import migrate
+from server.cli.common import fail
 from server.config import Config
 from server.config import DatabaseConfig
 from server.config import ensure_secret_key
 from server.db import make_engine
+from server.interfaces import service_parts
+from server.runtime import Background
 from server.runtime import run_server
-from server.services import Services
 from server.services import build_services
-from server.services.context import SYSTEM
-from server.services.patients import AppointmentRecord
-from server.services.patients import InsuranceRecord
-from server.services.patients import PatientRecord
+from server.services.outbox import new_control_id
 
+RECORDS_PORT = 2576
+STATION = "room1"
 DEMO_USERS = (("frontdesk", "front_desk"), ("assistant", "assistant"), ("admin", "admin"))
+DEMO_DEVICES = (("ox-1", "nonin-df8"), ("bp-1", "datex-as3"), ("thermo-1", "suretemp"), ("scale-1", "tanita"))
 
 # Made-up people; any likeness to a real patient is accidental.
 DEMO_PATIENTS = (
-    ("D1001", "Rivera", "Ana", dt.date(1984, 3, 9), "F", "es", "Dr. Okafor", "EXAM1", 0),
-    ("D1002", "Chen", "Wei", dt.date(1971, 11, 23), "M", "en", "Dr. Okafor", "EXAM2", 20),
-    ("D1003", "O'Brien", "Siobhan", dt.date(1990, 6, 2), "F", "en", "Dr. Haddad", "EXAM3", 40),
-    ("D1004", "Müller", "Zoë", dt.date(1980, 2, 14), "F", "en", "Dr. Haddad", "EXAM1", 60),
-    ("D1005", "Johnson", "Marcus", dt.date(1958, 8, 30), "M", "en", "Dr. Okafor", "EXAM2", 80),
+    ("D1001", "Rivera", "Ana", "19840309", "F", "es", ("D01", "Okafor", "Ngozi"), "EXAM1", 0),
+    ("D1002", "Chen", "Wei", "19711123", "M", "en", ("D01", "Okafor", "Ngozi"), "EXAM2", 20),
+    ("D1003", "O'Brien", "Siobhan", "19900602", "F", "en", ("D02", "Haddad", "Karim"), "EXAM3", 40),
+    ("D1004", "Müller", "Zoë", "19800214", "F", "en", ("D02", "Haddad", "Karim"), "EXAM1", 60),
+    ("D1005", "Johnson", "Marcus", "19580830", "M", "en", ("D01", "Okafor", "Ngozi"), "EXAM2", 80),
 )
 
 
+class RecordsPart:
+    """The reference records system, in process, printing one line per message it receives."""
+
+    name = "records-server"
+
+    def __init__(self, store: Path, port: int) -> None:
+        self.records = RecordsServer(RecordStore(store), emit=lambda line: click.echo(f"records: {line}"))
+        self.listener = MLLPListener(self.records, host="127.0.0.1", port=port)
+
+    def start(self) -> None:
+        self.listener.start()
+
+    def stop(self) -> None:
+        self.records.close()
+        self.listener.close()
+
+
+class SimulatorsPart:
+    """Simulated devices on pseudo-terminals, each behind a stable symlink like ``/dev/serial/by-id``."""
+
+    name = "device-simulators"
+
+    def __init__(self, links: dict[str, Path]) -> None:
+        self.lines = [Line(drivers.get(driver).simulator("normal", index), PtyEndpoint(str(links[device_id])))
+                      for index, (device_id, driver) in enumerate(DEMO_DEVICES)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=run_simulators, args=(self.lines, self._stop), daemon=True,
+                                        name="device-simulators")
+        self._opened = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        while not all(line.path for line in self.lines) and self._thread.is_alive():
+            self._opened.wait(0.01)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def run_demo(config: Config, *, port: int | None) -> None:
-    """Reset the demo database, load demo data, print how to get in, and serve."""
+    """Reset the demo instance, start every part, load today's schedule over HL7, and serve."""
     demo_dir = config.instance_dir / "demo"
     shutil.rmtree(demo_dir, ignore_errors=True)
     demo_dir.mkdir(parents=True)
+    links = {device_id: demo_dir / f"tty-{device_id}" for device_id, _ in DEMO_DEVICES}
     config = dataclasses.replace(
         config,
         instance_dir=demo_dir,
         database=DatabaseConfig(url=f"sqlite:///{demo_dir / 'frontdesk.db'}"),
         web=dataclasses.replace(config.web, port=port or config.web.port),
+        hl7=dataclasses.replace(config.hl7, destination_host="127.0.0.1", destination_port=RECORDS_PORT,
+                                retry_base_seconds=1, retry_cap_seconds=10),
+        devices=tuple({"id": device_id, "driver": driver, "port": str(links[device_id]), "station": STATION}
+                      for device_id, driver in DEMO_DEVICES),
     )
     engine = make_engine(config.database_url)
     migrate.upgrade(engine)
     services = build_services(config, engine, secret=ensure_secret_key(config))
-    logins = _create_users(services)
-    _load_schedule(services)
-    engine.dispose()
-
-    def welcome(base: str) -> None:
-        click.echo(f"\nFrontdesk demo is running at {base}/staff/  (health: {base}/healthz)")
-        click.echo("Demo staff sign-ins (new every run):")
-        for username, role, password in logins:
-            click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
-        click.echo("Stop with Ctrl+C.\n")
-
-    run_server(config, ready=welcome)
-
-
-def _create_users(services: Services) -> list[tuple[str, str, str]]:
     logins = []
     for username, role in DEMO_USERS:
         password = "-".join(secrets.token_hex(3) for _ in range(3))
         services.staff.add_user(username, role, password)
         logins.append((username, role, password))
-    return logins
+    engine.dispose()
+
+    def parts(app: Flask) -> list[Background]:
+        return [RecordsPart(demo_dir / "records.db", RECORDS_PORT), SimulatorsPart(links),
+                *service_parts(app, config)]
+
+    def welcome(base: str) -> None:
+        loaded = send_schedule(config)
+        click.echo(f"\nFrontdesk demo is running at {base}/staff/  (health: {base}/healthz)")
+        click.echo(f"Today's schedule: {loaded} appointments sent as SIU^S12 to our HL7 listener on "
+                   f"{config.hl7.listen_host}:{config.hl7.listen_port}.")
+        click.echo(f"Records system (receives our ADT/ORU): 127.0.0.1:{RECORDS_PORT}; "
+                   f"devices for station {STATION}: " + ", ".join(f"{d} ({v})" for d, v in DEMO_DEVICES))
+        click.echo("Demo staff sign-ins (new every run):")
+        for username, role, password in logins:
+            click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
+        click.echo("Stop with Ctrl+C.\n")
+
+    try:
+        run_server(config, background=parts, ready=welcome)
+    except OSError as exc:
+        fail(f"demo cannot start: {exc.strerror or exc} (is another demo or service using ports "
+             f"{config.web.port}, {config.hl7.listen_port} or {RECORDS_PORT}?)")
 
 
-def _load_schedule(services: Services) -> None:
-    now = services.clock.now()
-    first = now.replace(minute=0, second=0, microsecond=0)
-    with services.uow.begin() as session:
-        for mrn, family, given, born, sex, language, provider, room, offset in DEMO_PATIENTS:
-            patient_id = services.patients.upsert_in(session, PatientRecord(
-                mrn=mrn, mrn_authority="DEMO", family_name=family, given_name=given, birth_date=born, sex=sex,
-                preferred_language=language, address_line1="1 Demo Street", city="Springfield", state="IL",
-                postal_code="62701", country="USA", phone="555-0100",
-                insurance=(InsuranceRecord(payer_name="Demo Health Plan", member_id=f"M{mrn}"),),
-            ), actor=SYSTEM)
-            services.patients.schedule_in(session, patient_id, AppointmentRecord(
-                source="DEMO", external_id=f"A{mrn}", start_at=first + dt.timedelta(minutes=offset),
-                provider_name=provider, location=room, appointment_type="Follow-up",
-            ), actor=SYSTEM)
+def schedule_messages(today: dt.datetime) -> list[tuple[str, bytes]]:
+    """Today's demo schedule as SIU^S12 messages, as a scheduler would send them."""
+    first = today.replace(minute=0, second=0, microsecond=0)
+    messages = []
+    for mrn, family, given, born, sex, language, provider, room, offset in DEMO_PATIENTS:
+        control_id = new_control_id()
+        start = first + dt.timedelta(minutes=offset)
+        messages.append((control_id, encode_message([
+            encode_msh({3: "DEMO_EHR", 4: "DEMO", 5: "FRONTDESK", 6: "CLINIC", 7: format_timestamp(today),
+                        9: ("SIU", "S12", "SIU_S12"), 10: control_id, 11: "P", 12: "2.5.1", 18: "UNICODE UTF-8"}),
+            encode_segment("SCH", {1: f"P{mrn}", 2: f"A{mrn}", 7: ("FU", "Follow-up"), 8: ("FU", "Follow-up"),
+                                   9: "20", 10: "min", 11: ("", "", "20", format_timestamp(start)),
+                                   25: "Booked"}),
+            encode_segment("PID", {1: "1", 3: (mrn, "", "", "DEMO", "MR"), 5: (family, given, "", "", "", "", "L"),
+                                   7: born, 8: sex, 11: ("1 Demo Street", "", "Springfield", "IL", "62701", "USA"),
+                                   13: Repeated(("555-0100", ("", "NET", "Internet", f"{mrn.lower()}@example.org"))),
+                                   15: language}),
+            encode_segment("AIL", {1: "1", 3: (room, "", "", "CLINIC")}),
+            encode_segment("AIP", {1: "1", 3: provider}),
+        ])))
+    return messages
+
+
+def send_schedule(config: Config) -> int:
+    """Send the demo schedule to our own listener and count the messages it accepted."""
+    client = MLLPClient(config.hl7.listen_host, config.hl7.listen_port, connect_timeout=5, ack_timeout=10)
+    accepted = 0
+    try:
+        for control_id, message in schedule_messages(dt.datetime.now(dt.UTC)):
+            if b"MSA|AA|" in client.send(message, control_id):
+                accepted += 1
+    finally:
+        client.close()
+    return accepted

@@ -11,6 +11,8 @@ import random
 import ssl
 import threading
 
+from flask import Flask
+
 from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
 from hl7.listener import MLLPListener
@@ -18,9 +20,12 @@ from hl7.listener import PeerInfo
 from hl7.retry import RetryPolicy
 from hl7.tls import client_context
 from hl7.tls import server_context
+from server.config import Config
 from server.config import HL7Config
+from server.runtime import Background
 from server.services import Services
 from server.services.outbox import OutboxRepository
+from server.stations import DevicesPart
 
 log = logging.getLogger("frontdesk.interfaces")
 
@@ -105,9 +110,13 @@ def _describe(peer: PeerInfo) -> str:
     return f"{peer.host}:{peer.port}{subject}"
 
 
-def hl7_parts(services: Services, settings: HL7Config) -> list[ListenerPart | DispatcherPart]:
-    """What ``serve`` runs beside the web server: always the listener; the dispatcher once a destination is set."""
-    parts: list[ListenerPart | DispatcherPart] = [ListenerPart(services, settings)]
-    if settings.destination_host:
-        parts.append(DispatcherPart(services, settings))
+def service_parts(app: Flask, config: Config) -> list[Background]:
+    """What ``serve`` runs beside the web server: the HL7 listener, the dispatcher once a
+    destination is set, and the device gateway when ``[[devices]]`` are configured."""
+    services: Services = app.extensions["frontdesk"]
+    parts: list[Background] = [ListenerPart(services, config.hl7)]
+    if config.hl7.destination_host:
+        parts.append(DispatcherPart(services, config.hl7))
+    if config.devices:
+        parts.append(DevicesPart(app, config))
     return parts

@@ -32,6 +32,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
         }
+        if record.args:
+            # The hl7/ and devices/ packages log with %-arguments that are ids, ports and codes only.
+            entry["message"] = record.getMessage()
         for key in ALLOWED_FIELDS & record.__dict__.keys():
             if record.__dict__[key] is not None:
                 entry[key] = record.__dict__[key]

@@ -13,12 +13,12 @@ import signal
 import threading
 import typing as t
 
+from flask import Flask
 from waitress.server import create_server
 
 from server import create_app
 from server.config import Config
 from server.logs import configure as configure_logging
-from server.services import Services
 from server.services.context import Clock
 
 log = logging.getLogger("frontdesk.runtime")
@@ -38,17 +38,17 @@ class Background(t.Protocol):
         ...
 
 
-def run_server(config: Config, *, background: t.Callable[[Services], t.Sequence[Background]] = lambda _: (),
+def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Background]] = lambda _: (),
                clock: Clock | None = None, ready: t.Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM.
 
-    :param background: builds the parts to run beside the web server from the app's services.
+    :param background: builds the parts to run beside the web server, given the app.
     :param ready: called with the base URL once everything is up (``demo``
         prints its welcome there).
     """
     configure_logging()
     app = create_app(config, clock=clock)
-    parts = background(app.extensions["frontdesk"])
+    parts = background(app)
     server = create_server(app, host=config.web.host, port=config.web.port, threads=8,
                            ident="frontdesk", clear_untrusted_proxy_headers=True)
     stopping = threading.Event()

@@ -48,10 +48,10 @@ def serve(config: Config) -> None:
     if current != head:
         fail(f"database schema is at {current or 'nothing (empty database)'} but this version needs {head}: "
              "run 'frontdesk db upgrade'", EXIT_CONFIG)
-    from server.interfaces import hl7_parts
+    from server.interfaces import service_parts
     from server.runtime import run_server
 
-    run_server(config, background=lambda services: hl7_parts(services, config.hl7))
+    run_server(config, background=lambda app: service_parts(app, config))
 
 
 @click.command()

@@ -117,8 +117,10 @@ def simulate(driver: str, use_pty: bool, port_url: str | None, scenario: str, se
         timer.start()
     try:
         runner.run([line], stop, on_open=lambda path: click.echo(path))
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot open {port_url or 'a pty'}: {exc}") from None
+    except LinkError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot create a pty: {exc.strerror or exc}") from None
 
 
 @click.group("devices")

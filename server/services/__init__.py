@@ -25,6 +25,7 @@ from server.services.outbox import Outbox
 from server.services.patients import Patients
 from server.services.staff import StaffAccounts
 from server.services.visits import Visits
+from server.services.vitals import Vitals
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Services:
     patients: Patients
     visits: Visits
     inbound: Inbound
+    vitals: Vitals
     health: Health
 
 
@@ -66,5 +68,6 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         outbox=outbox,
         visits=visits,
         inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits),
+        vitals=Vitals(uow=uow, clock=clock),
         health=Health(engine=engine),
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 from flask import Blueprint
 from flask import Response
 from flask import abort
+from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import request
 
@@ -16,6 +19,11 @@ from server.auth import public
 from server.auth import requires
 from server.auth import services
 from server.openapi import document
+from server.services.vitals import MAX_BATCH
+from server.services.vitals import IncomingReading
+from server.services.vitals import InvalidReading
+
+log = logging.getLogger("frontdesk.api")
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 health_bp = Blueprint("health", __name__)
@@ -71,3 +79,45 @@ def outbox() -> Response:
         "attempts": row.attempts, "created_at": row.created_at.isoformat(),
         "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": row.last_error,
     } for row in held])
+
+
+@bp.post("/readings")
+@requires(principals=("gateway",))
+def readings() -> tuple[Response, int]:
+    """Readings from a station gateway (bearer token).
+
+    Each reading is checked on its own: valid ones are stored and bad ones are
+    listed back with the reason, so one malformed reading cannot block the
+    gateway's buffer behind it. Replays (same ``reading_id``) are accepted and
+    change nothing.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("readings"), list):
+        return jsonify(error="body: must be an object with a list 'readings'"), 400
+    if len(body["readings"]) > MAX_BATCH:
+        return jsonify(error=f"readings: at most {MAX_BATCH} per request"), 400
+    good: list[IncomingReading] = []
+    rejected = []
+    for index, item in enumerate(body["readings"]):
+        try:
+            good.append(IncomingReading.from_json(item))
+        except InvalidReading as exc:
+            rejected.append({"index": index, "error": str(exc)})
+    accepted = services().vitals.record(good)
+    if rejected:
+        log.warning("api.readings_rejected", extra={"count": len(rejected), "device_id": g.device.name})
+    return jsonify(accepted=accepted, rejected=rejected), 200
+
+
+@bp.get("/devices")
+@requires("assistant", "front_desk")
+def devices() -> Response:
+    """Status of the devices this server reads itself (``[[devices]]`` in its configuration)."""
+    gateway = current_app.extensions.get("frontdesk.gateway")
+    rows = gateway.status() if gateway is not None else []
+    return jsonify(devices=[{
+        "id": s.device_id, "driver": s.driver, "port": s.port, "connected": s.connected, "stale": s.stale,
+        "last_frame_time": s.last_frame_time.isoformat() if s.last_frame_time else None,
+        "frames_accepted": s.frames_accepted, "frames_rejected": s.frames_rejected,
+        "last_error": s.last_error, "reconnects": s.reconnects, "flags": sorted(s.flags),
+    } for s in rows])
