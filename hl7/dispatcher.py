@@ -100,7 +100,12 @@ class OutboxRepository(t.Protocol):
         ...
 
     def mark_dead(self, id: int, reason: str) -> None:
-        """Dead letter: hold this key until staff retry or discard it."""
+        """Dead letter: hold this key until staff retry or discard it.
+
+        A staff retry (outside the dispatcher) makes the row ``pending`` again
+        with ``attempts`` reset, so the retry cap applies afresh rather than
+        dead-lettering the message on its first new failure.
+        """
         ...
 
 
