@@ -138,7 +138,7 @@ class SerialLink:
                                         stopbits=s.stopbits, rtscts=s.rtscts, xonxoff=s.xonxoff,
                                         timeout=self.read_wait, write_timeout=MAX_READ_WAIT)
         except OPEN_ERRORS as exc:
-            raise LinkError(f"cannot open port {path}: {_reason(exc)}") from None
+            raise LinkError(f"cannot open port {path}: {os_reason(exc)}") from None
         self.path = path
 
     def connect(self, now: float) -> bool:
@@ -214,10 +214,10 @@ class SerialLink:
         self.close()
         self._failures = 1
         self._next_attempt = 0.0
-        return LinkError(f"port {path} failed: {_reason(exc)}")
+        return LinkError(f"port {path} failed: {os_reason(exc)}")
 
 
-def _reason(exc: BaseException) -> str:
+def os_reason(exc: BaseException) -> str:
     """The operating system's words for a failure, without pyserial's repetition of the path."""
     cause = exc.__context__
     if isinstance(cause, OSError) and cause.strerror:

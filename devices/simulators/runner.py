@@ -28,6 +28,9 @@ import serial
 
 from devices.drivers import SerialSettings
 from devices.simulators.base import Simulator
+from devices.transport import OPEN_ERRORS
+from devices.transport import LinkError
+from devices.transport import os_reason
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +122,14 @@ class PortEndpoint:
         self._serial: serial.SerialBase | None = None
 
     def open(self) -> str:
+        """Open the port; :class:`LinkError` names it when that fails."""
         s = self.settings
-        self._serial = serial.serial_for_url(self.url, baudrate=s.baudrate, bytesize=s.bytesize,
-                                             parity=s.parity, stopbits=s.stopbits, rtscts=s.rtscts,
-                                             xonxoff=s.xonxoff, timeout=0, write_timeout=1)
+        try:
+            self._serial = serial.serial_for_url(self.url, baudrate=s.baudrate, bytesize=s.bytesize,
+                                                 parity=s.parity, stopbits=s.stopbits, rtscts=s.rtscts,
+                                                 xonxoff=s.xonxoff, timeout=0, write_timeout=1)
+        except OPEN_ERRORS as exc:
+            raise LinkError(f"cannot open port {self.url}: {os_reason(exc)}") from None
         return self.url
 
     def read(self) -> bytes:
@@ -171,7 +178,11 @@ class Line:
         """Answer the host, send what is due, and pull or restore the cable on schedule."""
         if now >= self._change_at and self.unplug is not None:
             if self.path is None:
-                on_open(self.start(now))
+                try:
+                    on_open(self.start(now))
+                except LinkError as exc:
+                    log.warning("%s; trying again in %g s", exc, self.unplug.down)
+                    self._change_at = now + self.unplug.down
             else:
                 self.endpoint.close()
                 log.info("unplugged %s", self.path)
