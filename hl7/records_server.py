@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import threading
+import typing as t
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from hl7.ack import ErrorDetail
 from hl7.ack import build_ack
 from hl7.er7 import Message
 from hl7.er7 import parse_message
+from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
 
 _SCHEMA = """
@@ -236,3 +238,69 @@ class RecordsServer:
     def _ack(self, message: Message, code: str, text: str, now: dt.datetime, *, code_0357: str = "207") -> bytes:
         errors = (ErrorDetail(text=text, code=code_0357),) if text else ()
         return build_ack(message, code, errors=errors, control_id=self.ack_ids(), now=now)
+
+
+class RecordsSystem:
+    """Store, handler and listener together: the whole reference records system in one object.
+
+    The ``records-server`` command and the demo run it; tests stop and start it
+    to simulate an outage, and :meth:`start` after :meth:`stop` binds the same
+    port again, as a restarted receiver would.
+
+    :param store_path: the SQLite file.
+    :param reply: see :class:`RecordsServer`.
+    :param emit: receives each output line.
+    :param listener_options: passed to :class:`~hl7.listener.MLLPListener`
+        (``host``, ``port``, ``ssl_context``, ``allowed_senders``, timeouts …).
+    """
+
+    def __init__(
+        self,
+        store_path: str | Path,
+        *,
+        reply: ReplyMode | ReplyRule = ACCEPT,
+        emit: Callable[[str], None] = print,
+        **listener_options: t.Any,
+    ) -> None:
+        self.store = RecordStore(store_path)
+        self.records = RecordsServer(self.store, reply=reply, emit=emit)
+        # 2576: the records system's port in the demo, next to our own listener's 2575.
+        self._options = {"host": "127.0.0.1", "port": 2576, **listener_options}
+        self._listener: MLLPListener | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._listener is not None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it listens, or last listened; port 0 until the first :meth:`start` picks one."""
+        return str(self._options["host"]), int(self._options["port"])
+
+    def start(self) -> None:
+        """Listen; the first start fixes the port (0 picks a free one) for later restarts."""
+        if self._listener is not None:
+            raise RuntimeError("records system already running")
+        listener = MLLPListener(self.records, **self._options)
+        listener.start()
+        self._listener = listener
+        self._options["host"], self._options["port"] = listener.address
+
+    def stop(self) -> None:
+        """Stop listening and drop connections; the store stays open for a later :meth:`start`."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def close(self) -> None:
+        """Stop for good: cut short deliberate delays, stop listening, close the store."""
+        self.records.close()
+        self.stop()
+        self.store.close()
+
+    def __enter__(self) -> RecordsSystem:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import ssl
 import threading
 from pathlib import Path
 
 import click
 
-from hl7.listener import MLLPListener
 from hl7.listener import parse_allowed_sender
-from hl7.records_server import RecordsServer
-from hl7.records_server import RecordStore
+from hl7.records_server import RecordsSystem
 from hl7.records_server import ReplyMode
 from hl7.tls import server_context
 
@@ -133,30 +132,30 @@ def records_server(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        store_path.parent.mkdir(parents=True, exist_ok=True)
-        store = RecordStore(store_path)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(f"cannot open store {store_path}: {exc}") from None
-    records = RecordsServer(store, reply=reply, emit=lambda line: click.echo(line))
-    listener = MLLPListener(
-        records,
-        host=host,
-        port=port,
-        ssl_context=context,
-        allowed_senders=senders,
-        max_connections=max_connections,
-        idle_timeout=idle_timeout,
-    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        listener.start()
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        system = RecordsSystem(
+            store_path,
+            reply=reply,
+            emit=click.echo,
+            host=host,
+            port=port,
+            ssl_context=context,
+            allowed_senders=senders,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise click.ClickException(f"cannot open store {store_path}: {exc}") from None
+    try:
+        system.start()
     except OSError as exc:
-        store.close()
+        system.close()
         raise click.ClickException(f"cannot listen on {listen}: {exc}") from None
-    bound_host, bound_port = listener.address
+    bound_host, bound_port = system.address
     click.echo(
         f"records server listening on {bound_host}:{bound_port}"
         f"{' (TLS)' if context else ''}, reply {reply_text}, store {store_path}"
@@ -165,7 +164,5 @@ def records_server(
         while not stop.wait(0.5):
             pass
     finally:
-        records.close()
-        listener.close()
-        store.close()
+        system.close()
         click.echo("records server stopped")

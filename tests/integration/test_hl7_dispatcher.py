@@ -35,8 +35,7 @@ from hl7.er7 import Message
 from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
 from hl7.records_server import ACCEPT
-from hl7.records_server import RecordsServer
-from hl7.records_server import RecordStore
+from hl7.records_server import RecordsSystem
 from hl7.records_server import ReplyMode
 from hl7.retry import RetryPolicy
 
@@ -143,25 +142,16 @@ def message(control_id: str, patient: str) -> bytes:
     ).encode()
 
 
-class Receiver:
-    """The reference records server behind an MLLP listener, restartable on the same port."""
+class Receiver(RecordsSystem):
+    """The reference records system on a free port, keeping its output lines for assertions."""
 
     def __init__(self, store_path: Path, reply: ReplyMode | Callable[[Message], ReplyMode] = ACCEPT) -> None:
-        self.store = RecordStore(store_path)
         self.lines: list[str] = []
-        self.records = RecordsServer(self.store, reply=reply, emit=self.lines.append)
-        self.port = 0
-        self.listener: MLLPListener | None = None
+        super().__init__(store_path, reply=reply, emit=self.lines.append, port=0)
 
-    def start(self) -> None:
-        self.listener = MLLPListener(self.records, port=self.port)
-        self.listener.start()
-        self.port = self.listener.address[1]
-
-    def stop(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+    @property
+    def port(self) -> int:
+        return self.address[1]
 
     def stored_ids(self) -> list[str]:
         return [m.control_id for m in self.store.messages()]
@@ -172,9 +162,7 @@ def receiver(tmp_path: Path) -> Iterator[Receiver]:
     receiver = Receiver(tmp_path / "records.sqlite3")
     receiver.start()
     yield receiver
-    receiver.records.close()
-    receiver.stop()
-    receiver.store.close()
+    receiver.close()
 
 
 @pytest.fixture
@@ -293,9 +281,7 @@ def test_ae_dead_letters_and_holds_only_that_patient(tmp_path: Path, outbox: Mem
         assert per_patient(receiver.stored_ids()) == per_patient(ids)
         assert len(dead) == 1
     finally:
-        receiver.records.close()
-        receiver.stop()
-        receiver.store.close()
+        receiver.close()
 
 
 def test_ack_with_wrong_msa2_is_not_a_delivery(outbox: MemoryOutbox, clock: ManualClock) -> None:
@@ -334,9 +320,7 @@ def test_ack_timeout_retries_with_the_same_control_id_and_the_receiver_deduplica
         assert receiver.stored_ids() == ["PA-0"]
         assert outbox.rows[1].attempts == 2
     finally:
-        receiver.records.close()
-        receiver.stop()
-        receiver.store.close()
+        receiver.close()
 
 
 def test_retry_cap_and_backoff_are_honoured(tmp_path: Path, outbox: MemoryOutbox, clock: ManualClock) -> None:
@@ -361,9 +345,7 @@ def test_retry_cap_and_backoff_are_honoured(tmp_path: Path, outbox: MemoryOutbox
         assert outbox.rows[1].reason.startswith("gave up after 4 attempts; last: AR")
         assert len(receiver.lines) == 4
     finally:
-        receiver.records.close()
-        receiver.stop()
-        receiver.store.close()
+        receiver.close()
 
 
 def test_resumes_after_a_crash_once_the_lease_expires(
@@ -446,7 +428,7 @@ class DeliveryContract(RuleBasedStateMachine):
 
     @rule()
     def receiver_comes_back(self) -> None:
-        if self.receiver.listener is None:
+        if not self.receiver.running:
             self.receiver.start()
 
     @rule()
@@ -477,9 +459,7 @@ class DeliveryContract(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.dispatcher.sender.close()
-        self.receiver.records.close()
-        self.receiver.stop()
-        self.receiver.store.close()
+        self.receiver.close()
         self.directory.cleanup()
 
 
