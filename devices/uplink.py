@@ -207,6 +207,16 @@ class Uplink:
             if outcome.sent == 0:
                 return
 
+    def flush(self) -> int:
+        """Send what is buffered without waiting between attempts; stop at the first failure.
+
+        Used on shutdown: deliver what can be delivered now, leave the rest on disk.
+        :returns: the number of readings still buffered.
+        """
+        while self.send_once().sent:
+            pass
+        return len(self.buffer)
+
     def run(self) -> None:
         """Sender loop: drain, then sleep until a new reading arrives (or a periodic re-check)."""
         while not self._stop.is_set():

@@ -280,4 +280,4 @@ def gateway(server: str, token: str, config_path: str | None, device_specs: tupl
     finally:
         station.stop()
         uplink.stop()
-        log.info("stopped; %d readings buffered for the next start", len(buffer))
+        log.info("stopped; %d readings buffered for the next start", uplink.flush())
