@@ -2,42 +2,25 @@
 
 from __future__ import annotations
 
-import http.cookiejar
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
-import typing as t
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from server import migrate
-
-FRONTDESK = str(Path(sys.executable).with_name("frontdesk"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.procs import Browser
+from tests.procs import clean_env
+from tests.procs import free_port
+from tests.procs import run
+from tests.procs import start
+from tests.procs import wait_for
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
-    clean["FRONTDESK_INSTANCE_DIR"] = str(tmp_path / "instance")
-    return clean
-
-
-def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FRONTDESK, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+    return clean_env(tmp_path / "instance")
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
@@ -93,38 +76,6 @@ def test_kiosk_and_gateway_tokens_are_printed_once(env: dict[str, str]) -> None:
     assert gateway.returncode == 0 and "token (shown once)" in gateway.stdout
 
 
-class Browser:
-    """Just enough of a browser: cookies, no redirects followed."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args: t.Any, **kwargs: t.Any) -> None:
-                return None
-
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
-
-    def request(self, path: str, data: dict[str, str] | None = None) -> tuple[int, str, t.Any]:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        try:
-            with self.opener.open(self.base + path, data=body, timeout=10) as response:
-                return response.status, response.read().decode(), response.headers
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(), error.headers
-
-
-def wait_for(url: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
-
-
 def test_serve_answers_health_and_staff_sign_in(env: dict[str, str]) -> None:
     port = free_port()
     env = {**env, "FRONTDESK_WEB_PORT": str(port)}
@@ -133,23 +84,20 @@ def test_serve_answers_health_and_staff_sign_in(env: dict[str, str]) -> None:
     assert f"schema already at {head}" in run(["db", "upgrade"], env).stdout
     assert run(["users", "add", "alice", "--role", "front_desk", "--password-stdin"], env,
                "correct horse battery\n").returncode == 0
-    server = subprocess.Popen([FRONTDESK, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = start(["serve"], {**env, "FRONTDESK_HL7_LISTEN_PORT": str(free_port())})
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(base + "/healthz", time.monotonic() + 30)
+        wait_for(base + "/healthz")
         browser = Browser(base)
         status, body, _ = browser.request("/healthz")
         assert status == 200 and '"up_to_date":true' in body.replace(" ", "")
         status, page, headers = browser.request("/staff/login")
         assert status == 200 and "Sign in" in page and headers["Cache-Control"] == "no-store"
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-        status, _, headers = browser.request("/staff/login", {"csrf_token": token, "username": "alice",
-                                                              "password": "correct horse battery"})
-        assert status == 302 and headers["Location"] == "/staff/"
+        assert browser.sign_in("alice", "correct horse battery") == 302
         status, home, _ = browser.request("/staff/")
         assert status == 200 and "Visits on" in home
     finally:
         server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=30)
+        _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert '"event": "runtime.stopped"' in err
