@@ -94,7 +94,7 @@ def add_patients(services: Services, count: int) -> list[int]:
                 birth_date=dt.date(1970, 1, 1) + dt.timedelta(days=n)), actor=SYSTEM)
             appointment_id = services.patients.schedule_in(session, patient_id, AppointmentRecord(
                 source="TEST", external_id=f"APT-{n}", start_at=start, location="EXAM1"), actor=SYSTEM)
-            visits.append(int(session.scalar(select(Visit.id).where(Visit.appointment_id == appointment_id))))
+            visits.append(session.scalars(select(Visit.id).where(Visit.appointment_id == appointment_id)).one())
     return visits
 
 
