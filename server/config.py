@@ -24,6 +24,7 @@ from pathlib import Path
 
 from devices import config as device_config
 from devices import drivers
+from hl7.listener import parse_allowed_sender
 
 ENV_PREFIX = "FRONTDESK_"
 CONFIG_ENV = "FRONTDESK_CONFIG"
@@ -188,6 +189,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise ConfigError("devices: must be an array of tables ([[devices]])")
     _check_devices(devices)
+    for entry in sections["hl7"].allowed_senders:
+        try:
+            parse_allowed_sender(entry)
+        except ValueError as exc:
+            raise ConfigError(f"hl7.allowed_senders: {exc}") from None
     instance = (instance_dir or Path(env.get(f"{ENV_PREFIX}INSTANCE_DIR", "instance"))).resolve()
     return Config(instance_dir=instance, devices=tuple(devices), **sections)
 

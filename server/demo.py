@@ -38,9 +38,7 @@ from hl7.er7 import encode_message
 from hl7.er7 import encode_msh
 from hl7.er7 import encode_segment
 from hl7.er7 import format_timestamp
-from hl7.listener import MLLPListener
-from hl7.records_server import RecordsServer
-from hl7.records_server import RecordStore
+from hl7.records_server import RecordsSystem
 from server import migrate
 from server.cli.common import fail
 from server.config import Config
@@ -74,15 +72,13 @@ class RecordsPart:
     name = "records-server"
 
     def __init__(self, store: Path, port: int) -> None:
-        self.records = RecordsServer(RecordStore(store), emit=lambda line: click.echo(f"records: {line}"))
-        self.listener = MLLPListener(self.records, host="127.0.0.1", port=port)
+        self.system = RecordsSystem(store, port=port, emit=lambda line: click.echo(f"records: {line}"))
 
     def start(self) -> None:
-        self.listener.start()
+        self.system.start()
 
     def stop(self) -> None:
-        self.records.close()
-        self.listener.close()
+        self.system.close()
 
 
 class SimulatorsPart:

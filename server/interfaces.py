@@ -17,6 +17,7 @@ from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
 from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
+from hl7.listener import parse_allowed_sender
 from hl7.retry import RetryPolicy
 from hl7.tls import client_context
 from hl7.tls import server_context
@@ -34,7 +35,7 @@ def allowed_senders(settings: HL7Config) -> list[tuple[str, str]] | None:
     """``APP^FACILITY`` settings as ``(MSH-3.1, MSH-4.1)`` pairs; ``None`` accepts any sender."""
     if not settings.allowed_senders:
         return None
-    return [tuple(entry.split("^", 1) + [""])[:2] for entry in settings.allowed_senders]  # type: ignore[misc]
+    return [parse_allowed_sender(entry) for entry in settings.allowed_senders]
 
 
 def listener_tls(settings: HL7Config) -> ssl.SSLContext | None:

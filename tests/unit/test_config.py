@@ -75,6 +75,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     ("[web]\ncolour = 1\n", {}, "web.colour: unknown key; allowed are"),
     ("[printer]\nx = 1\n", {}, "unknown section [printer]"),
     ("devices = 3\n", {}, "devices: must be an array of tables"),
+    ("[hl7]\nallowed_senders = [\"EHR\"]\n", {}, "hl7.allowed_senders: expected APPLICATION^FACILITY"),
     ("[[devices]]\nid = \"a\"\ndriver = \"nonin-df8\"\nport = \"/dev/x\"\n", {}, "devices: device 'a': missing key"),
     ("[[devices]]\nid = \"a\"\ndriver = \"toaster\"\nport = \"/dev/x\"\nstation = \"s\"\n", {},
      "devices: device 'a': driver must be one of"),
