@@ -15,6 +15,7 @@ adapter that re-enumerated.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -82,6 +83,8 @@ class PtyEndpoint:
         if self.link is None:
             return path
         staging = f"{self.link}.{os.getpid()}.new"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
         os.symlink(path, staging)
         os.replace(staging, self.link)
         return self.link
