@@ -27,7 +27,6 @@ from devices.config import DeviceConfig
 from devices.drivers import Driver
 from devices.protocols.base import Conversation
 from devices.protocols.base import Decoder
-from devices.protocols.base import DeviceState
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.base import ProtocolError
@@ -195,15 +194,13 @@ class DeviceWorker:
         rejected = 0
         flags: frozenset[str] | None = None
         for event in events:
-            if type(event) is FrameRejected:
+            if isinstance(event, FrameRejected):
                 rejected += 1
-                continue
-            accepted += 1
-            if type(event) is DeviceState:
+            elif isinstance(event, Measurement) and not self._deliver(event, host_time, host_monotonic):
+                rejected += 1
+            else:
+                accepted += 1
                 flags = event.flags
-            elif type(event) is Measurement:
-                flags = event.flags
-                self._deliver(event, host_time, host_monotonic)
         if rejected:
             self.status.rejected(rejected)
         else:
@@ -211,14 +208,27 @@ class DeviceWorker:
         if accepted:
             self.status.accepted(accepted, host_time, host_monotonic, flags)
 
-    def _deliver(self, event: Measurement, host_time: dt.datetime, host_monotonic: float) -> None:
+    def _deliver(self, event: Measurement, host_time: dt.datetime, host_monotonic: float) -> bool:
+        """Normalise and hand over one measurement.
+
+        :returns: ``False`` when it cannot be normalised (unknown metric or unit):
+            such a frame is counted as rejected, like one with a bad checksum. A
+            callback that fails is the receiver's fault, not the device's: the
+            frame still counts as accepted and the error goes to the status.
+        """
         try:
             reading = self._normalise(event, device_id=self.config.id, station=self.config.station,
                                       host_time=host_time, host_monotonic=host_monotonic)
+        except Exception as exc:
+            log.warning("device %s: %s not normalised: %s", self.config.id, event.metric, exc)
+            self.status.failed(f"not normalised: {type(exc).__name__}: {exc}")
+            return False
+        try:
             self._on_reading(reading)
         except Exception as exc:
             log.exception("device %s: reading for %s not delivered", self.config.id, event.metric)
             self.status.failed(f"delivery failed: {type(exc).__name__}: {exc}")
+        return True
 
     def _decoder_fault(self, message: str) -> None:
         """Count the burst as rejected and start over with a fresh decoder (and a fresh association)."""
