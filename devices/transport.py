@@ -110,6 +110,7 @@ class SerialLink:
         self._comports = comports
         self._rand = rand
         self._serial: serial.SerialBase | None = None
+        self._failure: BaseException | None = None
         self._failures = 0
         self._next_attempt = 0.0
         self.path: str | None = None
@@ -173,15 +174,23 @@ class SerialLink:
         :raises LinkError: when the line failed; it is closed and will be reopened.
         """
         port = self._require()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise self._lost(failure)
         try:
             data = port.read(1)
-            if data:
-                waiting = port.in_waiting
-                if waiting:
-                    data += port.read(min(waiting, READ_CHUNK))
-            return bytes(data)
         except PORT_ERRORS as exc:
             raise self._lost(exc) from None
+        if not data:
+            return b""
+        try:
+            waiting = port.in_waiting
+            if waiting:
+                data += port.read(min(waiting, READ_CHUNK))
+        except PORT_ERRORS as exc:
+            # The first byte is real data: hand it over now and report the failure on the next read.
+            self._failure = exc
+        return bytes(data)
 
     def write(self, data: bytes) -> None:
         """Write ``data`` to the device.
@@ -197,6 +206,7 @@ class SerialLink:
     def close(self) -> None:
         """Close the line (idempotent); an error while closing a dead port is irrelevant."""
         port, self._serial = self._serial, None
+        self._failure = None
         if port is not None:
             try:
                 port.close()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
+import threading
 import tty
 import typing as t
 
@@ -139,3 +141,30 @@ def test_status_goes_stale_after_quiet_timeout() -> None:
     snapshot = status.snapshot(200.0)
     assert (snapshot.connected, snapshot.reconnects, snapshot.port, snapshot.last_error) == (
         True, 1, "/dev/ttyUSB1", "port /dev/ttyUSB0 failed: Input/output error")
+
+
+def test_socket_url_peer_close_is_a_link_failure() -> None:
+    """A terminal server on ``socket://``: it answers only after a host byte (pyserial discards earlier ones)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def terminal_server() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(1)
+                connection.sendall(b"SPO2=097 HR=072\r\n")
+
+        server = threading.Thread(target=terminal_server)
+        server.start()
+        link = SerialLink(f"socket://127.0.0.1:{port}", SerialSettings(), read_wait=0.2)
+        link.open()
+        link.write(b"\r")
+        received = b""
+        with pytest.raises(LinkError, match=f"^port socket://127.0.0.1:{port} failed: "):
+            while True:
+                received += link.read()
+        server.join()
+    assert received == b"SPO2=097 HR=072\r\n"
+    assert not link.is_open
