@@ -35,16 +35,16 @@ from decimal import InvalidOperation
 from devices.drivers import Driver
 from devices.drivers import SerialSettings
 from devices.drivers import register
-from devices.protocols._stream import ARTIFACT
-from devices.protocols._stream import NO_DATA
-from devices.protocols._stream import SENSOR_OFF
-from devices.protocols._stream import ConditionTracker
-from devices.protocols._stream import LineFramer
-from devices.protocols._stream import key_values
-from devices.protocols._stream import strip_line_noise
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import ARTIFACT
+from devices.protocols.framing import NO_DATA
+from devices.protocols.framing import SENSOR_OFF
+from devices.protocols.framing import ConditionTracker
+from devices.protocols.framing import LineFramer
+from devices.protocols.framing import key_values
+from devices.protocols.framing import strip_line_noise
 from devices.simulators.base import Simulator
 
 MAX_LINE = 512

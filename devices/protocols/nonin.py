@@ -41,21 +41,21 @@ from decimal import Decimal
 from devices.drivers import Driver
 from devices.drivers import SerialSettings
 from devices.drivers import register
-from devices.protocols._stream import ARTIFACT
-from devices.protocols._stream import LOW_BATTERY
-from devices.protocols._stream import NO_DATA
-from devices.protocols._stream import SENSOR_OFF
-from devices.protocols._stream import ConditionTracker
-from devices.protocols._stream import Discards
-from devices.protocols._stream import LineFramer
-from devices.protocols._stream import hunt
-from devices.protocols._stream import key_values
-from devices.protocols._stream import strip_line_noise
-from devices.protocols._stream import sum8
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import ARTIFACT
+from devices.protocols.framing import LOW_BATTERY
+from devices.protocols.framing import NO_DATA
+from devices.protocols.framing import SENSOR_OFF
+from devices.protocols.framing import ConditionTracker
+from devices.protocols.framing import Discards
+from devices.protocols.framing import LineFramer
+from devices.protocols.framing import hunt
+from devices.protocols.framing import key_values
+from devices.protocols.framing import strip_line_noise
+from devices.protocols.framing import sum8
 from devices.simulators.base import Simulator
 
 NONIN_MISSING_HR = 511

@@ -36,14 +36,14 @@ from decimal import Decimal
 from devices.drivers import Driver
 from devices.drivers import SerialSettings
 from devices.drivers import register
-from devices.protocols._stream import SENSOR_OFF
-from devices.protocols._stream import ConditionTracker
-from devices.protocols._stream import Discards
-from devices.protocols._stream import hunt
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import SENSOR_OFF
+from devices.protocols.framing import ConditionTracker
+from devices.protocols.framing import Discards
+from devices.protocols.framing import hunt
 from devices.simulators.base import Simulator
 
 HEADER = b"\x03\x02\x10"

@@ -23,9 +23,9 @@ import datetime as dt
 import random
 
 from devices.protocols import nonin
-from devices.protocols._stream import ARTIFACT
-from devices.protocols._stream import NO_DATA
-from devices.protocols._stream import SENSOR_OFF
+from devices.protocols.framing import ARTIFACT
+from devices.protocols.framing import NO_DATA
+from devices.protocols.framing import SENSOR_OFF
 from devices.simulators._common import OximeterVitals
 from devices.simulators._common import Pacer
 from devices.simulators._common import check_scenario

@@ -1,10 +1,12 @@
-"""Stream helpers shared by the oximeter, thermometer and scale decoders.
+"""Framing and stream helpers shared by every device decoder.
 
-Every decoder in this family has the same three chores besides its own frame
-layout: account for bytes it had to throw away while hunting for the next frame,
-split text protocols into bounded lines, and tell the gateway when a device
-condition (sensor off, low battery) starts or stops. They live here once so the
-decoders keep only what is specific to their wire format.
+Besides its own frame layout, every decoder has the same chores: hold the
+frame in progress within a fixed bound and skip one that outgrows it, account
+for bytes it had to throw away while hunting for the next frame, split text
+protocols into bounded lines, and tell the gateway when a device condition
+(sensor off, low battery) starts or stops. They live here once so the decoders
+keep only what is specific to their wire format, and so a fix to a bound or a
+rejection count is made in one place for every device.
 """
 
 from __future__ import annotations
