@@ -74,6 +74,10 @@ class PeerInfo:
 Handler = Callable[[bytes, PeerInfo], bytes | None]
 """Called with one complete message (no framing); returns the ACK message, or ``None`` to send nothing."""
 
+UnreadableHandler = Callable[[bytes, PeerInfo, str], bytes | None]
+"""Called with a message whose MSH is readable but whose body is not (bytes invalid in its
+charset, say) and the reason; returns the ACK (an AE) or ``None``."""
+
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -126,6 +130,9 @@ class MLLPListener:
         ``None`` to accept any sender. The first component (HD namespace id) is
         compared because the others carry per-device identifiers (PCD-01 puts
         the EUI-64 in MSH-3.2).
+    :param on_unreadable: receives messages that do not parse but whose MSH does
+        (after the allow-list), so the application can keep them for review and
+        answer them; without it the listener answers AE itself and keeps nothing.
     :param clock: MSH-7 of the negative ACKs the listener builds itself.
     :param ack_ids: MSH-10 source for those ACKs.
     """
@@ -142,6 +149,7 @@ class MLLPListener:
         read_timeout: float = 30.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         allowed_senders: Collection[tuple[str, str]] | None = None,
+        on_unreadable: UnreadableHandler | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
         ack_ids: Callable[[], str] = _random_control_id,
     ) -> None:
@@ -158,6 +166,7 @@ class MLLPListener:
         self.read_timeout = read_timeout
         self.max_frame = max_frame
         self.allowed_senders = None if allowed_senders is None else frozenset(allowed_senders)
+        self.on_unreadable = on_unreadable
         self.clock = clock
         self.ack_ids = ack_ids
         self._server: socket.socket | None = None
@@ -314,6 +323,7 @@ class MLLPListener:
 
     def _reply(self, sock: socket.socket, frame: bytes, peer: PeerInfo) -> bool:
         """Answer one frame; False when the connection must close."""
+        problem: str | None = None
         try:
             message = parse_message(frame)
         except (ParseError, CharsetError) as exc:
@@ -321,7 +331,7 @@ class MLLPListener:
             if header is None:
                 log.warning("%s:%s sent a frame with no readable MSH; closing", peer.host, peer.port)
                 return False
-            return self._send(sock, self._negative(header, "AE", str(exc), code_0357="102"))
+            message, problem = header, str(exc)
         if self.allowed_senders is not None and _sender(message) not in self.allowed_senders:
             log.warning(
                 "%s:%s sender %r not allowed; AR for %s",
@@ -331,8 +341,14 @@ class MLLPListener:
                 message.msh.value(10),
             )
             return self._send(sock, self._negative(message, "AR", "sending application not allowed"))
+        if problem is not None and self.on_unreadable is None:
+            return self._send(sock, self._negative(message, "AE", problem, code_0357="102"))
         try:
-            ack = self.handler(frame, peer)
+            if problem is None:
+                ack = self.handler(frame, peer)
+            else:
+                assert self.on_unreadable is not None
+                ack = self.on_unreadable(frame, peer, problem)
         except Exception:
             log.exception("handler failed for %s", message.msh.value(10))
             ack = self._negative(message, "AR", "receiver error, resend later")

@@ -16,28 +16,11 @@ from server.models import Patient
 from server.models import Visit
 from server.services import Services
 from server.services.context import Actor
-
-MSH = "MSH|^~\\&|EPIC|MAINCLINIC|FRONTDESK|CLINIC|20261126080000-0500||{type}|{control}|P|2.5.1|||||||UNICODE UTF-8"
-PID = ("PID|1||{mrn}^^^MAINCLINIC^MR~999-88-7777^^^SSA^SS||{family}^{given}^Q||19750412|F|||"
-       "12 Elm St^Apt 3^Springfield^IL^62701^USA||555-0142^PRN^PH~^NET^Internet^pat@example.org||es")
-SCH = "SCH|P{appt}|F{appt}|||||ROUTINE^Routine visit|FOLLOWUP^Follow-up visit|20|min|^^20^{start}|||||||||||||Booked"
-AIL = "AIL|1||EXAM3^^^MAINCLINIC"
-AIP = "AIP|1||D123^Okafor^Ngozi^^^^Dr"
-
-
-def message(*segments: str) -> bytes:
-    return "\r".join(segments).encode("utf-8") + b"\r"
-
-
-def siu(event: str, control: str, *, mrn: str = "MRN001", family: str = "Nguyen", appt: str = "100",
-        start: str = "20261126103000-0500") -> bytes:
-    return message(MSH.format(type=f"SIU^{event}^SIU_S12", control=control),
-                   SCH.format(appt=appt, start=start), PID.format(mrn=mrn, family=family, given="Linh"), AIL, AIP)
-
-
-def adt(event: str, control: str, *extra: str, mrn: str = "MRN001", family: str = "Nguyen") -> bytes:
-    return message(MSH.format(type=f"ADT^{event}^ADT_A01", control=control),
-                   "EVN|" + event + "|20261126080000", PID.format(mrn=mrn, family=family, given="Linh"), *extra)
+from tests.hl7_samples import MSH
+from tests.hl7_samples import PID
+from tests.hl7_samples import adt
+from tests.hl7_samples import message
+from tests.hl7_samples import siu
 
 
 def count(services: Services, model: type) -> int:
@@ -164,3 +147,10 @@ def test_bytes_invalid_in_declared_charset_are_ae_and_kept(services: Services) -
     assert count(services, Patient) == 0
     with services.uow.begin() as session:
         assert session.scalar(select(InboundMessage.raw)) == raw
+
+
+def test_utf8_names_and_escaped_delimiters_arrive_intact(services: Services) -> None:
+    raw = siu("S12", "N1", family="Müller-O\\S\\Brien \\T\\ Zoë")
+    assert services.inbound.receive(raw, "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        assert session.scalar(select(Patient.family_name)) == "Müller-O^Brien & Zoë"
