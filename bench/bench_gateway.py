@@ -40,6 +40,7 @@ from devices.gateway import Gateway
 from devices.gateway import default_normaliser
 from devices.gateway import read_wait
 from devices.gateway import utc_now
+from devices.protocols.base import Conversation
 from devices.protocols.base import Measurement
 from devices.reading import Reading
 from devices.simulators import runner
@@ -79,7 +80,7 @@ class NaiveGateway:
                                      stopbits=s.stopbits, rtscts=s.rtscts, xonxoff=s.xonxoff,
                                      timeout=read_wait(driver))
         decoder = driver.decoder()
-        conversation = decoder if callable(getattr(decoder, "poll", None)) else None
+        conversation = t.cast(Conversation, decoder) if callable(getattr(decoder, "poll", None)) else None
         if conversation is not None:
             port.write(conversation.on_connect())
         try:

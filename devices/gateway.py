@@ -4,7 +4,7 @@ Why a thread per device rather than one selector: pyserial's URL handlers
 (``loop://``, ``socket://``, ``rfc2217://``) do not all expose a file descriptor,
 and a blocking read that wakes once per burst (see
 :meth:`devices.transport.SerialLink.read`) already keeps twenty streaming devices
-to a few percent of one core (``bench/bench_gateway.py``). A device's failure —
+under one percent of one core (``bench/bench_gateway.py``). A device's failure —
 a vanished port, a decoder fault, a callback that raises — stays in its own
 thread and its own status; it never stops the others.
 
