@@ -30,6 +30,7 @@ import serial
 from devices.drivers import SerialSettings
 from devices.simulators.base import Simulator
 from devices.transport import OPEN_ERRORS
+from devices.transport import PORT_ERRORS
 from devices.transport import LinkError
 from devices.transport import os_reason
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: How often the runner services its lines; bounds answer latency, costs the runner's CPU only.
 TICK = 0.01
+
+#: Seconds before a line whose port failed is opened again.
+REOPEN_DELAY = 1.0
 
 
 class Endpoint(t.Protocol):
@@ -163,7 +167,12 @@ class Unplug:
 
 
 class Line:
-    """One simulator on one endpoint, with its own unplug schedule."""
+    """One simulator on one endpoint, with its own unplug schedule.
+
+    A line whose port fails (the host side of ``socket://`` went away, a USB
+    adapter was pulled) is closed and reopened after :data:`REOPEN_DELAY`, so a
+    simulator left running survives what the device it imitates would.
+    """
 
     def __init__(self, simulator: Simulator, endpoint: Endpoint, *, unplug: Unplug | None = None) -> None:
         self.simulator = simulator
@@ -179,24 +188,37 @@ class Line:
 
     def service(self, now: float, on_open: t.Callable[[str], None]) -> None:
         """Answer the host, send what is due, and pull or restore the cable on schedule."""
-        if now >= self._change_at and self.unplug is not None:
-            if self.path is None:
-                try:
-                    on_open(self.start(now))
-                except LinkError as exc:
-                    log.warning("%s; trying again in %g s", exc, self.unplug.down)
-                    self._change_at = now + self.unplug.down
-            else:
-                self.endpoint.close()
-                log.info("unplugged %s", self.path)
-                self.path = None
-                self._change_at = now + self.unplug.down
         if self.path is None:
+            if now >= self._change_at:
+                self._reopen(now, on_open)
             return
-        request = self.endpoint.read()
-        if request:
-            self.endpoint.write(self.simulator.receive(request))
-        self.endpoint.write(self.simulator.output(now))
+        if now >= self._change_at and self.unplug is not None:
+            log.info("unplugged %s", self.path)
+            self._drop(now + self.unplug.down)
+            return
+        try:
+            request = self.endpoint.read()
+            if request:
+                self.endpoint.write(self.simulator.receive(request))
+            self.endpoint.write(self.simulator.output(now))
+        except PORT_ERRORS as exc:
+            log.warning("%s failed: %s; reopening in %g s", self.path, os_reason(exc), REOPEN_DELAY)
+            self._drop(now + REOPEN_DELAY)
+
+    def _reopen(self, now: float, on_open: t.Callable[[str], None]) -> None:
+        try:
+            path = self.start(now)
+        except (LinkError, OSError) as exc:
+            log.warning("%s; trying again in %g s", exc, REOPEN_DELAY)
+            self._change_at = now + REOPEN_DELAY
+            return
+        on_open(path)
+
+    def _drop(self, until: float) -> None:
+        with contextlib.suppress(*PORT_ERRORS):
+            self.endpoint.close()
+        self.path = None
+        self._change_at = until
 
     def close(self) -> None:
         if self.path is not None:
