@@ -112,4 +112,5 @@ def change_state(visit_id: int) -> Response | tuple[str, int]:
 
 
 def _secure() -> bool:
-    return bool(current_app.config["SESSION_COOKIE_SECURE"])
+    """Secure cookies when configured, and whenever this request itself came over HTTPS."""
+    return bool(current_app.config["SESSION_COOKIE_SECURE"] or request.is_secure)

@@ -180,3 +180,12 @@ def test_revoking_a_user_sessions_signs_them_out(staff: StaffActions, client: Fl
     staff.sign_in("alice")
     assert services.staff.revoke_sessions(user_id, actor=SYSTEM) == 1
     assert client.get("/staff/").status_code == 302
+
+
+def test_session_cookie_is_secure_over_https(staff: StaffActions, client: FlaskClient) -> None:
+    staff.create("alice", "front_desk")
+    page = client.get("/staff/login", base_url="https://frontdesk.test")
+    response = client.post("/staff/login", base_url="https://frontdesk.test", data={
+        "csrf_token": csrf_token(page.text), "username": "alice", "password": "correct horse battery"})
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(SESSION_COOKIE + "="))
+    assert "Secure" in cookie and "HttpOnly" in cookie
