@@ -85,6 +85,7 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import FrameBuffer
 from devices.simulators.base import Simulator
 
 FLAG = 0x7E
@@ -257,61 +258,44 @@ class DatexFramer:
     per-byte Python loop.
     """
 
-    __slots__ = ("_buffer", "_skipped", "max_frame")
+    __slots__ = ("_frame", "max_frame")
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self.max_frame = max_frame
-        self._buffer = bytearray()
-        self._skipped = -1
+        self._frame = FrameBuffer(max_frame, "oversize frame")
 
     @property
     def buffered(self) -> int:
         """Bytes held for the frame in progress."""
-        return len(self._buffer)
+        return len(self._frame)
 
     def feed(self, data: bytes) -> list[bytes | FrameRejected]:
         """Return the records (checksum removed) and rejections completed by ``data``."""
         out: list[bytes | FrameRejected] = []
+        frame = self._frame
         start = 0
         while True:
             end = data.find(_FLAG_BYTE, start)
-            self._take(data[start:] if end < 0 else data[start:end], out)
+            frame.take(data[start:] if end < 0 else data[start:end], out)
             if end < 0:
                 return out
-            self._close(out)
+            raw = frame.close(out)
+            if raw is not None:
+                _check(raw, out)
             start = end + 1
 
-    def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0:
-            self._skipped += len(chunk)
-            return
-        room = self.max_frame - len(self._buffer)
-        if len(chunk) <= room:
-            self._buffer += chunk
-            return
-        out.append(FrameRejected("oversize frame", self.max_frame))
-        self._buffer.clear()
-        self._skipped = len(chunk) - room
 
-    def _close(self, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0:
-            if self._skipped:
-                out.append(FrameRejected("oversize frame", self._skipped))
-            self._skipped = -1
-            return
-        if not self._buffer:
-            return
-        raw = bytes(self._buffer)
-        self._buffer.clear()
-        frame = unstuff(raw)
-        if frame is None:
-            out.append(FrameRejected("bad escape", len(raw)))
-        elif len(frame) < 2:
-            out.append(FrameRejected("short frame", len(raw)))
-        elif sum(frame[:-1]) & 0xFF != frame[-1]:
-            out.append(FrameRejected("checksum", len(raw)))
-        else:
-            out.append(frame[:-1])
+def _check(raw: bytes, out: list[bytes | FrameRejected]) -> None:
+    """Unstuff one frame and append its record, or why it was rejected, to ``out``."""
+    frame = unstuff(raw)
+    if frame is None:
+        out.append(FrameRejected("bad escape", len(raw)))
+    elif len(frame) < 2:
+        out.append(FrameRejected("short frame", len(raw)))
+    elif sum(frame[:-1]) & 0xFF != frame[-1]:
+        out.append(FrameRejected("checksum", len(raw)))
+    else:
+        out.append(frame[:-1])
 
 
 def _value(raw: int, field: Field, flags: frozenset[str], device_time: dt.datetime | None) -> Measurement:

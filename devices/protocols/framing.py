@@ -11,6 +11,7 @@ rejection count is made in one place for every device.
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 from devices.protocols.base import DeviceState
@@ -88,6 +89,143 @@ def hunt(buf: bytearray, marker: bytes, i: int, discards: Discards, out: Rejecti
     if start > i:
         discards.add(start - i, "no sync", out)
     return start, found
+
+
+class FrameBuffer:
+    """The frame in progress, held to at most ``max_frame`` bytes.
+
+    A frame that outgrows the bound is reported once, as ``oversize`` of
+    ``max_frame`` bytes, the moment it crosses it; the rest of it is only
+    counted, and reported when the frame ends. Memory therefore stays bounded
+    whatever the sender does, and the sizes reported add up to the bytes
+    dropped however the stream was chunked.
+
+    :param max_frame: the bound, in wire bytes.
+    :param oversize: the rejection reason of a frame past the bound.
+    """
+
+    __slots__ = ("_buffer", "_oversize", "_skipped", "max_frame")
+
+    def __init__(self, max_frame: int, oversize: str) -> None:
+        self.max_frame = max_frame
+        self._oversize = oversize
+        self._buffer = bytearray()
+        self._skipped = -1
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def take(self, chunk: bytes, out: RejectionSink) -> None:
+        """Add ``chunk`` to the frame, or only count it once the frame is past the bound."""
+        if self._skipped >= 0:
+            self._skipped += len(chunk)
+            return
+        room = self.max_frame - len(self._buffer)
+        if len(chunk) <= room:
+            self._buffer += chunk
+            return
+        out.append(FrameRejected(self._oversize, self.max_frame))
+        self._buffer.clear()
+        self._skipped = len(chunk) - room
+
+    def close(self, out: RejectionSink) -> bytes | None:
+        """End the frame: its bytes, or ``None`` when it was empty or oversize (its rest reported into ``out``)."""
+        if self._skipped >= 0:
+            if self._skipped:
+                out.append(FrameRejected(self._oversize, self._skipped))
+            self._skipped = -1
+            return None
+        if not self._buffer:
+            return None
+        raw = bytes(self._buffer)
+        self._buffer.clear()
+        return raw
+
+    def drop(self, reason: str, out: RejectionSink) -> None:
+        """Abandon the frame (its end never came), reporting what it held as ``reason``."""
+        raw = self.close(out)
+        if raw:
+            out.append(FrameRejected(reason, len(raw)))
+
+
+class BlockFramer:
+    """Splits a byte stream into blocks that open with one byte and close with another.
+
+    Bytes outside blocks are reported as ``outside`` at the next start byte, or
+    in ``max_frame`` runs during a stream of noise, so the report does not
+    depend on chunking. A start byte inside a block drops the unfinished one as
+    ``unterminated``; an end byte outside a block is noise. ``trailer`` is an
+    optional byte a sender may put after the end byte (MLLP's CR): it is
+    swallowed when present, even when it arrives in the next chunk.
+
+    Subclasses check a complete block in :meth:`_block`; by default it is
+    passed on as it is.
+    """
+
+    __slots__ = ("_after_end", "_delimiters", "_end", "_frame", "_in_block", "_junk", "_outside", "_start",
+                 "_trailer", "_unterminated", "max_frame")
+
+    def __init__(self, start: int, end: int, max_frame: int, *, outside: str, oversize: str, unterminated: str,
+                 trailer: bytes = b"") -> None:
+        self.max_frame = max_frame
+        self._start = start
+        self._end = end
+        self._delimiters = re.compile(b"[" + re.escape(bytes((start, end))) + b"]")
+        self._outside = outside
+        self._unterminated = unterminated
+        self._trailer = trailer
+        self._frame = FrameBuffer(max_frame, oversize)
+        self._junk = Discards(max_frame)
+        self._in_block = False
+        self._after_end = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the block in progress."""
+        return len(self._frame)
+
+    def feed(self, data: bytes) -> list[bytes | FrameRejected]:
+        """Return the blocks and rejections completed by ``data``."""
+        out: list[bytes | FrameRejected] = []
+        frame = self._frame
+        pos = 0
+        if self._after_end and data[:1] == self._trailer:
+            pos = 1
+        if data:
+            self._after_end = False
+        while True:
+            match = self._delimiters.search(data, pos)
+            end = len(data) if match is None else match.start()
+            if self._in_block:
+                frame.take(data[pos:end], out)
+            else:
+                self._junk.add(end - pos, self._outside, out)
+            if match is None:
+                return out
+            pos = end + 1
+            if data[end] == self._start:
+                if self._in_block:
+                    frame.drop(self._unterminated, out)
+                else:
+                    self._junk.flush(out)
+                self._in_block = True
+            elif not self._in_block:
+                self._junk.add(1, self._outside, out)
+            else:
+                self._in_block = False
+                raw = frame.close(out)
+                if raw is not None:
+                    self._block(raw, out)
+                if not self._trailer:
+                    continue
+                if pos == len(data):
+                    self._after_end = True
+                elif data[pos : pos + 1] == self._trailer:
+                    pos += 1
+
+    def _block(self, raw: bytes, out: list[bytes | FrameRejected]) -> None:
+        """Check one complete block and append it, or its rejection, to ``out``."""
+        out.append(raw)
 
 
 class LineFramer:

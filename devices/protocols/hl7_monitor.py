@@ -47,12 +47,12 @@ from devices.nomenclature import METRICS
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import BlockFramer
 from devices.simulators.base import Simulator
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
 CARRIAGE_RETURN = b"\r"
-_BLOCK_BYTES = re.compile(b"[\x0b\x1c]")
 
 MAX_FRAME = 65536
 """Largest MLLP block held in memory (python-hl7 and Mirth use the same bound)."""
@@ -126,101 +126,18 @@ SKIPPED_RESULT_STATUS = frozenset({"D", "W"})
 _DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?([+-]\d{4})?$")
 
 
-class MllpFramer:
+class MllpFramer(BlockFramer):
     """Splits a byte stream into MLLP blocks; the buffer holds at most ``max_frame`` bytes.
 
-    Bytes outside blocks are reported at the next start block (or in
-    ``max_frame`` runs) so reports do not depend on chunking; a start block
-    inside a block drops the unfinished one. The CR after the end block is
-    optional.
+    A start block inside a block drops the unfinished one; the CR after the
+    end block is optional.
     """
 
-    __slots__ = ("_after_end", "_buffer", "_in_block", "_junk", "_skipped", "max_frame")
+    __slots__ = ()
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self.max_frame = max_frame
-        self._buffer = bytearray()
-        self._in_block = False
-        self._after_end = False
-        self._junk = 0
-        self._skipped = -1
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held for the block in progress."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes | FrameRejected]:
-        """Return the messages and rejections completed by ``data``."""
-        out: list[bytes | FrameRejected] = []
-        pos = 0
-        if self._after_end and data[:1] == CARRIAGE_RETURN:
-            pos = 1
-        if data:
-            self._after_end = False
-        while True:
-            match = _BLOCK_BYTES.search(data, pos)
-            end = len(data) if match is None else match.start()
-            if self._in_block:
-                self._take(data[pos:end], out)
-            else:
-                self._outside(end - pos, out)
-            if match is None:
-                return out
-            if data[end : end + 1] == START_BLOCK:
-                if self._in_block:
-                    self._drop_open("unterminated block", out)
-                elif self._junk:
-                    out.append(FrameRejected("bytes outside MLLP block", self._junk))
-                    self._junk = 0
-                self._in_block = True
-                pos = end + 1
-                continue
-            if not self._in_block:
-                self._outside(1, out)
-                pos = end + 1
-                continue
-            self._close(out)
-            self._in_block = False
-            pos = end + 1
-            if pos == len(data):
-                self._after_end = True
-            elif data[pos : pos + 1] == CARRIAGE_RETURN:
-                pos += 1
-
-    def _outside(self, size: int, out: list[bytes | FrameRejected]) -> None:
-        self._junk += size
-        while self._junk >= self.max_frame:
-            out.append(FrameRejected("bytes outside MLLP block", self.max_frame))
-            self._junk -= self.max_frame
-
-    def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0:
-            self._skipped += len(chunk)
-            return
-        room = self.max_frame - len(self._buffer)
-        if len(chunk) <= room:
-            self._buffer += chunk
-            return
-        out.append(FrameRejected("oversize block", self.max_frame))
-        self._buffer.clear()
-        self._skipped = len(chunk) - room
-
-    def _drop_open(self, reason: str, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0:
-            if self._skipped:
-                out.append(FrameRejected("oversize block", self._skipped))
-            self._skipped = -1
-        elif self._buffer:
-            out.append(FrameRejected(reason, len(self._buffer)))
-        self._buffer.clear()
-
-    def _close(self, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0 or not self._buffer:
-            self._drop_open("empty block", out)
-            return
-        out.append(bytes(self._buffer))
-        self._buffer.clear()
+        super().__init__(START_BLOCK[0], END_BLOCK[0], max_frame, outside="bytes outside MLLP block",
+                         oversize="oversize block", unterminated="unterminated block", trailer=CARRIAGE_RETURN)
 
 
 def encode_block(message: str) -> bytes:

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
-import re
 import struct
 from decimal import Decimal
 
@@ -79,13 +78,13 @@ from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.datex import unstuff
+from devices.protocols.framing import BlockFramer
 from devices.simulators.base import Simulator
 
 BOF = 0xC0
 EOF = 0xC1
 ESCAPE = 0x7D
 ESCAPE_XOR = 0x20
-_DELIMITERS = re.compile(b"[\xc0\xc1]")
 
 PROTOCOL_ID = 0x11
 MSG_TYPE = 0x01
@@ -411,91 +410,20 @@ def _attribute(attribute: int, value: bytes, device_time: dt.datetime | None) ->
     return out
 
 
-class IntelliVueFramer:
+class IntelliVueFramer(BlockFramer):
     """Splits the byte stream into FCS-valid payloads (frame header included, FCS removed).
 
-    Bytes outside frames are counted and reported in runs of at most
-    ``max_frame`` so the report does not depend on how the stream was chunked;
-    the frame buffer never holds more than ``max_frame`` bytes.
+    The frame buffer never holds more than ``max_frame`` bytes; a ``BOF``
+    inside a frame drops the unfinished one as truncated.
     """
 
-    __slots__ = ("_buffer", "_in_frame", "_junk", "_skipped", "max_frame")
+    __slots__ = ()
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self.max_frame = max_frame
-        self._buffer = bytearray()
-        self._in_frame = False
-        self._junk = 0
-        self._skipped = -1
+        super().__init__(BOF, EOF, max_frame, outside="bytes outside frame", oversize="oversize frame",
+                         unterminated="truncated frame")
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for the frame in progress."""
-        return len(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes | FrameRejected]:
-        """Return the payloads and rejections completed by ``data``."""
-        out: list[bytes | FrameRejected] = []
-        pos = 0
-        while True:
-            match = _DELIMITERS.search(data, pos)
-            end = len(data) if match is None else match.start()
-            if self._in_frame:
-                self._take(data[pos:end], out)
-            else:
-                self._outside(end - pos, out)
-            if match is None:
-                return out
-            if data[end] == BOF:
-                if self._in_frame:
-                    self._drop_open("truncated frame", out)
-                elif self._junk:
-                    out.append(FrameRejected("bytes outside frame", self._junk))
-                    self._junk = 0
-                self._in_frame = True
-            elif self._in_frame:
-                self._close(out)
-                self._in_frame = False
-            else:
-                self._outside(1, out)
-            pos = end + 1
-
-    def _outside(self, size: int, out: list[bytes | FrameRejected]) -> None:
-        self._junk += size
-        while self._junk >= self.max_frame:
-            out.append(FrameRejected("bytes outside frame", self.max_frame))
-            self._junk -= self.max_frame
-
-    def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0:
-            self._skipped += len(chunk)
-            return
-        room = self.max_frame - len(self._buffer)
-        if len(chunk) <= room:
-            self._buffer += chunk
-            return
-        out.append(FrameRejected("oversize frame", self.max_frame))
-        self._buffer.clear()
-        self._skipped = len(chunk) - room
-
-    def _drop_open(self, reason: str, out: list[bytes | FrameRejected]) -> bool:
-        """Report what the open frame skipped or held; ``True`` when it was a skipped oversize frame."""
-        if self._skipped >= 0:
-            if self._skipped:
-                out.append(FrameRejected("oversize frame", self._skipped))
-            self._skipped = -1
-            return True
-        if self._buffer:
-            out.append(FrameRejected(reason, len(self._buffer)))
-            self._buffer.clear()
-        return False
-
-    def _close(self, out: list[bytes | FrameRejected]) -> None:
-        if self._skipped >= 0 or not self._buffer:
-            self._drop_open("", out)
-            return
-        raw = bytes(self._buffer)
-        self._buffer.clear()
+    def _block(self, raw: bytes, out: list[bytes | FrameRejected]) -> None:
         if raw[-1] == ESCAPE:
             out.append(FrameRejected("aborted frame", len(raw)))
             return
