@@ -182,10 +182,14 @@ def test_revoking_a_user_sessions_signs_them_out(staff: StaffActions, client: Fl
     assert client.get("/staff/").status_code == 302
 
 
-def test_session_cookie_is_secure_over_https(staff: StaffActions, client: FlaskClient) -> None:
+def test_over_https_the_cookie_is_secure_and_cross_site_posts_refused(staff: StaffActions, client: FlaskClient) -> None:
     staff.create("alice", "front_desk")
     page = client.get("/staff/login", base_url="https://frontdesk.test")
-    response = client.post("/staff/login", base_url="https://frontdesk.test", data={
-        "csrf_token": csrf_token(page.text), "username": "alice", "password": "correct horse battery"})
+    form = {"csrf_token": csrf_token(page.text), "username": "alice", "password": "correct horse battery"}
+    cross_site = client.post("/staff/login", base_url="https://frontdesk.test", data=form,
+                             headers={"Referer": "https://evil.test/"})
+    assert cross_site.status_code == 400
+    response = client.post("/staff/login", base_url="https://frontdesk.test", data=form,
+                           headers={"Referer": "https://frontdesk.test/staff/login"})
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(SESSION_COOKIE + "="))
     assert "Secure" in cookie and "HttpOnly" in cookie
