@@ -58,6 +58,10 @@ class Endpoint(t.Protocol):
         """Send device bytes; bytes nobody can take are dropped, as on a real wire."""
         ...
 
+    def unplug(self) -> None:
+        """Drop the line the way a pulled cable does; :meth:`open` plugs it back in."""
+        ...
+
     def close(self) -> None:
         ...
 
@@ -69,21 +73,24 @@ class PtyEndpoint:
     master fails with EIO until the host opens the slave, and a runner started
     before its host would look unplugged.
 
-    :param link: optional symlink (re)pointed at the current slave on every open.
+    Unplugging closes the master (the host's next read fails as on a USB
+    adapter pulled out) and removes the link. The pair that comes back is
+    allocated *before* the old one is closed, so it has another ``/dev/pts``
+    number, as an adapter that re-enumerates gets another ``/dev/ttyUSB`` name.
+
+    :param link: optional symlink pointed at the current slave while plugged in,
+        the way ``/dev/serial/by-id`` names an adapter.
     """
 
     def __init__(self, link: str | None = None) -> None:
         self.link = link
-        self._master: int | None = None
-        self._slave: int | None = None
+        self._pair: tuple[int, int] | None = None
+        self._successor: tuple[int, int] | None = None
 
     def open(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(master)
-        tty.setraw(slave)
-        os.set_blocking(master, False)
-        self._master, self._slave = master, slave
-        path = os.ttyname(slave)
+        pair, self._successor = self._successor or _raw_pty(), None
+        self._pair = pair
+        path = os.ttyname(pair[1])
         if self.link is None:
             return path
         staging = f"{self.link}.{os.getpid()}.new"
@@ -94,10 +101,10 @@ class PtyEndpoint:
         return self.link
 
     def read(self) -> bytes:
-        if self._master is None:
+        if self._pair is None:
             return b""
         try:
-            return os.read(self._master, 4096)
+            return os.read(self._pair[0], 4096)
         except BlockingIOError:
             return b""
         except OSError as exc:
@@ -106,18 +113,40 @@ class PtyEndpoint:
             raise
 
     def write(self, data: bytes) -> None:
-        if self._master is None or not data:
+        if self._pair is None or not data:
             return
         try:
-            os.write(self._master, data)
+            os.write(self._pair[0], data)
         except BlockingIOError:
             log.debug("pty buffer full, %d bytes dropped", len(data))
 
+    def unplug(self) -> None:
+        if self._successor is None:
+            self._successor = _raw_pty()
+        self._close_pair()
+        if self.link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.link)
+
     def close(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd is not None:
-                os.close(fd)
-        self._master = self._slave = None
+        self._close_pair()
+        for fd in self._successor or ():
+            os.close(fd)
+        self._successor = None
+
+    def _close_pair(self) -> None:
+        for fd in self._pair or ():
+            os.close(fd)
+        self._pair = None
+
+
+def _raw_pty() -> tuple[int, int]:
+    """A pty pair in raw mode with a non-blocking master: (master, slave)."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave
 
 
 class PortEndpoint:
@@ -151,6 +180,9 @@ class PortEndpoint:
                 self._serial.write(data)
             except serial.SerialTimeoutException:
                 log.debug("write timed out, %d bytes dropped", len(data))
+
+    def unplug(self) -> None:
+        self.close()
 
     def close(self) -> None:
         port, self._serial = self._serial, None
@@ -216,7 +248,7 @@ class Line:
 
     def _drop(self, until: float) -> None:
         with contextlib.suppress(*PORT_ERRORS):
-            self.endpoint.close()
+            self.endpoint.unplug()
         self.path = None
         self._change_at = until
 

@@ -100,7 +100,7 @@ def test_probe_gives_up_on_a_silent_port() -> None:
 def test_unplug_scenario_reopens_under_the_link(simulators: list[Simulator], tmp_path: pathlib.Path) -> None:
     link = tmp_path / "serial-by-id-sim"
     simulators.append(Simulator("masimo-ascii", "--pty", "--link", str(link), "--scenario", "unplug",
-                                "--unplug-every", "0.5", "--unplug-for", "0.2"))
+                                "--unplug-every", "1.0", "--unplug-for", "0.2"))
     first = simulators[0].next_path()
     second = simulators[0].next_path()
     assert first == second == str(link)

@@ -242,7 +242,10 @@ def test_sensor_off_is_visible(tmp_path: pathlib.Path) -> None:
 
 
 def test_unplug_and_replug_under_a_new_pty(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Closing the master fails the read; the worker reopens the re-pointed link and readings resume."""
+    """Closing the master fails the read; the worker reopens the re-pointed link and readings resume.
+
+    Each replug is a new pty with another ``/dev/pts`` number, found again only through the link.
+    """
     def replugged(wire: Wire) -> bool:
         sessions = {reconnects for reconnects, _ in wire.readings}
         return 0 in sessions and any(reconnects >= 1 for reconnects in sessions)
@@ -250,5 +253,6 @@ def test_unplug_and_replug_under_a_new_pty(tmp_path: pathlib.Path, caplog: pytes
     wires = run_wires(tmp_path, DRIVER_NAMES, "unplug", replugged, unplug=runner.Unplug(up=40.0, down=2.5))
     messages = [record.getMessage() for record in caplog.records]
     for name, wire in wires.items():
-        assert len(wire.slave_paths) >= 2, name
+        paths = wire.slave_paths
+        assert len(paths) >= 2 and all(old != new for old, new in zip(paths, paths[1:], strict=False)), name
         assert any(message.startswith(f"device dev1: port {wire.link} failed: ") for message in messages), name
