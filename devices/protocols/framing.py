@@ -235,12 +235,16 @@ class LineFramer:
     ``max_line``-sized pieces and its tail is dropped when the LF finally comes,
     so a device sending binary at the wrong baud rate cannot grow memory. A CR
     before the LF is removed; lone CRs stay in the line for the parser to judge.
+
+    :param silent_noise: noise before a line of up to this many bytes is dropped
+        without a rejection (a device known to send a stray byte after output).
     """
 
-    __slots__ = ("_buffer", "_max_line", "_overlong")
+    __slots__ = ("_buffer", "_max_line", "_overlong", "_silent_noise")
 
-    def __init__(self, max_line: int) -> None:
+    def __init__(self, max_line: int, silent_noise: int = 0) -> None:
         self._max_line = max_line
+        self._silent_noise = silent_noise
         self._buffer = bytearray()
         self._overlong = False
 
@@ -266,6 +270,23 @@ class LineFramer:
             else:
                 out.append(line[:-1] if line.endswith(b"\r") else line)
             start = end + 1
+
+    def text_lines(self, data: bytes, out: list[Event]) -> t.Iterator[bytes]:
+        """The non-blank lines completed by ``data``, line noise stripped (see :func:`strip_line_noise`).
+
+        Rejections (overlong lines, noise longer than ``silent_noise`` bytes) go
+        into ``out`` as they are met, so a caller that appends each line's
+        events to the same ``out`` keeps stream order.
+        """
+        for line in self.feed(data):
+            if isinstance(line, FrameRejected):
+                out.append(line)
+                continue
+            dropped, line = strip_line_noise(line)
+            if dropped > self._silent_noise:
+                out.append(FrameRejected("line noise", dropped))
+            if line.strip():
+                yield line
 
     def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
         self._buffer += chunk

@@ -44,7 +44,6 @@ from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import ConditionTracker
 from devices.protocols.framing import LineFramer
 from devices.protocols.framing import key_values
-from devices.protocols.framing import strip_line_noise
 from devices.simulators.base import Simulator
 
 MAX_LINE = 512
@@ -188,15 +187,7 @@ class MasimoDecoder:
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return the events of the lines it completed."""
         out: list[Event] = []
-        for line in self._lines.feed(data):
-            if isinstance(line, FrameRejected):
-                out.append(line)
-                continue
-            dropped, line = strip_line_noise(line)
-            if dropped:
-                out.append(FrameRejected("line noise", dropped))
-            if not line.strip():
-                continue
+        for line in self._lines.text_lines(data, out):
             try:
                 parsed = parse_line(line.decode("ascii"))
             except LineError as error:

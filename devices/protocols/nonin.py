@@ -54,7 +54,6 @@ from devices.protocols.framing import Discards
 from devices.protocols.framing import LineFramer
 from devices.protocols.framing import hunt
 from devices.protocols.framing import key_values
-from devices.protocols.framing import strip_line_noise
 from devices.protocols.framing import sum8
 from devices.simulators.base import Simulator
 
@@ -580,15 +579,8 @@ class AsciiDecoder:
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return one pair of measurements per complete line."""
         out: list[Event] = []
-        for line in self._lines.feed(data):
-            if isinstance(line, FrameRejected):
-                out.append(line)
-                continue
-            dropped, line = strip_line_noise(line)
-            if dropped:
-                out.append(FrameRejected("line noise", dropped))
-            if line.strip():
-                out.extend(self._line(line))
+        for line in self._lines.text_lines(data, out):
+            out.extend(self._line(line))
         return out
 
     def _line(self, line: bytes) -> list[Event]:

@@ -52,7 +52,6 @@ from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import Discards
 from devices.protocols.framing import LineFramer
 from devices.protocols.framing import hunt
-from devices.protocols.framing import strip_line_noise
 from devices.simulators.base import Simulator
 
 
@@ -94,7 +93,7 @@ class _LineScale:
 
     def __init__(self) -> None:
         self.max_frame = self.max_line
-        self._lines = LineFramer(self.max_line)
+        self._lines = LineFramer(self.max_line, self.silent_noise)
 
     @property
     def buffered(self) -> int:
@@ -104,15 +103,7 @@ class _LineScale:
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return the events of the lines it completed."""
         out: list[Event] = []
-        for line in self._lines.feed(data):
-            if isinstance(line, FrameRejected):
-                out.append(line)
-                continue
-            dropped, line = strip_line_noise(line)
-            if dropped > self.silent_noise:
-                out.append(FrameRejected("line noise", dropped))
-            if not line.strip():
-                continue
+        for line in self._lines.text_lines(data, out):
             try:
                 out.extend(self._parse(line.decode("ascii")))
             except RecordError as error:
