@@ -20,6 +20,7 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from server.services import Services
 from server.services.devices import DevicePrincipal
@@ -105,7 +106,7 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
 
-def _unauthenticated(principals: tuple[str, ...]) -> Response | tuple[Response, int]:
+def _unauthenticated(principals: tuple[str, ...]) -> ResponseReturnValue:
     if wants_json() or "staff" not in principals:
         return jsonify(error="authentication required"), 401
     return redirect(url_for("staff.login"))

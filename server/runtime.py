@@ -67,9 +67,9 @@ def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Bac
             part.start()
             started.append(part)
             log.info("runtime.started", extra={"reason": part.name})
-        base = f"http://{config.web.host}:{server.effective_port}"  # type: ignore[union-attr]
+        base = f"http://{config.web.host}:{server.effective_port}"
         log.info("runtime.listening", extra={"host": config.web.host,
-                                             "port_number": server.effective_port})  # type: ignore[union-attr]
+                                             "port_number": server.effective_port})
         if ready:
             ready(base)
         server.run()

@@ -7,7 +7,10 @@ import typing as t
 
 from sqlalchemy import DateTime
 from sqlalchemy import MetaData
+from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeDecorator
 
 # Named constraints make migrations reproducible: without names, SQLite and
@@ -50,3 +53,18 @@ class Base(DeclarativeBase):
     """Base of every mapped class."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DeviceCredential:
+    """Columns of a device principal (kiosk, gateway): a name and a revocable bearer token.
+
+    Only the token's SHA-256 is stored; the token itself is shown once, when the
+    device is registered.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

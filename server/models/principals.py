@@ -12,6 +12,7 @@ from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
 from server.models.base import Base
+from server.models.base import DeviceCredential
 from server.models.base import UTCDateTime
 
 ROLES = ("front_desk", "assistant", "admin")
@@ -67,15 +68,9 @@ class LoginFailure(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
-class KioskDevice(Base):
+class KioskDevice(DeviceCredential, Base):
     """A check-in kiosk: a device principal with a hashed, revocable secret."""
 
     __tablename__ = "kiosk_device"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
     location: Mapped[str] = mapped_column(String(128), default="")
-    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

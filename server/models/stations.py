@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 from server.models.base import Base
+from server.models.base import DeviceCredential
 from server.models.base import UTCDateTime
 
 
@@ -40,14 +41,7 @@ class Device(Base):
     last_error: Mapped[str] = mapped_column(String(512), default="")
 
 
-class Gateway(Base):
+class Gateway(DeviceCredential, Base):
     """A station PC running ``frontdesk gateway``: a device principal with its own revocable token."""
 
     __tablename__ = "gateway"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

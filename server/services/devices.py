@@ -10,6 +10,7 @@ from sqlalchemy import select
 from server.db import UnitOfWork
 from server.models import Gateway
 from server.models import KioskDevice
+from server.models.base import DeviceCredential
 from server.services.audit import AuditTrail
 from server.services.context import SYSTEM
 from server.services.context import Actor
@@ -18,7 +19,7 @@ from server.services.staff import USERNAME_RE
 from server.services.staff import AccountError
 from server.services.staff import hash_token
 
-_KINDS = {"kiosk": KioskDevice, "gateway": Gateway}
+_KINDS: dict[str, type[DeviceCredential]] = {"kiosk": KioskDevice, "gateway": Gateway}
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class DevicePrincipals:
         with self.uow.begin() as session:
             if session.scalar(select(model.id).where(model.name == name)) is not None:
                 raise AccountError(f"name: a {kind} called {name!r} exists")
-            row = model(name=name, token_hash=hash_token(token), created_at=self.clock.now())
+            row = model()
+            row.name, row.token_hash, row.created_at = name, hash_token(token), self.clock.now()
             if isinstance(row, KioskDevice):
                 row.location = location
             session.add(row)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import typing as t
 import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement
+from sqlalchemy import CursorResult
 from sqlalchemy import and_
 from sqlalchemy import exists
 from sqlalchemy import func
@@ -197,9 +199,9 @@ class OutboxRepository:
     def mark_dead(self, id: int, reason: str) -> None:
         """Dead letter, audited once (the state change, not each attempt)."""
         with self.uow.begin() as session:
-            changed = session.execute(
+            changed = t.cast(CursorResult[t.Any], session.execute(
                 update(OutboxMessage).where(OutboxMessage.id == id, OutboxMessage.status == "sending")
-                .values(status="dead", last_error=reason, lease_until=None, lease_owner=None)).rowcount
+                .values(status="dead", last_error=reason, lease_until=None, lease_owner=None))).rowcount
             if changed:
                 self.audit.record(session, SYSTEM, "outbox.dead_letter", outcome="failure",
                                   resource_type="outbox_message", resource_id=id)

@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import re
 import secrets
+import typing as t
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
+from sqlalchemy import CursorResult
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
@@ -185,10 +187,10 @@ class StaffAccounts:
     def revoke_sessions(self, user_id: int, *, actor: Actor) -> int:
         """End every open session of a user (disabling an account, a lost badge); returns how many."""
         with self.uow.begin() as session:
-            result = session.execute(
+            result = t.cast(CursorResult[t.Any], session.execute(
                 update(StaffSession)
                 .where(StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None))
-                .values(revoked_at=self.clock.now()))
+                .values(revoked_at=self.clock.now())))
             self.audit.record(session, actor, "staff.sessions_revoked", resource_type="staff_user",
                               resource_id=user_id, detail=f"count={result.rowcount}")
             return int(result.rowcount)

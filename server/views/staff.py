@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint
-from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -13,6 +12,7 @@ from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from flask.typing import ResponseReturnValue
 
 from server.auth import client_address
 from server.auth import current_staff
@@ -44,7 +44,7 @@ TRANSITION_ROLES = {
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
-def login() -> Response | str | tuple[str, int]:
+def login() -> ResponseReturnValue:
     """Sign in. Every failure renders the same page with the same message and status."""
     form = SignInForm()
     if form.validate_on_submit():
@@ -63,7 +63,7 @@ def login() -> Response | str | tuple[str, int]:
 
 @bp.post("/logout")
 @public
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     """Sign out: revoke the session row, drop the cookie and tell the browser to clear its data."""
     form = SignOutForm()
     if not form.validate_on_submit():
@@ -92,7 +92,7 @@ def home() -> str:
 
 @bp.post("/visits/<int:visit_id>/state")
 @requires("front_desk", "assistant")
-def change_state(visit_id: int) -> Response | tuple[str, int]:
+def change_state(visit_id: int) -> ResponseReturnValue:
     """Move one visit to another state, if the role allows that state."""
     staff = current_staff()
     assert staff is not None
