@@ -1,0 +1,1 @@
+"""The patient-facing check-in kiosk (served at ``/kiosk/``)."""
