@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import typing as t
 
 from devices.simulators.base import SCENARIOS
 
@@ -60,6 +61,31 @@ class OximeterVitals:
         self._spo2 += 0.3 * (97.0 - self._spo2) + rng.gauss(0, 0.6)
         self._hr += 0.2 * (72.0 - self._hr) + rng.gauss(0, 1.5)
         return max(90, min(100, round(self._spo2))), max(50, min(110, round(self._hr)))
+
+
+def cuff_pressures(rng: random.Random, systolic: float, diastolic: float) -> tuple[int, int, int]:
+    """One NIBP reading around ``systolic``/``diastolic`` mmHg: (systolic, diastolic, mean arterial).
+
+    The mean is what a monitor reports for a resting adult, diastolic plus a
+    third of the pulse pressure, so the three values always agree with each other.
+    """
+    high = round(rng.gauss(systolic, 4))
+    low = round(rng.gauss(diastolic, 3))
+    return high, low, low + round((high - low) / 3)
+
+
+def garbled(rng: random.Random, count: int, unit: bytes, damaged: t.Callable[[], bytes], max_noise: int) -> bytes:
+    """``unit`` (a frame, block or answer) as the garbage scenario sends its ``count``-th one.
+
+    Random noise of 1 to ``max_noise - 1`` bytes comes before every unit, and
+    before every even one also a damaged copy the decoder must reject, so a run
+    exercises both resynchronisation after noise and rejection of a frame that
+    looks whole.
+    """
+    junk = rng.randbytes(rng.randrange(1, max_noise))
+    if count % 2:
+        return junk + unit
+    return junk + damaged() + unit
 
 
 def noise(rng: random.Random, low: int = 1, high: int = 12, top: int = 0xFF) -> bytes:

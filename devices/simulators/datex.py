@@ -30,7 +30,9 @@ from devices.protocols.datex import build_header
 from devices.protocols.datex import encode_frame
 from devices.protocols.datex import parse_request
 from devices.protocols.datex import stuff
-from devices.simulators.base import SCENARIOS
+from devices.simulators._common import check_scenario
+from devices.simulators._common import cuff_pressures
+from devices.simulators._common import garbled
 
 DATA_INVALID = -32767
 DATA_NOT_UPDATED = -32766
@@ -48,9 +50,7 @@ class DatexSimulator:
     """
 
     def __init__(self, scenario: str = "normal", seed: int = 0) -> None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
-        self.scenario = scenario
+        self.scenario = check_scenario(scenario)
         self._rng = random.Random(seed)
         self._framer = DatexFramer()
         self._now = 0.0
@@ -88,9 +88,7 @@ class DatexSimulator:
         ecg_status = LIVE | (ECG_ARTIFACT if self.scenario == "artifact" else 0)
         struct.pack_into("<I", basic, ECG_GROUP, ecg_status)
         struct.pack_into("<h", basic, ECG_GROUP + 6, round(rng.gauss(72, 2)))
-        systolic = round(rng.gauss(122, 4))
-        diastolic = round(rng.gauss(79, 3))
-        mean = diastolic + round((systolic - diastolic) / 3)
+        systolic, diastolic, mean = cuff_pressures(rng, 122, 79)
         pulse = round(rng.gauss(72, 2))
         values = {
             "systolic": systolic * 100,
@@ -121,10 +119,11 @@ class DatexSimulator:
         frame = encode_frame(record)
         if self.scenario != "garbage":
             return frame
-        noise = self._rng.randbytes(self._rng.randrange(1, 64))
-        if self._sent % 2:
-            return noise + frame
-        broken = bytearray(record)
-        broken[HEADER_SIZE + 10] = (broken[HEADER_SIZE + 10] + 1) & 0xFF
-        wrong_sum = bytes((sum(record) & 0xFF,))
-        return noise + b"\x7e" + stuff(bytes(broken) + wrong_sum) + b"\x7e" + frame
+
+        def damaged() -> bytes:
+            broken = bytearray(record)
+            broken[HEADER_SIZE + 10] = (broken[HEADER_SIZE + 10] + 1) & 0xFF
+            wrong_sum = bytes((sum(record) & 0xFF,))
+            return b"\x7e" + stuff(bytes(broken) + wrong_sum) + b"\x7e"
+
+        return garbled(self._rng, self._sent, frame, damaged, 64)

@@ -16,7 +16,9 @@ import random
 from devices.protocols.hl7_monitor import MllpFramer
 from devices.protocols.hl7_monitor import encode_block
 from devices.protocols.hl7_monitor import parse_message
-from devices.simulators.base import SCENARIOS
+from devices.simulators._common import check_scenario
+from devices.simulators._common import cuff_pressures
+from devices.simulators._common import garbled
 
 PERIOD = 5.0
 CLOCK_START = dt.datetime(2026, 11, 26, 9, 0, 0, tzinfo=dt.UTC)
@@ -37,9 +39,7 @@ class Hl7MonitorSimulator:
     """
 
     def __init__(self, scenario: str = "normal", seed: int = 0) -> None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
-        self.scenario = scenario
+        self.scenario = check_scenario(scenario)
         self._rng = random.Random(seed)
         self._framer = MllpFramer()
         self._next_due = 0.0
@@ -55,10 +55,7 @@ class Hl7MonitorSimulator:
         block = encode_block(self.message(CLOCK_START + dt.timedelta(seconds=int(now))))
         if self.scenario != "garbage":
             return block
-        noise = self._rng.randbytes(self._rng.randrange(1, 48))
-        if self._sent % 2:
-            return noise + block
-        return noise + block[: len(block) // 2] + block
+        return garbled(self._rng, self._sent, block, lambda: block[: len(block) // 2], 48)
 
     def receive(self, data: bytes) -> bytes:
         """Record the (MSA-1, MSA-2) of each ACK; a monitor does not answer an ACK."""
@@ -76,9 +73,7 @@ class Hl7MonitorSimulator:
     def message(self, when: dt.datetime) -> str:
         """One ORU^R01 for the current scenario, segments joined with CR."""
         rng = self._rng
-        systolic = round(rng.gauss(121, 4))
-        diastolic = round(rng.gauss(78, 3))
-        mean = diastolic + round((systolic - diastolic) / 3)
+        systolic, diastolic, mean = cuff_pressures(rng, 121, 78)
         pulse = round(rng.gauss(74, 2))
         spo2 = str(min(100, round(rng.gauss(97.5, 0.8))))
         temperature = f"{rng.gauss(36.8, 0.1):.1f}"

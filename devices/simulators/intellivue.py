@@ -52,7 +52,9 @@ from devices.protocols.intellivue import frame_bytes
 from devices.protocols.intellivue import session_message
 from devices.protocols.intellivue import split_data_message
 from devices.protocols.intellivue import user_data
-from devices.simulators.base import SCENARIOS
+from devices.simulators._common import check_scenario
+from devices.simulators._common import cuff_pressures
+from devices.simulators._common import garbled
 
 SPO2 = 0x4BB8
 PULSE = 0x480A
@@ -79,6 +81,13 @@ def _observation(handle: int, attribute: int, value: bytes) -> bytes:
     return struct.pack(">HHHHH", handle, 1, 4 + len(value), attribute, len(value)) + value
 
 
+def _bad_fcs_frame() -> bytes:
+    """A short data-export frame whose FCS no longer matches (one header bit flipped)."""
+    corrupt = bytearray(frame_bytes(b"\x11\x01\x00\x04\xe1\x00\x00\x02"))
+    corrupt[3] ^= 0x01
+    return bytes(corrupt)
+
+
 class IntelliVueSimulator:
     """One IntelliVue monitor with SpO2, NIBP and temperature measurements.
 
@@ -87,9 +96,7 @@ class IntelliVueSimulator:
     """
 
     def __init__(self, scenario: str = "normal", seed: int = 0) -> None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
-        self.scenario = scenario
+        self.scenario = check_scenario(scenario)
         self._rng = random.Random(seed)
         self._framer = IntelliVueFramer()
         self._now = 0.0
@@ -151,12 +158,7 @@ class IntelliVueSimulator:
         self._answers += 1
         if self.scenario != "garbage":
             return frames
-        noise = self._rng.randbytes(self._rng.randrange(1, 48))
-        if self._answers % 2:
-            return noise + frames
-        corrupt = bytearray(frame_bytes(b"\x11\x01\x00\x04\xe1\x00\x00\x02"))
-        corrupt[3] ^= 0x01
-        return noise + bytes(corrupt) + frames
+        return garbled(self._rng, self._answers, frames, _bad_fcs_frame, 48)
 
     def _clock(self) -> dt.datetime:
         return CLOCK_START + dt.timedelta(seconds=int(self._now))
@@ -182,9 +184,7 @@ class IntelliVueSimulator:
 
     def _numerics(self) -> list[bytes]:
         rng = self._rng
-        systolic = round(rng.gauss(121, 4))
-        diastolic = round(rng.gauss(78, 3))
-        mean = diastolic + round((systolic - diastolic) / 3)
+        systolic, diastolic, mean = cuff_pressures(rng, 121, 78)
         pulse = round(rng.gauss(74, 2))
         off = self.scenario == "sensor-off"
         spo2_state = {"artifact": STATE_QUESTIONABLE, "sensor-off": STATE_UNAVAILABLE}.get(self.scenario, STATE_NONE)
