@@ -17,13 +17,30 @@ from server.db import make_engine
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 
-EXIT_CONFIG = 2
+EXIT_CONFIG: t.Literal[2] = 2
 
 
-def fail(message: str, code: int = 1) -> t.NoReturn:
-    """Print ``frontdesk: error: message`` on stderr and exit with ``code`` (no traceback)."""
-    click.echo(f"frontdesk: error: {message}", err=True)
-    raise SystemExit(code)
+class CommandError(click.ClickException):
+    """The environment stops a command (a database, a port, a device that does not answer).
+
+    One line on stderr, exit status 1, no traceback.
+    """
+
+    exit_code = 1
+
+    def show(self, file: t.IO[t.Any] | None = None) -> None:
+        click.echo(f"frontdesk: error: {self.format_message()}", err=True, file=file)
+
+
+class SettingsError(CommandError):
+    """The configuration or the arguments are wrong: exit status 2."""
+
+    exit_code = 2
+
+
+def fail(message: str, code: t.Literal[1, 2] = 1) -> t.NoReturn:
+    """Stop the command with ``frontdesk: error: message`` and exit status ``code``."""
+    raise (SettingsError if code == EXIT_CONFIG else CommandError)(message)
 
 
 def with_config(command: F) -> F:

@@ -21,6 +21,7 @@ from hl7.listener import parse_allowed_sender
 from hl7.records_server import RecordsSystem
 from hl7.records_server import ReplyMode
 from hl7.tls import server_context
+from server.cli.common import CommandError
 
 
 def register(main: click.Group) -> None:
@@ -61,7 +62,7 @@ def _tls(cert: str | None, key: str | None, client_ca: str | None) -> ssl.SSLCon
     try:
         return server_context(certfile=cert, keyfile=key, client_cafile=client_ca)
     except (OSError, ssl.SSLError) as exc:
-        raise click.ClickException(f"cannot load TLS certificate or key: {exc}") from None
+        raise CommandError(f"cannot load TLS certificate or key: {exc}") from None
 
 
 @click.command("records-server")
@@ -149,12 +150,12 @@ def records_server(
             idle_timeout=idle_timeout,
         )
     except (OSError, sqlite3.Error) as exc:
-        raise click.ClickException(f"cannot open store {store_path}: {exc}") from None
+        raise CommandError(f"cannot open store {store_path}: {exc}") from None
     try:
         system.start()
     except OSError as exc:
         system.close()
-        raise click.ClickException(f"cannot listen on {listen}: {exc}") from None
+        raise CommandError(f"cannot listen on {listen}: {exc}") from None
     bound_host, bound_port = system.address
     click.echo(
         f"records server listening on {bound_host}:{bound_port}"
