@@ -28,3 +28,9 @@ class VisitStateForm(FlaskForm):
     """Move a visit to another state."""
 
     target = SelectField("New state", choices=[SelectChoice(s.value, s.value.replace("_", " ")) for s in VisitState])
+
+
+class OutboxActionForm(FlaskForm):
+    """Retry or discard one outbox message (the id is in the URL)."""
+
+    action = SelectField("Action", choices=[SelectChoice("retry", "Retry"), SelectChoice("discard", "Discard")])

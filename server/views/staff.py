@@ -22,9 +22,11 @@ from server.auth import requires
 from server.auth import services
 from server.auth import session_cookie_name
 from server.domain.visit import IllegalTransition
+from server.forms import OutboxActionForm
 from server.forms import SignInForm
 from server.forms import SignOutForm
 from server.forms import VisitStateForm
+from server.services.outbox import OutboxError
 from server.services.staff import SignInFailed
 from server.services.visits import VisitNotFound
 
@@ -114,3 +116,32 @@ def change_state(visit_id: int) -> ResponseReturnValue:
 def _secure() -> bool:
     """Secure cookies when configured, and whenever this request itself came over HTTPS."""
     return bool(current_app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+@bp.get("/outbox")
+@requires("front_desk")
+def outbox() -> str:
+    """Messages to the records system that need attention: dead letters first, then those waiting."""
+    svc = services()
+    held = [*svc.outbox.list(status="dead"), *svc.outbox.list(status="pending")]
+    return render_template("staff/outbox.html", stats=svc.outbox.stats(), messages=held, action_form=OutboxActionForm(),
+                           staff=current_staff(), sign_out=SignOutForm())
+
+
+@bp.post("/outbox/<int:message_id>")
+@requires("front_desk")
+def outbox_action(message_id: int) -> ResponseReturnValue:
+    """Retry (same MSH-10) or discard one message; either releases the patient's later messages."""
+    staff = current_staff()
+    assert staff is not None
+    form = OutboxActionForm()
+    if not form.validate_on_submit():
+        abort(400)
+    action = form.action.data or ""
+    try:
+        getattr(services().outbox, action)(message_id, actor=staff.actor(client_address()))
+    except OutboxError as exc:
+        flash(str(exc), "error")
+    else:
+        flash(f"Message {message_id}: {'sent again' if action == 'retry' else 'discarded'}.", "info")
+    return redirect(url_for("staff.outbox"))
