@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import struct
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -15,12 +13,12 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.simulators.datex import DatexSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import by_metric
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import feed_random_bytes
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "datex"
-
-
-def measurements(events: list[object]) -> dict[str, Measurement]:
-    return {e.metric: e for e in events if isinstance(e, Measurement)}
+FIXTURES = DEVICE_FIXTURES / "datex"
 
 
 def pushed_stream(scenario: str, seed: int = 3, records: int = 4) -> bytes:
@@ -69,7 +67,7 @@ def test_request_is_a_49_byte_phdb_record_asking_for_displayed_values() -> None:
 
 def test_fixture_record_decodes_to_the_displayed_values_with_device_time() -> None:
     events = datex.DatexDecoder().feed((FIXTURES / "displayed_normal.bin").read_bytes())
-    values = {m.metric: (m.value, m.unit) for m in measurements(events).values()}
+    values = {m.metric: (m.value, m.unit) for m in by_metric(events).values()}
     assert values == {
         "systolic": (Decimal("124.00"), "mm[Hg]"),
         "diastolic": (Decimal("78.00"), "mm[Hg]"),
@@ -79,7 +77,7 @@ def test_fixture_record_decodes_to_the_displayed_values_with_device_time() -> No
         "spo2": (Decimal("97.00"), "%"),
         "pulse_oximeter": (Decimal("70"), "/min"),
     }
-    assert all(e.flags == frozenset() and e.device_time is not None for e in measurements(events).values())
+    assert all(e.flags == frozenset() and e.device_time is not None for e in by_metric(events).values())
 
 
 def test_simulator_is_byte_exact_with_the_fixture() -> None:
@@ -91,8 +89,7 @@ def test_simulator_is_byte_exact_with_the_fixture() -> None:
 def test_stream_decodes_the_same_whole_and_byte_by_byte(scenario: str) -> None:
     stream = pushed_stream(scenario)
     whole = datex.DatexDecoder().feed(stream)
-    decoder = datex.DatexDecoder()
-    single = [event for byte in stream for event in decoder.feed(bytes((byte,)))]
+    single = decode_split(datex.DatexDecoder(), stream, "bytes")
     assert whole == single
     assert sum(isinstance(e, Measurement) for e in whole) == 4 * len(datex.FIELDS)
 
@@ -101,7 +98,7 @@ def test_artifact_scenario_flags_ecg_artifact_and_withholds_oximetry() -> None:
     events = datex.DatexDecoder().feed(pushed_stream("artifact", records=1))
     assert DeviceState in {type(e) for e in events}
     assert next(e for e in events if isinstance(e, DeviceState)).flags == {"artifact"}
-    found = measurements(events)
+    found = by_metric(events)
     for metric in ("spo2", "pulse_oximeter"):
         assert found[metric].value is None
         assert found[metric].flags == {"no_data", "not_updated"}
@@ -109,7 +106,7 @@ def test_artifact_scenario_flags_ecg_artifact_and_withholds_oximetry() -> None:
 
 
 def test_sensor_off_scenario_reports_inactive_groups_as_sensor_off_without_values() -> None:
-    found = measurements(datex.DatexDecoder().feed(pushed_stream("sensor-off", records=1)))
+    found = by_metric(datex.DatexDecoder().feed(pushed_stream("sensor-off", records=1)))
     for metric in ("spo2", "pulse_oximeter", "temperature"):
         assert found[metric].value is None
         assert found[metric].flags == {"no_data", "sensor_off", "invalid"}
@@ -137,7 +134,7 @@ def test_absent_module_produces_no_events_for_its_values() -> None:
     record = bytearray(simulator.record())
     start = datex.HEADER_SIZE + datex.CLASS_OFFSET
     struct.pack_into("<I", record, start + datex.T1_GROUP, 0)
-    found = measurements(datex.DatexDecoder().feed(datex.encode_frame(bytes(record))))
+    found = by_metric(datex.DatexDecoder().feed(datex.encode_frame(bytes(record))))
     assert "temperature" not in found and "spo2" in found
 
 
@@ -146,14 +143,14 @@ def test_wrong_checksum_is_rejected_and_the_next_good_frame_decodes() -> None:
     bad = b"\x7e" + datex.stuff(record + bytes(((sum(record) + 1) & 0xFF,))) + b"\x7e"
     decoder = datex.DatexDecoder()
     assert decoder.feed(bad) == [FrameRejected("checksum", len(datex.stuff(record)) + 1)]
-    assert len(measurements(decoder.feed(datex.encode_frame(record)))) == len(datex.FIELDS)
+    assert len(by_metric(decoder.feed(datex.encode_frame(record)))) == len(datex.FIELDS)
 
 
 def test_truncated_frame_is_rejected_once_and_decoding_resumes_at_the_next_frame() -> None:
     frame = datex.encode_frame(DatexSimulator("normal", 1).record())
     events = datex.DatexDecoder().feed(frame[: len(frame) // 2] + frame)
     assert [type(e) for e in events[:1]] == [FrameRejected]
-    assert len(measurements(events)) == len(datex.FIELDS)
+    assert len(by_metric(events)) == len(datex.FIELDS)
 
 
 def test_checksum_valid_record_with_wrong_length_field_is_rejected() -> None:
@@ -164,15 +161,11 @@ def test_checksum_valid_record_with_wrong_length_field_is_rejected() -> None:
 
 
 def test_random_bytes_as_from_a_wrong_baud_rate_give_no_reading_and_a_bounded_buffer() -> None:
-    rng = random.Random(20261126)
     decoder = datex.DatexDecoder()
-    events = []
-    for _ in range(200):
-        events += decoder.feed(rng.randbytes(rng.randrange(1, 700)))
-        assert decoder.buffered <= decoder.max_frame
+    events = feed_random_bytes(decoder, 20261126, 200, 700)
     assert events and all(isinstance(e, FrameRejected) for e in events)
     good = datex.encode_frame(DatexSimulator("normal", 1).record())
-    assert len(measurements(decoder.feed(b"\x7e" + good))) == len(datex.FIELDS)
+    assert len(by_metric(decoder.feed(b"\x7e" + good))) == len(datex.FIELDS)
 
 
 def test_oversize_frame_is_dropped_without_growing_the_buffer() -> None:
@@ -183,16 +176,16 @@ def test_oversize_frame_is_dropped_without_growing_the_buffer() -> None:
     good = datex.encode_frame(DatexSimulator("normal", 1).record())
     events = decoder.feed(good)
     assert events[0] == FrameRejected("oversize frame", 500)
-    assert len(measurements(events)) == len(datex.FIELDS)
+    assert len(by_metric(events)) == len(datex.FIELDS)
 
 
 def test_conversation_request_is_answered_and_then_pushed_every_interval() -> None:
     decoder = datex.DatexDecoder(interval=5)
     simulator = DatexSimulator("normal", 2)
     assert simulator.output(1.0) == b""
-    assert len(measurements(decoder.feed(simulator.receive(decoder.on_connect())))) == len(datex.FIELDS)
+    assert len(by_metric(decoder.feed(simulator.receive(decoder.on_connect())))) == len(datex.FIELDS)
     assert simulator.output(3.0) == b""
-    assert len(measurements(decoder.feed(simulator.output(6.0)))) == len(datex.FIELDS)
+    assert len(by_metric(decoder.feed(simulator.output(6.0)))) == len(datex.FIELDS)
     assert simulator.receive(datex.build_request(0)) == b""
     assert simulator.output(60.0) == b""
 

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from devices import drivers
 from devices.protocols import hl7_monitor as hm
 from devices.protocols.base import FrameRejected
-from devices.protocols.base import Measurement
 from devices.simulators.hl7_monitor import Hl7MonitorSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import feed_random_bytes
+from tests.dev_helpers import measurements
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "hl7_monitor"
+FIXTURES = DEVICE_FIXTURES / "hl7_monitor"
 UTC = dt.UTC
 PLUS_8 = dt.timezone(dt.timedelta(hours=8))
 
@@ -26,16 +27,12 @@ def fixture_block(name: str) -> bytes:
     return hm.START_BLOCK + text.encode("utf-8") + hm.END_BLOCK + hm.CARRIAGE_RETURN
 
 
-def readings(events: list[object]) -> list[Measurement]:
-    return [e for e in events if isinstance(e, Measurement)]
-
-
 def message(*segments: str, header: str = "MSH|^~\\&|MON|WARD|||20261126100000+0000||ORU^R01|C1|P|2.6") -> bytes:
     return hm.encode_block("\r".join((header, *segments)) + "\r")
 
 
 def test_ihe_spot_check_example_becomes_one_reading_per_metric_row() -> None:
-    found = readings(hm.Hl7MonitorDecoder().feed(fixture_block("pcd01_spot_check.hl7")))
+    found = measurements(hm.Hl7MonitorDecoder().feed(fixture_block("pcd01_spot_check.hl7")))
     assert [(m.metric, m.value, m.unit, m.flags) for m in found] == [
         ("spo2", Decimal("97"), "%", frozenset()),
         ("pulse_oximeter", Decimal("72"), "/min", frozenset()),
@@ -50,7 +47,7 @@ def test_ihe_spot_check_example_becomes_one_reading_per_metric_row() -> None:
 
 
 def test_gateway_deviations_are_tolerated_and_flagged() -> None:
-    found = {m.metric: m for m in readings(hm.Hl7MonitorDecoder().feed(fixture_block("gateway_deviations.hl7")))}
+    found = {m.metric: m for m in measurements(hm.Hl7MonitorDecoder().feed(fixture_block("gateway_deviations.hl7")))}
     assert found["spo2"].value == Decimal("98")
     assert found["spo2"].device_time == dt.datetime(2026, 11, 26, 10, 14, 58, tzinfo=PLUS_8)
     assert found["pulse_oximeter"].value is None
@@ -84,7 +81,7 @@ def test_custom_delimiters_and_escaped_values_are_read() -> None:
         "MSH#$*!@#MON#WARD###20261126100000+0000##ORU$R01#C9#P#2.6\r"
         "OBX#1#NM#150456$MDC_PULS_OXIM_SAT_O2$MDC#1#9!S!6#262688$MDC_DIM_PERCENT$MDC#####R\r"
         "OBX#2#NM#150456$MDC_PULS_OXIM_SAT_O2$MDC#2#96#%$%$UCUM#####R\r")
-    found = readings(hm.Hl7MonitorDecoder().feed(block))
+    found = measurements(hm.Hl7MonitorDecoder().feed(block))
     assert [(m.value, m.flags) for m in found] == [(None, {"unparseable", "no_data"}), (Decimal("96"), frozenset())]
 
 
@@ -101,7 +98,7 @@ def test_custom_delimiters_and_escaped_values_are_read() -> None:
 def test_numeric_and_structured_numeric_values(kind: str, value: str, expected: Decimal | None,
                                                flags: frozenset[str]) -> None:
     block = message(f"OBX|1|{kind}|150021^MDC_PRESS_BLD_NONINV_SYS^MDC|1|{value}|266016^MDC_DIM_MMHG^MDC|||||R")
-    (found,) = readings(hm.Hl7MonitorDecoder().feed(block))
+    (found,) = measurements(hm.Hl7MonitorDecoder().feed(block))
     assert (found.value, found.flags) == (expected, flags)
 
 
@@ -113,7 +110,7 @@ def test_units_unknown_are_withheld_and_deleted_rows_skipped() -> None:
         "OBX|4|NM|150364^MDC_TEMP_BODY^MDC|4|37.1|degC|||||R",
         "OBX|5|NM|8867-4^Heart rate^LN|5|70|/min|||||R",
     )
-    found = readings(hm.Hl7MonitorDecoder().feed(block))
+    found = measurements(hm.Hl7MonitorDecoder().feed(block))
     assert [(m.metric, m.value, m.unit) for m in found] == [
         ("spo2", None, ""), ("temperature", Decimal("98.9"), "[degF]"), ("temperature", Decimal("37.1"), "Cel")]
     assert found[0].flags == {"unknown_unit", "no_data"}
@@ -125,7 +122,7 @@ def test_mllp_handles_split_frames_missing_cr_and_several_frames_per_read() -> N
                      header="MSH|^~\\&|MON|WARD|||20261126100005+0000||ORU^R01|C2|P|2.6")
     stream = first[:-1] + second + second[:40]
     decoder = hm.Hl7MonitorDecoder()
-    assert [m.value for m in readings(decoder.feed(stream))] == [Decimal("97"), Decimal("96")]
+    assert [m.value for m in measurements(decoder.feed(stream))] == [Decimal("97"), Decimal("96")]
     assert decoder.buffered == 39
 
 
@@ -134,14 +131,14 @@ def test_split_inside_a_utf8_sequence_decodes_the_same() -> None:
     cut = block.index("ü".encode()) + 1
     decoder = hm.Hl7MonitorDecoder()
     assert decoder.feed(block[:cut]) == []
-    assert [m.value for m in readings(decoder.feed(block[cut:]))] == [Decimal("97")]
+    assert [m.value for m in measurements(decoder.feed(block[cut:]))] == [Decimal("97")]
 
 
 def test_bytes_outside_blocks_and_unterminated_blocks_are_rejected_then_decoding_resumes() -> None:
     good = message("OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1|97|%|||||R")
     events = hm.Hl7MonitorDecoder().feed(b"noise" + good[:30] + good)
     assert events[:2] == [FrameRejected("bytes outside MLLP block", 5), FrameRejected("unterminated block", 29)]
-    assert len(readings(events)) == 1
+    assert len(measurements(events)) == 1
 
 
 def test_non_hl7_blocks_and_other_message_types_are_rejected() -> None:
@@ -175,8 +172,8 @@ def test_acknowledgements_follow_the_sender_mode() -> None:
 def test_a_resent_message_is_acknowledged_again_but_decoded_once() -> None:
     block = message("OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1|97|%|||||R")
     decoder = hm.Hl7MonitorDecoder()
-    assert len(readings(decoder.feed(block))) == 1
-    assert readings(decoder.feed(block)) == []
+    assert len(measurements(decoder.feed(block))) == 1
+    assert measurements(decoder.feed(block)) == []
     assert decoder.poll(0.0).count(b"MSA|AA|C1") == 2
 
 
@@ -191,7 +188,7 @@ def test_scenarios_decode_to_their_flags_in_both_message_shapes(scenario: str, e
     decoder = hm.Hl7MonitorDecoder()
     for now in (0.0, 5.0):
         events = decoder.feed(simulator.output(now))
-        found = {m.metric: m for m in readings(events)}
+        found = {m.metric: m for m in measurements(events)}
         assert set(found) == {"spo2", "pulse_oximeter", "systolic", "diastolic", "mean_arterial", "temperature"}
         for metric in ("spo2", "pulse_oximeter"):
             assert found[metric].flags == expected
@@ -206,9 +203,8 @@ def test_stream_decodes_the_same_whole_and_byte_by_byte(scenario: str) -> None:
     simulator = Hl7MonitorSimulator(scenario, 9)
     stream = b"".join(simulator.output(float(now)) for now in range(0, 30, 5))
     whole = hm.Hl7MonitorDecoder().feed(stream)
-    decoder = hm.Hl7MonitorDecoder()
-    single = [event for byte in stream for event in decoder.feed(bytes((byte,)))]
-    assert whole == single and len(readings(whole)) == 36
+    single = decode_split(hm.Hl7MonitorDecoder(), stream, "bytes")
+    assert whole == single and len(measurements(whole)) == 36
 
 
 def test_acks_reach_the_simulated_monitor() -> None:
@@ -221,12 +217,7 @@ def test_acks_reach_the_simulated_monitor() -> None:
 
 
 def test_random_bytes_give_no_reading_and_a_bounded_buffer() -> None:
-    rng = random.Random(2575)
-    decoder = hm.Hl7MonitorDecoder()
-    events = []
-    for _ in range(300):
-        events += decoder.feed(rng.randbytes(rng.randrange(1, 2000)))
-        assert decoder.buffered <= decoder.max_frame
+    events = feed_random_bytes(hm.Hl7MonitorDecoder(), 2575, 300, 2000)
     assert events and all(isinstance(e, FrameRejected) for e in events)
 
 

@@ -6,7 +6,6 @@ import datetime as dt
 import random
 import struct
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -16,12 +15,12 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.simulators.intellivue import IntelliVueSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import by_metric
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import feed_random_bytes
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "intellivue"
-
-
-def measurements(events: list[object]) -> dict[str, Measurement]:
-    return {e.metric: e for e in events if isinstance(e, Measurement)}
+FIXTURES = DEVICE_FIXTURES / "intellivue"
 
 
 def associated(scenario: str = "normal", seed: int = 7) -> tuple[iv.IntelliVueDecoder, IntelliVueSimulator]:
@@ -169,7 +168,7 @@ def test_association_then_mds_create_leads_to_polling_and_readings() -> None:
     reply = simulator.receive(due)
     assert simulator.mds_confirmed
     assert reply == (FIXTURES / "poll_reply_numerics.bin").read_bytes()
-    found = measurements(decoder.feed(reply))
+    found = by_metric(decoder.feed(reply))
     assert {k: (m.value, m.unit) for k, m in found.items()} == {
         "spo2": (Decimal(97), "%"),
         "pulse_oximeter": (Decimal(75), "/min"),
@@ -187,7 +186,7 @@ def test_polls_follow_the_poll_period_and_keep_alives_are_answered() -> None:
     assert decoder.poll(0.0)
     assert decoder.poll(0.5) == b""
     poll = decoder.poll(1.0)
-    assert poll and len(measurements(decoder.feed(simulator.receive(poll)))) == 7
+    assert poll and len(by_metric(decoder.feed(simulator.receive(poll)))) == 7
     keep_alive_round = decoder.poll(4.0)
     frames = iv.IntelliVueFramer().feed(keep_alive_round)
     assert len(frames) == 2
@@ -198,7 +197,7 @@ def test_polls_follow_the_poll_period_and_keep_alives_are_answered() -> None:
         codes.append(iv.POLL_REQUEST.unpack_from(body, iv.ACTION_ARGUMENT.size)[2])
     assert codes == [iv.NOM_MOC_VMO_METRIC_NU, iv.NOM_MOC_VMS_MDS]
     events = decoder.feed(simulator.receive(keep_alive_round))
-    assert len(measurements(events)) == 7 and decoder.state == iv.POLLING
+    assert len(by_metric(events)) == 7 and decoder.state == iv.POLLING
 
 
 def test_polls_before_association_are_ignored_by_the_monitor() -> None:
@@ -216,7 +215,7 @@ def test_scenarios_decode_to_their_flags(scenario: str, expected: frozenset[str]
     decoder, simulator = associated(scenario)
     decoder.poll(0.0)
     events = decoder.feed(simulator.receive(decoder.poll(1.0)))
-    found = measurements(events)
+    found = by_metric(events)
     for metric in ("spo2", "pulse_oximeter"):
         assert found[metric].flags == expected
         assert (found[metric].value is None) == bool(expected)
@@ -232,8 +231,8 @@ def test_monitor_stream_decodes_the_same_whole_and_byte_by_byte(scenario: str) -
     first.on_connect()
     second.on_connect()
     whole = first.feed(stream)
-    single = [event for byte in stream for event in second.feed(bytes((byte,)))]
-    assert whole == single and len(measurements(whole)) == 7
+    single = decode_split(second, stream, "bytes")
+    assert whole == single and len(by_metric(whole)) == 7
 
 
 def test_refusal_waits_before_asking_again() -> None:
@@ -280,7 +279,7 @@ def test_remote_error_and_malformed_messages_do_not_break_the_link() -> None:
     assert events == [DeviceState(frozenset({"remote_error"}), "error value 3"),
                       FrameRejected("malformed message", 4 + len(malformed))]
     assert decoder.state == iv.POLLING
-    assert len(measurements(decoder.feed(simulator.receive(decoder.poll(0.0))))) == 7
+    assert len(by_metric(decoder.feed(simulator.receive(decoder.poll(0.0))))) == 7
 
 
 def test_poll_reply_with_lying_list_lengths_is_rejected() -> None:
@@ -295,12 +294,8 @@ def test_poll_reply_with_lying_list_lengths_is_rejected() -> None:
 
 
 def test_random_bytes_give_no_reading_and_a_bounded_buffer() -> None:
-    rng = random.Random(115200)
     decoder, _ = associated()
-    events = []
-    for _ in range(200):
-        events += decoder.feed(rng.randbytes(rng.randrange(1, 900)))
-        assert decoder.buffered <= decoder.max_frame
+    events = feed_random_bytes(decoder, 115200, 200, 900)
     assert events and all(isinstance(e, FrameRejected) for e in events)
 
 

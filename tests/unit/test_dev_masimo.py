@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -15,32 +14,21 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
-from devices.simulators._common import split_randomly
 from devices.simulators.masimo import MasimoSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import measurements
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "masimo"
+FIXTURES = DEVICE_FIXTURES / "masimo"
 
 
 def decode(data: bytes, split: str = "whole") -> list[Event]:
-    decoder = masimo.MasimoDecoder()
-    if split == "whole":
-        return decoder.feed(data)
-    pieces = [data[i:i + 1] for i in range(len(data))] if split == "bytes" else \
-        split_randomly(data, random.Random(split))
-    events: list[Event] = []
-    for piece in pieces:
-        events.extend(decoder.feed(piece))
-        assert decoder.buffered <= decoder.max_frame
-    return events
+    return decode_split(masimo.MasimoDecoder(), data, split)
 
 
 def simulated(scenario: str, seconds: int = 30, seed: int = 7, model: str = "rad-8") -> bytes:
     simulator = MasimoSimulator(scenario, seed, model)
     return b"".join(simulator.output(float(k)) for k in range(seconds))
-
-
-def measurements(events: list[Event]) -> list[Measurement]:
-    return [e for e in events if isinstance(e, Measurement)]
 
 
 def test_published_rad8_line() -> None:

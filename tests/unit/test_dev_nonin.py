@@ -5,57 +5,45 @@ from __future__ import annotations
 import datetime as dt
 import random
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from devices import drivers
 from devices.protocols import nonin
-from devices.protocols.base import Decoder
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
-from devices.simulators._common import split_randomly
 from devices.simulators.nonin import NoninSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import BoundedDecoder
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import measurements
+from tests.dev_helpers import read_hex
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "nonin"
+FIXTURES = DEVICE_FIXTURES / "nonin"
 FORMATS = ("df2", "df7", "df8", "df13", "ascii")
 STREAMING = ("df2", "df7", "df8")
 
 
 def hex_fixture(name: str) -> bytes:
-    lines = (FIXTURES / name).read_text().splitlines()
-    return bytes.fromhex(" ".join(line for line in lines if not line.startswith("#")))
+    return read_hex(FIXTURES / name)
 
 
-def decoder_for(data_format: str) -> Decoder:
-    return drivers.get(f"nonin-{data_format}").decoder()
+def decoder_for(data_format: str) -> BoundedDecoder:
+    decoder = drivers.get(f"nonin-{data_format}").decoder()
+    assert isinstance(decoder, BoundedDecoder)
+    return decoder
 
 
 def decode(data_format: str, data: bytes, split: str = "whole") -> list[Event]:
-    decoder = decoder_for(data_format)
-    if split == "whole":
-        return decoder.feed(data)
-    if split == "bytes":
-        pieces = [data[i:i + 1] for i in range(len(data))]
-    else:
-        pieces = split_randomly(data, random.Random(split))
-    events: list[Event] = []
-    for piece in pieces:
-        events.extend(decoder.feed(piece))
-        assert decoder.buffered <= decoder.max_frame  # type: ignore[attr-defined]
-    return events
+    return decode_split(decoder_for(data_format), data, split)
 
 
 def simulated(data_format: str, scenario: str, seconds: float = 12.0, seed: int = 7) -> bytes:
     simulator = NoninSimulator(data_format, scenario, seed)
     step = 0.25
     return b"".join(simulator.output(k * step) for k in range(int(seconds / step) + 1))
-
-
-def measurements(events: list[Event]) -> list[Measurement]:
-    return [e for e in events if isinstance(e, Measurement)]
 
 
 def test_df8_reference_frames() -> None:

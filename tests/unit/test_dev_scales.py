@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -13,34 +12,24 @@ from devices.protocols import scales
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
-from devices.simulators._common import split_randomly
 from devices.simulators.scales import ScaleSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import measurements
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "scales"
+FIXTURES = DEVICE_FIXTURES / "scales"
 KINDS = ("tanita", "ricelake", "healthometer")
 
 
 def decode(kind: str, data: bytes, split: str = "whole") -> list[Event]:
     decoder = drivers.get(kind).decoder()
     assert isinstance(decoder, scales.TanitaDecoder | scales.RiceLakeDecoder | scales.HealthOMeterDecoder)
-    if split == "whole":
-        return decoder.feed(data)
-    pieces = [data[i:i + 1] for i in range(len(data))] if split == "bytes" else \
-        split_randomly(data, random.Random(split))
-    events: list[Event] = []
-    for piece in pieces:
-        events.extend(decoder.feed(piece))
-        assert decoder.buffered <= decoder.max_frame
-    return events
+    return decode_split(decoder, data, split)
 
 
 def simulated(kind: str, scenario: str, weighings: int = 12, seed: int = 7, metric: bool | None = None) -> bytes:
     simulator = ScaleSimulator(kind, scenario, seed, metric)
     return b"".join(simulator.output(k * 10.0) for k in range(weighings))
-
-
-def measurements(events: list[Event]) -> list[Measurement]:
-    return [e for e in events if isinstance(e, Measurement)]
 
 
 @pytest.mark.parametrize(("kind", "pattern", "count"), [("tanita", "tanita_*.txt", 6),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import struct
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -15,15 +14,16 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
-from devices.simulators._common import split_randomly
 from devices.simulators.suretemp import SureTempSimulator
+from tests.dev_helpers import DEVICE_FIXTURES
+from tests.dev_helpers import decode_split
+from tests.dev_helpers import read_hex
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "devices" / "suretemp"
+FIXTURES = DEVICE_FIXTURES / "suretemp"
 
 
 def hex_fixture(name: str) -> bytes:
-    lines = (FIXTURES / name).read_text().splitlines()
-    return bytes.fromhex(" ".join(line for line in lines if not line.startswith("#")))
+    return read_hex(FIXTURES / name)
 
 
 def record_packet(final_k: float, *, counter: int = 1, algorithm: int = 0, error: int = 0, active: int = 1) -> bytes:
@@ -32,16 +32,7 @@ def record_packet(final_k: float, *, counter: int = 1, algorithm: int = 0, error
 
 
 def decode(data: bytes, split: str = "whole") -> list[Event]:
-    decoder = suretemp.SureTempDecoder()
-    if split == "whole":
-        return decoder.feed(data)
-    pieces = [data[i:i + 1] for i in range(len(data))] if split == "bytes" else \
-        split_randomly(data, random.Random(split))
-    events: list[Event] = []
-    for piece in pieces:
-        events.extend(decoder.feed(piece))
-        assert decoder.buffered <= decoder.max_frame
-    return events
+    return decode_split(suretemp.SureTempDecoder(), data, split)
 
 
 def conversation(scenario: str, polls: int = 120, seed: int = 7) -> bytes:

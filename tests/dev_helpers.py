@@ -1,0 +1,88 @@
+"""What the device decoder tests share: fixture files, feeding a stream in pieces, picking out measurements.
+
+Every decoder must give the same events however its stream is split and must
+never hold more than ``max_frame`` bytes; the helpers here feed streams the
+ways a serial port can deliver them and check the bound after every piece, so
+each protocol's tests state only what is specific to that protocol.
+"""
+
+from __future__ import annotations
+
+import random
+import typing as t
+from pathlib import Path
+
+from devices.protocols.base import Event
+from devices.protocols.base import Measurement
+from devices.simulators._common import split_randomly
+
+DEVICE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "devices"
+"""Recorded and published device streams, one folder per protocol family."""
+
+
+@t.runtime_checkable
+class BoundedDecoder(t.Protocol):
+    """A decoder that says how many bytes it holds (every decoder in ``devices.protocols`` does).
+
+    Runtime-checkable so a test can check that a driver's decoder has the
+    surface, rather than assume it.
+    """
+
+    max_frame: int
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the frame in progress."""
+        ...
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data`` and return the events it completed."""
+        ...
+
+
+def read_hex(path: Path) -> bytes:
+    """A hex dump fixture as bytes; lines starting with ``#`` are comments (the source of the dump)."""
+    lines = path.read_text().splitlines()
+    return bytes.fromhex(" ".join(line for line in lines if not line.startswith("#")))
+
+
+def decode_split(decoder: BoundedDecoder, data: bytes, split: str = "whole") -> list[Event]:
+    """Feed ``data`` to ``decoder`` and return every event, checking the buffer bound after each piece.
+
+    :param split: ``"whole"`` (one call), ``"bytes"`` (one byte per call), or
+        any other string, which seeds a random split into 1..64-byte reads.
+    """
+    if split == "whole":
+        return decoder.feed(data)
+    if split == "bytes":
+        pieces = [data[i:i + 1] for i in range(len(data))]
+    else:
+        pieces = split_randomly(data, random.Random(split))
+    events: list[Event] = []
+    for piece in pieces:
+        events.extend(decoder.feed(piece))
+        assert decoder.buffered <= decoder.max_frame
+    return events
+
+
+def feed_random_bytes(decoder: BoundedDecoder, seed: int, reads: int, longest: int) -> list[Event]:
+    """Events from ``reads`` random reads of 1..``longest - 1`` bytes (a wrong baud rate, a bad cable).
+
+    The buffer bound is checked after every read.
+    """
+    rng = random.Random(seed)
+    events: list[Event] = []
+    for _ in range(reads):
+        events += decoder.feed(rng.randbytes(rng.randrange(1, longest)))
+        assert decoder.buffered <= decoder.max_frame
+    return events
+
+
+def measurements(events: t.Iterable[object]) -> list[Measurement]:
+    """The measurements among ``events``, in stream order."""
+    return [e for e in events if isinstance(e, Measurement)]
+
+
+def by_metric(events: t.Iterable[object]) -> dict[str, Measurement]:
+    """The last measurement of each metric among ``events``."""
+    return {e.metric: e for e in measurements(events)}
