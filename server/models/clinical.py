@@ -21,7 +21,9 @@ class Observation(Base):
 
     ``value`` is the decimal text as measured (``"36.80"`` keeps its precision);
     ``None`` when the device said "no reading", with the reason in ``flags``.
-    ``reading_id`` makes gateway replays idempotent.
+    ``reading_id`` makes gateway replays idempotent. ``measured_at`` is always a
+    true UTC instant; ``device_time`` is the device's own clock as it reported it
+    (zone-less device clocks are kept digit for digit).
     """
 
     __tablename__ = "observation"

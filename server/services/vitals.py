@@ -50,6 +50,18 @@ class IncomingReading:
     device_time: dt.datetime | None
     host_time: dt.datetime
 
+    @property
+    def measured_at(self) -> dt.datetime:
+        """When the value was measured: the device's time if it carries a zone, else when we received it.
+
+        Most device clocks keep local time without a zone and drift; charting
+        such a time as UTC would shift the value by hours, so it is kept only as
+        :attr:`device_time` and the host's UTC receive time is used instead.
+        """
+        if self.device_time is not None and self.device_time.tzinfo is not None:
+            return self.device_time
+        return self.host_time
+
     @classmethod
     def from_reading(cls, reading: Reading, reading_id: str) -> IncomingReading:
         """From the device layer's :class:`~devices.reading.Reading`."""
@@ -103,12 +115,21 @@ def _time(data: dict[str, t.Any], key: str, *, optional: bool) -> dt.datetime | 
         moment = dt.datetime.fromisoformat(t.cast(str, value))
     except (TypeError, ValueError):
         raise InvalidReading(f"{key}: must be an ISO 8601 time with offset") from None
-    if moment.tzinfo is None:
-        if not optional:
-            raise InvalidReading(f"{key}: must carry a UTC offset")
-        # Many devices keep naive local time; it is kept as reported, marked UTC only for storage.
-        moment = moment.replace(tzinfo=dt.UTC)
+    if moment.tzinfo is None and not optional:
+        raise InvalidReading(f"{key}: must carry a UTC offset")
     return moment
+
+
+def _as_stored(device_time: dt.datetime | None) -> dt.datetime | None:
+    """A device time for the ``device_time`` column, which holds the device's clock digits as reported.
+
+    A zone-less device time is stored with its digits unchanged (labelled UTC
+    only because the column is zone-aware); :attr:`IncomingReading.measured_at`
+    never uses such a time.
+    """
+    if device_time is None or device_time.tzinfo is not None:
+        return device_time
+    return device_time.replace(tzinfo=dt.UTC)
 
 
 class Vitals:
@@ -139,7 +160,7 @@ class Vitals:
         if session.get(Station, reading.station) is None:
             session.add(Station(id=reading.station, name=reading.station))
             session.flush()
-        measured_at = reading.device_time or reading.host_time
+        measured_at = reading.measured_at
         row = session.scalar(select(Observation).where(
             Observation.device_id == reading.device_id, Observation.metric == reading.metric,
             Observation.status == "preliminary", Observation.visit_id.is_(None)))
@@ -158,5 +179,5 @@ class Vitals:
         row.unit = reading.unit
         row.flags = list(reading.flags)
         row.measured_at = measured_at
-        row.device_time = reading.device_time
+        row.device_time = _as_stored(reading.device_time)
         row.recorded_at = self.clock.now()

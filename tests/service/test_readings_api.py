@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import typing as t
+from decimal import Decimal
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from devices.reading import Reading
 from server.models import Observation
 from server.services import Services
+from server.services.vitals import IncomingReading
 
 NOW = "2026-11-26T14:00:00+00:00"
 
@@ -102,3 +106,25 @@ def test_a_staff_session_is_not_a_gateway(client: FlaskClient, staff: t.Any, tok
     staff.sign_in("alice")
     assert client.post("/api/v1/readings", json={"readings": []}).status_code == 401
     assert client.get("/api/v1/devices").json == {"devices": []}
+
+
+def test_device_time_without_zone_is_kept_but_not_used_as_measurement_time(
+        client: FlaskClient, token: str, services: Services) -> None:
+    post(client, token, [reading("r1", device_time="2026-11-26T09:00:00", host_time="2026-11-26T14:00:03+00:00")])
+    [row] = services.vitals.live("room1")
+    assert row.device_time is not None and row.device_time.strftime("%Y-%m-%d %H:%M") == "2026-11-26 09:00"
+    assert row.measured_at.isoformat() == "2026-11-26T14:00:03+00:00"
+    post(client, token, [reading("r2", device_time="2026-11-26T13:59:00+00:00",
+                                 host_time="2026-11-26T14:00:09+00:00")])
+    assert post(client, token, []).status_code == 200
+    [row] = services.vitals.live("room1")
+    assert row.measured_at.isoformat() == "2026-11-26T14:00:03+00:00" and row.reading_id == "r1"
+
+
+def test_in_process_readings_with_a_zone_less_device_clock_are_stored(services: Services) -> None:
+    received = dt.datetime(2026, 11, 26, 14, 0, 5, tzinfo=dt.UTC)
+    reading = Reading("bp-1", "room1", "systolic", 150021, Decimal("128"), "mm[Hg]", frozenset(),
+                      dt.datetime(2026, 11, 26, 9, 0, 1), received, 12.5)
+    services.vitals.record([IncomingReading.from_reading(reading, "in-process-1")])
+    [row] = services.vitals.live("room1")
+    assert (row.metric, row.value, row.unit, row.measured_at) == ("systolic", "128", "mm[Hg]", received)
