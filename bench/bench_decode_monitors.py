@@ -12,8 +12,10 @@ Run: ``.venv/bin/python bench/bench_decode_monitors.py``
 
 from __future__ import annotations
 
-import time
 import typing as t
+
+from _decode_common import best_rate
+from _decode_common import wire_rate
 
 from devices import drivers
 from devices.protocols import datex
@@ -22,14 +24,6 @@ from devices.protocols import intellivue
 
 TARGET_BYTES = 1_000_000
 READ_SIZE = 1024
-ROUNDS = 3
-
-
-def wire_rate(name: str) -> float:
-    """Payload bytes per second the driver's serial settings carry (start + data + parity + stop bits)."""
-    serial = drivers.get(name).serial
-    bits = 1 + serial.bytesize + (0 if serial.parity == "N" else 1) + serial.stopbits
-    return serial.baudrate / bits
 
 
 def record(name: str) -> bytes:
@@ -147,16 +141,6 @@ NAIVE: dict[str, t.Callable[[bytes], int]] = {
 }
 
 
-def best_rate(run: t.Callable[[], int], size: int) -> tuple[float, int]:
-    best = float("inf")
-    events = 0
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        events = run()
-        best = min(best, time.perf_counter() - started)
-    return size / best, events
-
-
 def main() -> None:
     print(f"{'driver':<16}{'stream':>10}{'ours B/s':>14}{'x wire':>9}{'naive B/s':>14}{'x wire':>9}"
           f"{'speed-up':>10}")
@@ -164,7 +148,7 @@ def main() -> None:
         stream = record(name)
         ours_rate, ours_events = best_rate(lambda name=name, stream=stream: ours(name, stream), len(stream))
         naive_rate, _ = best_rate(lambda naive=naive, stream=stream: naive(stream), len(stream))
-        wire = wire_rate(name)
+        wire = wire_rate(drivers.get(name).serial)
         print(f"{name:<16}{len(stream):>10}{ours_rate:>14,.0f}{ours_rate / wire:>9,.0f}{naive_rate:>14,.0f}"
               f"{naive_rate / wire:>9,.0f}{ours_rate / naive_rate:>9.1f}x   ({ours_events} events)")
     print("wire rates: datex-as3 19200 8E1, intellivue-mib and hl7-monitor 115200 8N1 (payload bytes/s)")

@@ -20,22 +20,17 @@ import datetime as dt
 import functools
 import re
 import struct
-import time
 from collections.abc import Callable
 from decimal import Decimal
+
+from _decode_common import best_rate
+from _decode_common import wire_rate
 
 from devices import drivers
 from devices.protocols.base import Measurement
 
 TARGET_BYTES = 200_000
 READ_SIZE = 4096
-REPEATS = 3
-
-
-def wire_rate(settings: drivers.SerialSettings) -> float:
-    """Bytes per second on the wire: start bit, data bits, parity bit, stop bits."""
-    bits = 1 + settings.bytesize + (settings.parity != "N") + settings.stopbits
-    return settings.baudrate / bits
 
 
 def stream(name: str) -> bytes:
@@ -261,17 +256,6 @@ BASELINES: dict[str, Callable[[bytes], int]] = {
     "ricelake": lambda d: naive_lines(d, naive_ricelake),
     "healthometer": naive_healthometer,
 }
-
-
-def best_rate(run: Callable[[], int], size: int) -> tuple[float, int]:
-    """Bytes per second of the fastest of REPEATS runs, and the readings found."""
-    best = float("inf")
-    readings = 0
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        readings = run()
-        best = min(best, time.perf_counter() - started)
-    return size / best, readings
 
 
 def main() -> None:
