@@ -40,6 +40,8 @@ from devices.transport import LinkError
 from devices.transport import SerialLink
 from devices.uplink import DiskBuffer
 from devices.uplink import Uplink
+from server.cli.common import EXIT_CONFIG
+from server.cli.common import fail
 
 BY_ID_DIR = "/dev/serial/by-id"
 
@@ -55,7 +57,7 @@ def _driver(name: str) -> Driver:
     try:
         return drivers.get(name)
     except KeyError as exc:
-        raise click.ClickException(str(exc.args[0])) from None
+        fail(str(exc.args[0]), EXIT_CONFIG)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -118,9 +120,9 @@ def simulate(driver: str, use_pty: bool, port_url: str | None, scenario: str, se
     try:
         runner.run([line], stop, on_open=lambda path: click.echo(path))
     except LinkError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     except OSError as exc:
-        raise click.ClickException(f"cannot create a pty: {exc.strerror or exc}") from None
+        fail(f"cannot create a pty: {exc.strerror or exc}")
 
 
 @click.group("devices")
@@ -151,7 +153,7 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
     try:
         link.open()
     except LinkError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     readings: queue.Queue[Reading] = queue.Queue()
     worker = DeviceWorker(config, spec, readings.put, normalise=default_normaliser(), link=link)
     stop = _stop_on_signals()
@@ -177,7 +179,7 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
     click.echo(f"{status.frames_accepted} frames accepted, {status.frames_rejected} rejected"
                + (f"; last error: {status.last_error}" if status.last_error else ""), err=True)
     if printed < count:
-        raise click.ClickException(f"{printed} of {count} readings from {port} within {timeout:g} s")
+        fail(f"{printed} of {count} readings from {port} within {timeout:g} s")
 
 
 def _reading_json(reading: Reading) -> dict[str, t.Any]:
@@ -262,8 +264,10 @@ def gateway(server: str, token: str, config_path: str | None, device_specs: tupl
         buffer = DiskBuffer(buffer_dir)
         uplink = Uplink(server, token, name, buffer)
         station = Gateway(configs, uplink.submit)
-    except (ConfigError, ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except (ConfigError, ValueError) as exc:
+        fail(str(exc), EXIT_CONFIG)
+    except OSError as exc:
+        fail(str(exc))
     _logging(verbose)
     stop = _stop_on_signals()
     log = logging.getLogger("frontdesk.gateway")

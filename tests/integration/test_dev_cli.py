@@ -81,20 +81,20 @@ def test_probe_missing_port_is_one_clear_line(tmp_path: pathlib.Path) -> None:
     probe = run("devices", "probe", "nonin-df8", port, "--count", "1")
     assert probe.returncode != 0
     assert probe.stdout == ""
-    assert probe.stderr.strip() == f"Error: cannot open port {port}: No such file or directory"
+    assert probe.stderr.strip() == f"frontdesk: error: cannot open port {port}: No such file or directory"
 
 
 def test_probe_unknown_driver() -> None:
     probe = run("devices", "probe", "nonin-df99", "loop://")
-    assert probe.returncode != 0
-    assert probe.stderr.startswith("Error: unknown driver 'nonin-df99' (known: ")
+    assert probe.returncode == 2
+    assert probe.stderr.startswith("frontdesk: error: unknown driver 'nonin-df99' (known: ")
     assert "Traceback" not in probe.stderr
 
 
 def test_probe_gives_up_on_a_silent_port() -> None:
     probe = run("devices", "probe", "masimo-ascii", "loop://", "--count", "1", "--timeout", "1")
     assert probe.returncode != 0
-    assert "Error: 0 of 1 readings from loop:// within 1 s" in probe.stderr
+    assert "frontdesk: error: 0 of 1 readings from loop:// within 1 s" in probe.stderr
 
 
 def test_unplug_scenario_reopens_under_the_link(simulators: list[Simulator], tmp_path: pathlib.Path) -> None:
@@ -119,7 +119,7 @@ def test_simulate_on_a_port_that_does_not_exist(tmp_path: pathlib.Path) -> None:
     port = str(tmp_path / "ttyS9")
     result = run("simulate", "masimo-ascii", "--port", port)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"Error: cannot open port {port}: No such file or directory"
+    assert result.stderr.strip() == f"frontdesk: error: cannot open port {port}: No such file or directory"
 
 
 def test_ports_lists_json_lines() -> None:
@@ -141,6 +141,6 @@ def test_ports_lists_json_lines() -> None:
 def test_gateway_configuration_errors(tmp_path: pathlib.Path, args: list[str], message: str) -> None:
     result = run("gateway", "--server", "http://127.0.0.1:9", "--token", "t", "--buffer-dir",
                  str(tmp_path / "buffer"), *args)
-    assert result.returncode == 1
-    assert message in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith("frontdesk: error: ") and message in result.stderr
     assert "Traceback" not in result.stderr
