@@ -18,6 +18,8 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 
+T = t.TypeVar("T")
+
 NO_DATA = "no_data"
 SENSOR_OFF = "sensor_off"
 ARTIFACT = "artifact"
@@ -89,6 +91,39 @@ def hunt(buf: bytearray, marker: bytes, i: int, discards: Discards, out: Rejecti
     if start > i:
         discards.add(start - i, "no sync", out)
     return start, found
+
+
+class ByteScanner(t.Generic[T]):
+    """Base of the decoders that scan a byte buffer for frames they know by sync bytes, length and checksum.
+
+    :meth:`feed` appends the new bytes, lets :meth:`_scan` consume every
+    complete frame and every byte it rules out, and keeps only the rest: a
+    frame still arriving, which ``_scan`` never lets grow past ``max_frame``.
+    Bytes ruled out go through ``_discards``, reported in runs of at most
+    ``discard_run`` bytes.
+    """
+
+    def __init__(self, max_frame: int, discard_run: int) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+        self._discards = Discards(discard_run)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[T | FrameRejected]:
+        """Consume ``data``; return what the frames it completed yield, and rejections, in stream order."""
+        out: list[T | FrameRejected] = []
+        buf = self._buf
+        buf += data
+        del buf[: self._scan(buf, out)]
+        return out
+
+    def _scan(self, buf: bytearray, out: list[T | FrameRejected]) -> int:
+        """Decode from the start of ``buf`` into ``out``; return how many bytes were consumed."""
+        raise NotImplementedError
 
 
 class FrameBuffer:

@@ -49,6 +49,7 @@ from devices.protocols.framing import ARTIFACT
 from devices.protocols.framing import LOW_BATTERY
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import SENSOR_OFF
+from devices.protocols.framing import ByteScanner
 from devices.protocols.framing import ConditionTracker
 from devices.protocols.framing import Discards
 from devices.protocols.framing import LineFramer
@@ -116,14 +117,15 @@ def _oximetry(spo2: int, hr: int, flags: frozenset[str], voided: bool,
     return events
 
 
-class _FormatSelect:
-    """The connect-time conversation shared by the binary formats: select the format, read the reply.
+class _FormatSelect(ByteScanner[Event]):
+    """The binary formats' scanner with the connect-time conversation: select the format, read the reply.
 
     The ACK or NAK byte can only be told apart from stream bytes because it comes
     first after the command, so it is recognised only while a reply is awaited.
     """
 
-    def __init__(self, code: int) -> None:
+    def __init__(self, code: int, max_frame: int, discard_run: int) -> None:
+        super().__init__(max_frame, discard_run)
         self._code = code
         self._awaiting_reply = False
 
@@ -216,26 +218,14 @@ class StreamDecoder(_FormatSelect):
     """
 
     def __init__(self, layout: StreamLayout) -> None:
-        super().__init__(layout.code)
+        super().__init__(layout.code, FRAME_LEN, 64)
         self._layout = layout
-        self.max_frame = FRAME_LEN
-        self._buf = bytearray()
         self._packet: list[tuple[int, int]] = []
         self._synced = False
-        self._discards = Discards(64)
         self._orphans = Discards(FRAMES_PER_PACKET * FRAME_LEN)
         self._conditions = ConditionTracker()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for an incomplete frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events of the packets it completed."""
-        out: list[Event] = []
-        buf = self._buf
-        buf += data
+    def _scan(self, buf: bytearray, out: list[Event]) -> int:
         lead = self._layout.lead
         at = self._layout.status_at
         value_at = self._layout.float_at
@@ -259,8 +249,7 @@ class StreamDecoder(_FormatSelect):
             self._discards.flush(out)
             self._frame(buf[i + at], buf[i + value_at], out)
             i += FRAME_LEN
-        del buf[:i]
-        return out
+        return i
 
     def _frame(self, status: int, value: int, out: list[Event]) -> None:
         if status & STATUS_SYNC:
@@ -355,13 +344,10 @@ class Df8Decoder(_FormatSelect):
     """DF8 decoder: sync on bit 7, trust a frame only once the next one confirms the alignment."""
 
     def __init__(self, model: str = "onyx-9560") -> None:
-        super().__init__(FORMAT_CODES["df8"])
+        super().__init__(FORMAT_CODES["df8"], 2 * DF8_FRAME, 64)
         self._model = DF8_MODELS[model]
-        self.max_frame = 2 * DF8_FRAME
-        self._buf = bytearray()
         self._pending: bytes | None = None
         self._locked = False
-        self._discards = Discards(64)
         self._conditions = ConditionTracker()
 
     @property
@@ -385,11 +371,8 @@ class Df8Decoder(_FormatSelect):
             self._pending = None
         self._locked = False
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events of the frames it completed and confirmed."""
-        out: list[Event] = []
-        buf = self._buf
-        buf += data
+    def _scan(self, buf: bytearray, out: list[Event]) -> int:
+        """Decode the frames in ``buf``; a frame is emitted only once the next one confirms the alignment."""
         i = 0
         n = len(buf)
         while i < n:
@@ -419,8 +402,7 @@ class Df8Decoder(_FormatSelect):
                 self._emit(frame, out)
             else:
                 self._pending = frame
-        del buf[:i]
-        return out
+        return i
 
     def _emit(self, frame: bytes, out: list[Event]) -> None:
         self._discards.flush(out)
@@ -488,22 +470,10 @@ class Df13Decoder(_FormatSelect):
     """DF13 decoder: frames found by their 4-byte sync, checked by length, checksum and ETX."""
 
     def __init__(self) -> None:
-        super().__init__(FORMAT_CODES["df13"])
-        self.max_frame = DF13_MAX_FRAME
-        self._buf = bytearray()
-        self._discards = Discards(DF13_MAX_FRAME)
+        super().__init__(FORMAT_CODES["df13"], DF13_MAX_FRAME, DF13_MAX_FRAME)
         self._conditions = ConditionTracker()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for an incomplete frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events of the spot checks it completed."""
-        out: list[Event] = []
-        buf = self._buf
-        buf += data
+    def _scan(self, buf: bytearray, out: list[Event]) -> int:
         i = 0
         n = len(buf)
         while i < n:
@@ -531,8 +501,7 @@ class Df13Decoder(_FormatSelect):
             self._discards.flush(out)
             self._decode(frame, out)
             i += total
-        del buf[:i]
-        return out
+        return i
 
     def _decode(self, frame: bytes, out: list[Event]) -> None:
         flags, voided = _flags(frame, DF13_BITS)

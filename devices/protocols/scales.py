@@ -49,7 +49,7 @@ from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.framing import ARTIFACT
 from devices.protocols.framing import NO_DATA
-from devices.protocols.framing import Discards
+from devices.protocols.framing import ByteScanner
 from devices.protocols.framing import LineFramer
 from devices.protocols.framing import hunt
 from devices.simulators.base import Simulator
@@ -214,24 +214,13 @@ HOM_UNITS: dict[bool, tuple[str, str, str]] = {
 """Metric (``Nm``) or not -> units of weight, height and BMI."""
 
 
-class HealthOMeterDecoder:
+class HealthOMeterDecoder(ByteScanner[Event]):
     """Health o meter ProPlus ESC-delimited records."""
 
     def __init__(self) -> None:
-        self.max_frame = HOM_MAX_FRAME
-        self._buf = bytearray()
-        self._discards = Discards(HOM_MAX_FRAME)
+        super().__init__(HOM_MAX_FRAME, HOM_MAX_FRAME)
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for an incomplete record."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events of the records it completed."""
-        out: list[Event] = []
-        buf = self._buf
-        buf += data
+    def _scan(self, buf: bytearray, out: list[Event]) -> int:
         i = 0
         n = len(buf)
         while i < n:
@@ -256,8 +245,7 @@ class HealthOMeterDecoder:
                 self._discards.flush(out)
                 self._record(record[start:], size - start, out)
             i += size
-        del buf[:i]
-        return out
+        return i
 
     def _record(self, record: bytes, size: int, out: list[Event]) -> None:
         try:

@@ -41,8 +41,8 @@ from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.framing import SENSOR_OFF
+from devices.protocols.framing import ByteScanner
 from devices.protocols.framing import ConditionTracker
-from devices.protocols.framing import Discards
 from devices.protocols.framing import hunt
 from devices.simulators.base import Simulator
 
@@ -112,7 +112,7 @@ class Packet:
     data: bytes
 
 
-class PacketFramer:
+class PacketFramer(ByteScanner[Packet]):
     """Finds packets by header, length and checksum in a byte stream, holding at most ``MAX_FRAME`` bytes.
 
     Serves both directions: the decoder frames the module's answers, the
@@ -120,19 +120,9 @@ class PacketFramer:
     """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-        self._discards = Discards(MAX_FRAME)
+        super().__init__(MAX_FRAME, MAX_FRAME)
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for an incomplete packet."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Packet | FrameRejected]:
-        """Consume ``data``; return the packets and rejections it completed, in stream order."""
-        packets: list[Packet | FrameRejected] = []
-        buf = self._buf
-        buf += data
+    def _scan(self, buf: bytearray, packets: list[Packet | FrameRejected]) -> int:
         i = 0
         n = len(buf)
         while i < n:
@@ -155,8 +145,7 @@ class PacketFramer:
             self._discards.flush(packets)
             packets.append(Packet(bytes(buf[i + 3:i + 5]), buf[i + 5], bytes(buf[i + HEADER_SIZE:i + total - 1])))
             i += total
-        del buf[:i]
-        return packets
+        return i
 
 
 class SureTempDecoder:
