@@ -331,6 +331,38 @@ class LineFramer:
             out.append(FrameRejected("line too long", self._max_line))
 
 
+class LineDecoder:
+    """Base of the text-line decoders: bounded lines, line noise stripped, each non-blank line to :meth:`_line`.
+
+    A subclass sets ``max_line`` (its bound, also its ``max_frame``) and, for a
+    device known to send stray bytes, ``silent_noise`` (see :class:`LineFramer`),
+    and reads one line in :meth:`_line`.
+    """
+
+    max_line = 256
+    silent_noise = 0
+
+    def __init__(self) -> None:
+        self.max_frame = self.max_line
+        self._lines = LineFramer(self.max_line, self.silent_noise)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the line in progress."""
+        return self._lines.buffered
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume ``data``; return the events of the lines it completed, in stream order."""
+        out: list[Event] = []
+        for line in self._lines.text_lines(data, out):
+            self._line(line, out)
+        return out
+
+    def _line(self, line: bytes, out: list[Event]) -> None:
+        """Append the events of one line (CR LF and noise removed, never blank) to ``out``."""
+        raise NotImplementedError
+
+
 def key_values(text: str) -> tuple[list[str], dict[str, str]]:
     """Split a whitespace-separated line into bare tokens and ``KEY=value`` pairs.
 

@@ -42,7 +42,7 @@ from devices.protocols.framing import ARTIFACT
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import ConditionTracker
-from devices.protocols.framing import LineFramer
+from devices.protocols.framing import LineDecoder
 from devices.protocols.framing import key_values
 from devices.simulators.base import Simulator
 
@@ -171,31 +171,23 @@ def parse_line(text: str) -> MasimoLine:
     return MasimoLine(_device_time(bare), raw, values, flags, voided)
 
 
-class MasimoDecoder:
+class MasimoDecoder(LineDecoder):
     """Line decoder for ``masimo-ascii``: one SpO2 and one pulse measurement per line."""
 
+    max_line = MAX_LINE
+
     def __init__(self) -> None:
-        self.max_frame = MAX_LINE
-        self._lines = LineFramer(MAX_LINE)
+        super().__init__()
         self._conditions = ConditionTracker()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for the line in progress."""
-        return self._lines.buffered
-
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events of the lines it completed."""
-        out: list[Event] = []
-        for line in self._lines.text_lines(data, out):
-            try:
-                parsed = parse_line(line.decode("ascii"))
-            except LineError as error:
-                out.append(FrameRejected(str(error), len(line)))
-                continue
-            self._conditions.update(parsed.exception_flags, out)
-            out.extend(self._measurements(parsed))
-        return out
+    def _line(self, line: bytes, out: list[Event]) -> None:
+        try:
+            parsed = parse_line(line.decode("ascii"))
+        except LineError as error:
+            out.append(FrameRejected(str(error), len(line)))
+            return
+        self._conditions.update(parsed.exception_flags, out)
+        out.extend(self._measurements(parsed))
 
     @staticmethod
     def _measurements(parsed: MasimoLine) -> list[Event]:

@@ -52,7 +52,7 @@ from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import ByteScanner
 from devices.protocols.framing import ConditionTracker
 from devices.protocols.framing import Discards
-from devices.protocols.framing import LineFramer
+from devices.protocols.framing import LineDecoder
 from devices.protocols.framing import hunt
 from devices.protocols.framing import key_values
 from devices.protocols.framing import sum8
@@ -529,30 +529,20 @@ ASCII_MARKS: dict[str, str] = {"F": "fast_averaging", "*": "event_marked"}
 """Bare tokens (and a trailing ``*`` on a value) with a meaning."""
 
 
-class AsciiDecoder:
-    """``SPO2=XXX HR=YYY`` lines (optionally ``HH:MM:SS`` first, `` F`` or ``*`` after).
+class AsciiDecoder(LineDecoder):
+    """``SPO2=XXX HR=YYY`` lines (optionally ``HH:MM:SS`` first, `` F`` or ``*`` after), one pair per line.
 
     The 9847's time prefix has no date, so it is not used as a device time; the
     host receive time orders these readings.
     """
 
-    def __init__(self) -> None:
-        self.max_frame = ASCII_MAX_LINE
-        self._lines = LineFramer(ASCII_MAX_LINE)
+    max_line = ASCII_MAX_LINE
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held for the line in progress."""
-        return self._lines.buffered
+    def _line(self, line: bytes, out: list[Event]) -> None:
+        out.extend(self._events(line))
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return one pair of measurements per complete line."""
-        out: list[Event] = []
-        for line in self._lines.text_lines(data, out):
-            out.extend(self._line(line))
-        return out
-
-    def _line(self, line: bytes) -> list[Event]:
+    @staticmethod
+    def _events(line: bytes) -> list[Event]:
         text = line.decode("ascii")
         bare, pairs = key_values(text.replace("*", " * "))
         flags = frozenset(ASCII_MARKS[token] for token in bare if token in ASCII_MARKS)

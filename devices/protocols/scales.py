@@ -50,7 +50,7 @@ from devices.protocols.base import Measurement
 from devices.protocols.framing import ARTIFACT
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import ByteScanner
-from devices.protocols.framing import LineFramer
+from devices.protocols.framing import LineDecoder
 from devices.protocols.framing import hunt
 from devices.simulators.base import Simulator
 
@@ -85,30 +85,14 @@ def _collect(items: list[tuple[str, Decimal, str]], flags: frozenset[str] = froz
     return [event for event in events if event is not None]
 
 
-class _LineScale:
-    """Shared line handling: bounded framing, noise before a line, and turning a RecordError into a rejection."""
+class _LineScale(LineDecoder):
+    """Line scales: a RecordError from the record parser becomes a rejection of the line."""
 
-    max_line = 256
-    silent_noise = 0
-
-    def __init__(self) -> None:
-        self.max_frame = self.max_line
-        self._lines = LineFramer(self.max_line, self.silent_noise)
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held for the line in progress."""
-        return self._lines.buffered
-
-    def feed(self, data: bytes) -> list[Event]:
-        """Consume ``data``; return the events of the lines it completed."""
-        out: list[Event] = []
-        for line in self._lines.text_lines(data, out):
-            try:
-                out.extend(self._parse(line.decode("ascii")))
-            except RecordError as error:
-                out.append(FrameRejected(str(error), len(line)))
-        return out
+    def _line(self, line: bytes, out: list[Event]) -> None:
+        try:
+            out.extend(self._parse(line.decode("ascii")))
+        except RecordError as error:
+            out.append(FrameRejected(str(error), len(line)))
 
     def _parse(self, text: str) -> list[Event]:
         raise NotImplementedError
