@@ -65,6 +65,18 @@ def decode_split(decoder: BoundedDecoder, data: bytes, split: str = "whole") -> 
     return events
 
 
+def same_events_every_split(decode: t.Callable[[str], list[Event]]) -> list[Event]:
+    """Decode one stream whole, byte by byte and in two random splits; assert the events agree and return them.
+
+    :param decode: decodes the stream under test with a fresh decoder, split
+        as :func:`decode_split` understands its argument.
+    """
+    whole = decode("whole")
+    for split in ("bytes", "chunks-1", "chunks-2"):
+        assert decode(split) == whole, f"the {split!r} split changed the events"
+    return whole
+
+
 def feed_random_bytes(decoder: BoundedDecoder, seed: int, reads: int, longest: int) -> list[Event]:
     """Events from ``reads`` random reads of 1..``longest - 1`` bytes (a wrong baud rate, a bad cable).
 
