@@ -85,6 +85,9 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import ARTIFACT
+from devices.protocols.framing import NO_DATA
+from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import FrameBuffer
 from devices.simulators.base import Simulator
 
@@ -125,10 +128,6 @@ SPECIAL_VALUES: dict[int, str] = {
     -32763: "over_range",
     -32762: "not_calibrated",
 }
-
-NO_DATA = "no_data"
-SENSOR_OFF = "sensor_off"
-ARTIFACT = "artifact"
 
 STATUS_EXISTS = 1 << 0
 STATUS_ACTIVE = 1 << 1

@@ -47,6 +47,7 @@ from devices.nomenclature import METRICS
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import BlockFramer
 from devices.simulators.base import Simulator
 
@@ -59,8 +60,6 @@ MAX_FRAME = 65536
 
 RECENT_IDS = 64
 """MSH-10 values remembered to drop a resent message (a sender that missed our ACK)."""
-
-NO_DATA = "no_data"
 
 EXTRA_CODES: dict[int, str] = {
     150301: "systolic",

@@ -78,6 +78,7 @@ from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.datex import unstuff
+from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import BlockFramer
 from devices.simulators.base import Simulator
 
@@ -197,8 +198,6 @@ STATE_INFO: dict[int, str] = {
     0x0002: "alarm",
 }
 """MeasurementState bits reported as flags beside a usable value."""
-
-NO_DATA = "no_data"
 
 POLL_PERIOD = 1.0
 KEEP_ALIVE = 4.0
