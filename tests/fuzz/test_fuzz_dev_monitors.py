@@ -22,30 +22,23 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.base import ProtocolError
+from tests.dev_helpers import BoundedDecoder
 
 DRIVER_NAMES = ("datex-as3", "intellivue-mib", "hl7-monitor")
 EVENT_TYPES = (Measurement, DeviceState, FrameRejected)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-class Feedable(t.Protocol):
-    max_frame: int
-
-    @property
-    def buffered(self) -> int: ...
-
-    def feed(self, data: bytes) -> list[object]: ...
-
-
-def decoder_for(name: str) -> Feedable:
+def decoder_for(name: str) -> BoundedDecoder:
     decoder = drivers.get(name).decoder()
     on_connect = getattr(decoder, "on_connect", None)
     if on_connect is not None:
         on_connect()
-    return t.cast(Feedable, decoder)
+    assert isinstance(decoder, BoundedDecoder)
+    return decoder
 
 
-def feed_checked(decoder: Feedable, chunks: list[bytes]) -> list[object]:
+def feed_checked(decoder: BoundedDecoder, chunks: list[bytes]) -> list[object]:
     events: list[object] = []
     for chunk in chunks:
         try:
