@@ -270,16 +270,12 @@ class LineFramer:
     ``max_line``-sized pieces and its tail is dropped when the LF finally comes,
     so a device sending binary at the wrong baud rate cannot grow memory. A CR
     before the LF is removed; lone CRs stay in the line for the parser to judge.
-
-    :param silent_noise: noise before a line of up to this many bytes is dropped
-        without a rejection (a device known to send a stray byte after output).
     """
 
-    __slots__ = ("_buffer", "_max_line", "_overlong", "_silent_noise")
+    __slots__ = ("_buffer", "_max_line", "_overlong")
 
-    def __init__(self, max_line: int, silent_noise: int = 0) -> None:
+    def __init__(self, max_line: int) -> None:
         self._max_line = max_line
-        self._silent_noise = silent_noise
         self._buffer = bytearray()
         self._overlong = False
 
@@ -306,23 +302,6 @@ class LineFramer:
                 out.append(line[:-1] if line.endswith(b"\r") else line)
             start = end + 1
 
-    def text_lines(self, data: bytes, out: list[Event]) -> t.Iterator[bytes]:
-        """The non-blank lines completed by ``data``, line noise stripped (see :func:`strip_line_noise`).
-
-        Rejections (overlong lines, noise longer than ``silent_noise`` bytes) go
-        into ``out`` as they are met, so a caller that appends each line's
-        events to the same ``out`` keeps stream order.
-        """
-        for line in self.feed(data):
-            if isinstance(line, FrameRejected):
-                out.append(line)
-                continue
-            dropped, line = strip_line_noise(line)
-            if dropped > self._silent_noise:
-                out.append(FrameRejected("line noise", dropped))
-            if line.strip():
-                yield line
-
     def _take(self, chunk: bytes, out: list[bytes | FrameRejected]) -> None:
         self._buffer += chunk
         while len(self._buffer) > self._max_line:
@@ -334,9 +313,10 @@ class LineFramer:
 class LineDecoder:
     """Base of the text-line decoders: bounded lines, line noise stripped, each non-blank line to :meth:`_line`.
 
-    A subclass sets ``max_line`` (its bound, also its ``max_frame``) and, for a
-    device known to send stray bytes, ``silent_noise`` (see :class:`LineFramer`),
-    and reads one line in :meth:`_line`.
+    A subclass sets ``max_line`` (its bound, also its ``max_frame``) and reads
+    one line in :meth:`_line`. Line noise (see :func:`strip_line_noise`) is
+    reported as a rejection unless it is at most ``silent_noise`` bytes, which a
+    device known to send a stray byte after its output sets.
     """
 
     max_line = 256
@@ -344,7 +324,7 @@ class LineDecoder:
 
     def __init__(self) -> None:
         self.max_frame = self.max_line
-        self._lines = LineFramer(self.max_line, self.silent_noise)
+        self._lines = LineFramer(self.max_line)
 
     @property
     def buffered(self) -> int:
@@ -354,8 +334,16 @@ class LineDecoder:
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data``; return the events of the lines it completed, in stream order."""
         out: list[Event] = []
-        for line in self._lines.text_lines(data, out):
-            self._line(line, out)
+        silent_noise = self.silent_noise
+        for line in self._lines.feed(data):
+            if isinstance(line, FrameRejected):
+                out.append(line)
+                continue
+            dropped, line = strip_line_noise(line)
+            if dropped > silent_noise:
+                out.append(FrameRejected("line noise", dropped))
+            if line.strip():
+                self._line(line, out)
         return out
 
     def _line(self, line: bytes, out: list[Event]) -> None:

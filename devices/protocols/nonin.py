@@ -539,10 +539,6 @@ class AsciiDecoder(LineDecoder):
     max_line = ASCII_MAX_LINE
 
     def _line(self, line: bytes, out: list[Event]) -> None:
-        out.extend(self._events(line))
-
-    @staticmethod
-    def _events(line: bytes) -> list[Event]:
         text = line.decode("ascii")
         bare, pairs = key_values(text.replace("*", " * "))
         flags = frozenset(ASCII_MARKS[token] for token in bare if token in ASCII_MARKS)
@@ -550,14 +546,16 @@ class AsciiDecoder(LineDecoder):
         for key, (metric, unit, highest) in ASCII_FIELDS.items():
             raw = pairs.get(key)
             if raw is None:
-                return [FrameRejected(f"no {key} field", len(line))]
+                out.append(FrameRejected(f"no {key} field", len(line)))
+                return
             if raw and set(raw) == {"-"}:
                 events.append(Measurement(metric, None, unit, flags | {NO_DATA}))
             elif raw.isdigit() and int(raw) <= highest:
                 events.append(Measurement(metric, Decimal(int(raw)), unit, flags))
             else:
-                return [FrameRejected(f"bad {key} value", len(line))]
-        return events
+                out.append(FrameRejected(f"bad {key} value", len(line)))
+                return
+        out.extend(events)
 
 
 # ---- registration ---------------------------------------------------------------------------------
