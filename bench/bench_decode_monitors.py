@@ -12,6 +12,7 @@ Run: ``.venv/bin/python bench/bench_decode_monitors.py``
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
 from _decode_common import best_rate
@@ -146,8 +147,8 @@ def main() -> None:
           f"{'speed-up':>10}")
     for name, naive in NAIVE.items():
         stream = record(name)
-        ours_rate, ours_events = best_rate(lambda name=name, stream=stream: ours(name, stream), len(stream))
-        naive_rate, _ = best_rate(lambda naive=naive, stream=stream: naive(stream), len(stream))
+        ours_rate, ours_events = best_rate(functools.partial(ours, name, stream), len(stream))
+        naive_rate, _ = best_rate(functools.partial(naive, stream), len(stream))
         wire = wire_rate(drivers.get(name).serial)
         print(f"{name:<16}{len(stream):>10}{ours_rate:>14,.0f}{ours_rate / wire:>9,.0f}{naive_rate:>14,.0f}"
               f"{naive_rate / wire:>9,.0f}{ours_rate / naive_rate:>9.1f}x   ({ours_events} events)")
