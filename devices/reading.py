@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -31,3 +32,19 @@ class Reading:
     device_time: dt.datetime | None
     host_time: dt.datetime
     host_monotonic: float
+
+
+def measurement_fields(reading: Reading) -> dict[str, t.Any]:
+    """What was measured, as JSON-ready values: the part of a reading shared by every wire form.
+
+    ``frontdesk devices probe --json`` prints exactly these; the gateway's upload
+    adds the reading's identity, device, station and host time.
+    """
+    return {
+        "metric": reading.metric,
+        "mdc_code": reading.mdc_code,
+        "value": None if reading.value is None else str(reading.value),
+        "unit": reading.unit,
+        "flags": sorted(reading.flags),
+        "device_time": None if reading.device_time is None else reading.device_time.isoformat(),
+    }

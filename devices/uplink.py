@@ -36,6 +36,7 @@ import uuid
 from dataclasses import dataclass
 
 from devices.reading import Reading
+from devices.reading import measurement_fields
 from devices.transport import Backoff
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,7 @@ def reading_to_json(reading: Reading, reading_id: str) -> dict[str, t.Any]:
         "reading_id": reading_id,
         "device_id": reading.device_id,
         "station": reading.station,
-        "metric": reading.metric,
-        "mdc_code": reading.mdc_code,
-        "value": None if reading.value is None else str(reading.value),
-        "unit": reading.unit,
-        "flags": sorted(reading.flags),
-        "device_time": None if reading.device_time is None else reading.device_time.isoformat(),
+        **measurement_fields(reading),
         "host_time": reading.host_time.astimezone(dt.UTC).isoformat(),
     }
 

@@ -55,6 +55,14 @@ def current_staff() -> StaffPrincipal | None:
     return t.cast(StaffPrincipal | None, g.staff)
 
 
+def signed_in_staff() -> StaffPrincipal:
+    """The staff member of a view guarded by :func:`requires` (which has already checked there is one)."""
+    staff = current_staff()
+    if staff is None:
+        raise RuntimeError("signed_in_staff() used outside a @requires view")
+    return staff
+
+
 def current_device(kind: str) -> DevicePrincipal | None:
     """The kiosk or gateway presenting a bearer token on this request."""
     header = request.headers.get("Authorization", "")

@@ -34,6 +34,7 @@ from devices.gateway import Gateway
 from devices.gateway import default_normaliser
 from devices.gateway import read_wait
 from devices.reading import Reading
+from devices.reading import measurement_fields
 from devices.simulators import runner
 from devices.simulators.base import SCENARIOS
 from devices.transport import LinkError
@@ -170,7 +171,7 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
                 reading = readings.get(timeout=min(remaining, 0.2))
             except queue.Empty:
                 continue
-            click.echo(json.dumps(_reading_json(reading)) if as_json else _reading_text(reading))
+            click.echo(json.dumps(measurement_fields(reading)) if as_json else _reading_text(reading))
             printed += 1
     finally:
         stop.set()
@@ -180,17 +181,6 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
                + (f"; last error: {status.last_error}" if status.last_error else ""), err=True)
     if printed < count:
         fail(f"{printed} of {count} readings from {port} within {timeout:g} s")
-
-
-def _reading_json(reading: Reading) -> dict[str, t.Any]:
-    return {
-        "metric": reading.metric,
-        "mdc_code": reading.mdc_code,
-        "value": None if reading.value is None else str(reading.value),
-        "unit": reading.unit,
-        "flags": sorted(reading.flags),
-        "device_time": None if reading.device_time is None else reading.device_time.isoformat(),
-    }
 
 
 def _reading_text(reading: Reading) -> str:

@@ -14,10 +14,10 @@ from flask import jsonify
 from flask import request
 
 from server.auth import client_address
-from server.auth import current_staff
 from server.auth import public
 from server.auth import requires
 from server.auth import services
+from server.auth import signed_in_staff
 from server.openapi import document
 from server.services.vitals import MAX_BATCH
 from server.services.vitals import IncomingReading
@@ -48,8 +48,7 @@ def openapi() -> Response:
 @requires()
 def visits() -> Response:
     """Visits of one day (``?date=YYYY-MM-DD``, default today)."""
-    staff = current_staff()
-    assert staff is not None
+    staff = signed_in_staff()
     raw = request.args.get("date")
     try:
         day = dt.date.fromisoformat(raw) if raw else services().clock.now().date()

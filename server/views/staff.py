@@ -15,12 +15,12 @@ from flask import url_for
 from flask.typing import ResponseReturnValue
 
 from server.auth import client_address
-from server.auth import current_staff
 from server.auth import forbid
 from server.auth import public
 from server.auth import requires
 from server.auth import services
 from server.auth import session_cookie_name
+from server.auth import signed_in_staff
 from server.domain.visit import IllegalTransition
 from server.forms import OutboxActionForm
 from server.forms import SignInForm
@@ -84,8 +84,7 @@ def logout() -> ResponseReturnValue:
 @requires()
 def home() -> str:
     """Today's visits, with the actions the signed-in role may take."""
-    staff = current_staff()
-    assert staff is not None
+    staff = signed_in_staff()
     today = services().clock.now().date()
     visits = services().visits.for_day(today, actor=staff.actor(client_address()))
     return render_template("staff/home.html", visits=visits, today=today, staff=staff,
@@ -96,8 +95,7 @@ def home() -> str:
 @requires("front_desk", "assistant")
 def change_state(visit_id: int) -> ResponseReturnValue:
     """Move one visit to another state, if the role allows that state."""
-    staff = current_staff()
-    assert staff is not None
+    staff = signed_in_staff()
     form = VisitStateForm()
     if not form.validate_on_submit():
         abort(400)
@@ -125,15 +123,14 @@ def outbox() -> str:
     svc = services()
     held = [*svc.outbox.list(status="dead"), *svc.outbox.list(status="pending")]
     return render_template("staff/outbox.html", stats=svc.outbox.stats(), messages=held, action_form=OutboxActionForm(),
-                           staff=current_staff(), sign_out=SignOutForm())
+                           staff=signed_in_staff(), sign_out=SignOutForm())
 
 
 @bp.post("/outbox/<int:message_id>")
 @requires("front_desk")
 def outbox_action(message_id: int) -> ResponseReturnValue:
     """Retry (same MSH-10) or discard one message; either releases the patient's later messages."""
-    staff = current_staff()
-    assert staff is not None
+    staff = signed_in_staff()
     form = OutboxActionForm()
     if not form.validate_on_submit():
         abort(400)
