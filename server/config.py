@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import tempfile
 import tomllib
 import typing as t
 from dataclasses import dataclass
@@ -271,19 +272,27 @@ def _coerce(where: str, spec: dataclasses.Field[t.Any], value: t.Any, *, from_en
 def ensure_secret_key(config: Config) -> str:
     """The configured secret key, or the one kept in the instance folder (created on first use).
 
-    The file is created with ``O_EXCL`` and mode 0600 so two processes starting
-    at once cannot write different keys, and no other user can read it.
+    The key is written to a private temporary file (mode 0600) and then linked
+    into place, which fails if the file exists: two processes starting at once
+    both end up reading the one key that won, and none can read a file that is
+    created but not yet written.
     """
     if config.web.secret_key:
         return config.web.secret_key
     path = config.instance_dir / "secret_key"
     config.instance_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secrets.token_hex(32))
+    if not path.exists():
+        fd, staging = tempfile.mkstemp(dir=config.instance_dir, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_hex(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(staging, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(staging)
     return path.read_text(encoding="ascii").strip()
 
 

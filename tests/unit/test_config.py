@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import stat
 from pathlib import Path
@@ -102,6 +103,14 @@ def test_secret_key_is_generated_once_with_private_mode(tmp_path: Path) -> None:
     assert first == second and len(first) == 64
     mode = stat.S_IMODE(os.stat(tmp_path / "inst" / "secret_key").st_mode)
     assert mode == 0o600
+
+
+def test_processes_starting_together_share_one_secret_key(tmp_path: Path) -> None:
+    config = load_config(env={}, instance_dir=tmp_path / "inst")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(pool.map(lambda _: ensure_secret_key(config), range(32)))
+    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert [p.name for p in (tmp_path / "inst").iterdir()] == ["secret_key"]
 
 
 def test_configured_secret_key_is_used_and_no_file_written(tmp_path: Path) -> None:
