@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -85,10 +86,14 @@ class QueueOutbox:
         with self.lock:
             return self.pending[:1]
 
-    def mark_sent(self, id: int, ack_bytes: bytes, now: dt.datetime) -> None:
+    def mark_sent(self, acks: Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
         with self.lock:
-            self.latencies.append(time.perf_counter() - self.enqueued_at[id])
-            self.pending.pop(0)
+            for id, _ in acks:
+                self.latencies.append(time.perf_counter() - self.enqueued_at[id])
+                self.pending.pop(0)
+
+    def mark_unsent(self, ids: Sequence[int], now: dt.datetime) -> None:
+        raise AssertionError("a batch of one never runs out of lease time")
 
     def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
         self.failures += 1

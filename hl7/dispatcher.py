@@ -21,7 +21,15 @@ patient alone.
 Crash safety comes from the lease: a claimed message is ``sending`` until
 ``now + lease_seconds``; if the process dies mid-send, the lease expires and
 the message is claimed again (at-least-once; the receiver de-duplicates by
-MSH-10). Nothing here is held across a send except the claim itself.
+MSH-10). Nothing here is held across a send except the claim itself. A batch
+never outlives its lease: a send that could not finish before the lease ends is
+not started, and the rest of the batch is handed back unsent.
+
+Deliveries of a batch are recorded together, in one transaction, when the
+batch ends: the items have distinct ordering keys, so no patient's next message
+waits on it, and one commit per batch instead of one per message is what lets
+a backlog drain at the receiver's pace. A crash before that commit means the
+batch's messages are sent again, which MSH-10 de-duplication absorbs.
 
 Time and randomness are injected (``clock``, ``rng``) so every rule above can be
 tested with a fixed clock and a fixed jitter.
@@ -91,8 +99,13 @@ class OutboxRepository(t.Protocol):
         """
         ...
 
-    def mark_sent(self, id: int, ack_bytes: bytes, now: dt.datetime) -> None:
-        """Record delivery and the ACK that confirmed it; the key's next message becomes eligible."""
+    def mark_sent(self, acks: t.Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
+        """Record deliveries with the ACK that confirmed each, in one transaction; their keys' next
+        messages become eligible."""
+        ...
+
+    def mark_unsent(self, ids: t.Sequence[int], now: dt.datetime) -> None:
+        """Hand back claimed messages that were not sent: due again at once, the claim's attempt not counted."""
         ...
 
     def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
@@ -145,9 +158,9 @@ class Dispatcher:
     :param retry: backoff and attempt cap.
     :param ack_policy: per-receiver meaning of ACK codes.
     :param batch_size: messages claimed per step (one per ordering key).
-    :param lease_seconds: how long a claim lasts. It must cover a whole batch
-        sent back to back, or a slow batch would be claimed twice; the default
-        is exactly that worst case plus a minute.
+    :param lease_seconds: how long a claim lasts; at least one send (connect +
+        ACK timeout) must fit. The default, twice that, bounds how long a crashed
+        dispatcher's messages wait before another takes them.
     :param on_dead: called once when a message becomes a dead letter (alerting),
         never per attempt.
     """
@@ -161,19 +174,17 @@ class Dispatcher:
         rng: RandomSource,
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         ack_policy: AckPolicy = DEFAULT_POLICY,
-        batch_size: int = 10,
+        batch_size: int = 50,
         lease_seconds: float | None = None,
         on_dead: DeadLetterHook | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        worst_batch = batch_size * (sender.connect_timeout + sender.ack_timeout)
+        one_send = sender.connect_timeout + sender.ack_timeout
         if lease_seconds is None:
-            lease_seconds = worst_batch + 60.0
-        if lease_seconds <= worst_batch:
-            raise ValueError(
-                f"lease_seconds ({lease_seconds}) must exceed batch_size x (connect + ACK timeout) = {worst_batch}"
-            )
+            lease_seconds = 2 * one_send
+        if lease_seconds <= one_send:
+            raise ValueError(f"lease_seconds ({lease_seconds}) must exceed connect + ACK timeout = {one_send}")
         self.repository = repository
         self.sender = sender
         self.clock = clock
@@ -183,6 +194,8 @@ class Dispatcher:
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
         self.on_dead = on_dead
+        self._send_budget = dt.timedelta(seconds=lease_seconds - one_send)
+        self._wake = threading.Event()
 
     def dispatch_once(self) -> list[Delivery]:
         """Claim one batch and settle every item in it; returns what happened to each.
@@ -191,23 +204,44 @@ class Dispatcher:
         the batch is not tried: each is scheduled for retry with the same
         backoff instead of waiting out its own connect timeout.
         """
-        items = self.repository.claim_next(self.clock(), self.lease_seconds, self.batch_size)
+        claimed_at = self.clock()
+        items = self.repository.claim_next(claimed_at, self.lease_seconds, self.batch_size)
         deliveries: list[Delivery] = []
+        acks: list[tuple[int, bytes]] = []
         unreachable: str | None = None
-        for item in items:
-            if unreachable is not None:
-                deliveries.append(self._retry(item, f"not sent, receiver unreachable: {unreachable}"))
-                continue
-            try:
-                deliveries.append(self._deliver(item))
-            except ConnectFailed as exc:
-                unreachable = str(exc)
-                deliveries.append(self._retry(item, unreachable))
+        try:
+            for index, item in enumerate(items):
+                if unreachable is not None:
+                    deliveries.append(self._retry(item, f"not sent, receiver unreachable: {unreachable}"))
+                    continue
+                if self.clock() - claimed_at > self._send_budget:
+                    self.repository.mark_unsent([i.id for i in items[index:]], self.clock())
+                    break
+                try:
+                    delivery, ack = self._deliver(item)
+                except ConnectFailed as exc:
+                    unreachable = str(exc)
+                    deliveries.append(self._retry(item, unreachable))
+                    continue
+                deliveries.append(delivery)
+                if ack is not None:
+                    acks.append((item.id, ack))
+        finally:
+            if acks:
+                self.repository.mark_sent(acks, self.clock())
+                log.info("delivered %d message(s)", len(acks))
         return deliveries
 
-    def run(self, stop: threading.Event, *, poll_interval: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set, waiting ``poll_interval`` seconds whenever nothing was due.
+    def wake(self) -> None:
+        """Cut short the wait of :meth:`run`: something was just enqueued."""
+        self._wake.set()
 
+    def run(self, stop: threading.Event, *, poll_interval: float = 1.0) -> None:
+        """Dispatch until ``stop`` is set, waiting up to ``poll_interval`` seconds whenever nothing was due.
+
+        :meth:`wake` ends a wait early, so a message enqueued in this process is
+        sent at once; polling remains for messages written by other processes.
+        Set ``stop`` and then call :meth:`wake` to stop without waiting out the poll.
         A failing step (the database briefly unavailable, say) is logged and
         retried on the next poll rather than ending the loop: the outbox keeps
         every message, so waiting loses nothing.
@@ -220,34 +254,39 @@ class Dispatcher:
                     log.exception("dispatch step failed; retrying after %s s", poll_interval)
                     busy = False
                 if not busy:
-                    stop.wait(poll_interval)
+                    self._wake.wait(poll_interval)
+                    self._wake.clear()
         finally:
             self.sender.close()
 
-    def _deliver(self, item: OutboundItem) -> Delivery:
-        """Send one item and settle it; :class:`ConnectFailed` propagates so the batch can stop."""
+    def _deliver(self, item: OutboundItem) -> tuple[Delivery, bytes | None]:
+        """Send one item and decide; returns the ACK to record when it was delivered.
+
+        Retries and dead letters are recorded here at once; deliveries are
+        recorded by the caller with the rest of the batch.
+        :class:`ConnectFailed` propagates so the batch can stop.
+        """
         try:
             ack_bytes = self.sender.send(item.payload, item.control_id)
         except ConnectFailed:
             raise
         except TransportError as exc:
-            return self._retry(item, f"{type(exc).__name__}: {exc}")
+            return self._retry(item, f"{type(exc).__name__}: {exc}"), None
         except ValueError as exc:
-            return self._dead(item, f"message cannot be framed: {exc}")
+            return self._dead(item, f"message cannot be framed: {exc}"), None
         try:
             ack = parse_ack(ack_bytes)
         except (ParseError, CharsetError) as exc:
-            return self._retry(item, f"unreadable ACK: {exc}")
+            return self._retry(item, f"unreadable ACK: {exc}"), None
         decision = classify(ack, item.control_id, self.ack_policy)
         # The receiver's ERR text is stored for staff but kept out of the log: it may quote patient data.
         summary = f"ACK {ack.code}"
         if decision.outcome is Outcome.DELIVERED:
-            self.repository.mark_sent(item.id, ack_bytes, self.clock())
-            log.info("delivered %s (%s)", item.control_id, summary)
-            return Delivery(item.id, item.control_id, Outcome.DELIVERED, decision.reason)
+            log.debug("delivered %s (%s)", item.control_id, summary)
+            return Delivery(item.id, item.control_id, Outcome.DELIVERED, decision.reason), ack_bytes
         if decision.outcome is Outcome.DEAD_LETTER:
-            return self._dead(item, decision.reason, summary)
-        return self._retry(item, decision.reason, summary)
+            return self._dead(item, decision.reason, summary), None
+        return self._retry(item, decision.reason, summary), None
 
     def _retry(self, item: OutboundItem, reason: str, summary: str | None = None) -> Delivery:
         if self.retry.exhausted(item.attempts):

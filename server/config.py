@@ -112,6 +112,7 @@ class HL7Config:
     retry_base_seconds: int = field(default=2, metadata=_range(1, 3600))
     retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
+    batch_size: int = field(default=50, metadata=_range(1, 1000))
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,16 @@ class DispatcherPart:
         self.dispatcher = Dispatcher(
             self.repository, client, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
-                              max_attempts=settings.max_attempts))
+                              max_attempts=settings.max_attempts),
+            batch_size=settings.batch_size)
         self.poll_interval = poll_interval
+        self.outbox = services.outbox
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Run the dispatcher; a message enqueued in this process wakes it at once instead of at the next poll."""
+        self.outbox.subscribe(self.dispatcher.wake)
         self._stop.clear()
         self._thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,),
                                         kwargs={"poll_interval": self.poll_interval}, name="hl7-dispatcher",
@@ -101,7 +105,9 @@ class DispatcherPart:
         self._thread.start()
 
     def stop(self) -> None:
+        self.outbox.unsubscribe(self.dispatcher.wake)
         self._stop.set()
+        self.dispatcher.wake()
         if self._thread is not None:
             self._thread.join()
         self.repository.release()

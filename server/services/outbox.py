@@ -10,11 +10,20 @@ of :class:`hl7.dispatcher.Dispatcher`, with one claim strategy per backend:
   so the claim runs under ``BEGIN IMMEDIATE`` (the write lock, see
   :mod:`server.db`) and one dispatcher at a time holds the
   ``outbox-dispatcher`` lease; a second one waits until that lease expires.
+  The lease lasts one and a half claim leases and is renewed once less than a
+  claim lease is left, so an idle dispatcher writes rarely and a crashed one
+  blocks its successor for a bounded time.
 
 Per-patient FIFO is a property of the claim query on both: a row is claimable
 only if no older row with the same ``ordering_key`` is pending, sending or
 dead. A dead letter therefore holds that patient's later messages, and no
 other patient's, until staff retry or discard it.
+
+The claim walks rows in id order from the oldest undelivered one and stops
+after ``limit`` claimable rows, so its cost follows the batch, not the backlog
+or the history. (Written with ``OR`` on the status, the same condition makes
+SQLite collect every due row and sort them: 36 ms instead of 0.7 ms at 10,000
+due messages.)
 """
 
 from __future__ import annotations
@@ -27,10 +36,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import CursorResult
+from sqlalchemy import Table
 from sqlalchemy import and_
+from sqlalchemy import bindparam
+from sqlalchemy import case
+from sqlalchemy import event
 from sqlalchemy import exists
 from sqlalchemy import func
-from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -80,6 +92,19 @@ class Outbox:
         self.uow = uow
         self.clock = clock
         self.audit = audit
+        self._subscribers: list[t.Callable[[], None]] = []
+
+    def subscribe(self, callback: t.Callable[[], None]) -> None:
+        """Call ``callback`` after every commit that enqueued a message (an in-process dispatcher's wake-up)."""
+        self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: t.Callable[[], None]) -> None:
+        """Stop calling ``callback``."""
+        self._subscribers.remove(callback)
+
+    def _notify(self, _session: Session) -> None:
+        for callback in self._subscribers:
+            callback()
 
     def enqueue(self, session: Session, payload: bytes, *, control_id: str, message_type: str,
                 ordering_key: str, destination: str = "default") -> int:
@@ -95,6 +120,9 @@ class Outbox:
                             next_attempt_at=now, created_at=now)
         session.add(row)
         session.flush()
+        if self._subscribers and not session.info.get("outbox.notify"):
+            session.info["outbox.notify"] = True
+            event.listen(session, "after_commit", self._notify, once=True)
         return row.id
 
     def list(self, *, status: str | None = None, limit: int = 100) -> list[OutboxRow]:
@@ -169,7 +197,7 @@ class OutboxRepository:
         """Claim up to ``limit`` due messages, at most one per ordering key (see the module docstring)."""
         lease_until = now + dt.timedelta(seconds=lease_seconds)
         with self.uow.begin() as session:
-            if self._sqlite and not self._hold_lease(session, now, lease_until):
+            if self._sqlite and not self._hold_lease(session, now, lease_seconds):
                 return []
             query = select(OutboxMessage.id).where(self._due(now)).order_by(OutboxMessage.id).limit(limit)
             if not self._sqlite:
@@ -188,9 +216,19 @@ class OutboxRepository:
                 .where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)).all()
             return [OutboundItem(r.id, r.control_id, r.ordering_key, r.payload, r.attempts) for r in rows]
 
-    def mark_sent(self, id: int, ack_bytes: bytes, now: dt.datetime) -> None:
-        """Delivered: keep the ACK that confirmed it."""
-        self._settle(id, status="sent", ack=ack_bytes, sent_at=now, last_error="")
+    def mark_sent(self, acks: t.Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
+        """Delivered: keep the ACK that confirmed each, all in one transaction."""
+        with self.uow.begin() as session:
+            session.connection().execute(_MARK_SENT, [{"row_id": row_id, "ack_bytes": ack, "sent": now}
+                                                      for row_id, ack in acks])
+
+    def mark_unsent(self, ids: t.Sequence[int], now: dt.datetime) -> None:
+        """Not sent after all (the batch ran out of lease time): due at once, the attempt not counted."""
+        with self.uow.begin() as session:
+            session.execute(update(OutboxMessage)
+                            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+                            .values(status="pending", next_attempt_at=now, attempts=OutboxMessage.attempts - 1,
+                                    lease_until=None, lease_owner=None))
 
     def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
         """Back to pending until ``next_attempt_at``."""
@@ -226,18 +264,31 @@ class OutboxRepository:
         older = aliased(OutboxMessage)
         blocked = exists().where(older.ordering_key == OutboxMessage.ordering_key, older.id < OutboxMessage.id,
                                  older.status.in_(UNDELIVERED))
-        return and_(
-            or_(and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
-                and_(OutboxMessage.status == "sending", OutboxMessage.lease_until <= now)),
-            ~blocked,
-        )
+        oldest_undelivered = (select(func.min(OutboxMessage.id))
+                              .where(OutboxMessage.status.in_(("pending", "sending"))).scalar_subquery())
+        due_at = case((OutboxMessage.status == "pending", OutboxMessage.next_attempt_at),
+                      (OutboxMessage.status == "sending", OutboxMessage.lease_until))
+        return and_(OutboxMessage.id >= oldest_undelivered, due_at <= now, ~blocked)
 
-    def _hold_lease(self, session: Session, now: dt.datetime, until: dt.datetime) -> bool:
+    def _hold_lease(self, session: Session, now: dt.datetime, lease_seconds: float) -> bool:
+        """Hold the SQLite dispatcher lease for at least ``lease_seconds`` more, renewing only when needed."""
         lease = session.get(ServiceLease, DISPATCHER_LEASE)
+        renewed = now + dt.timedelta(seconds=1.5 * lease_seconds)
         if lease is None:
-            session.add(ServiceLease(name=DISPATCHER_LEASE, owner=self.owner, expires_at=until))
+            session.add(ServiceLease(name=DISPATCHER_LEASE, owner=self.owner, expires_at=renewed))
             return True
         if lease.owner != self.owner and lease.expires_at > now:
             return False
-        lease.owner, lease.expires_at = self.owner, until
+        if lease.owner != self.owner or lease.expires_at - now < dt.timedelta(seconds=lease_seconds):
+            lease.owner, lease.expires_at = self.owner, renewed
         return True
+
+
+# Core UPDATE run once per batch with one parameter set per delivered message.
+_OUTBOX = t.cast(Table, OutboxMessage.__table__)
+_MARK_SENT = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == "sending")
+    .values(status="sent", ack=bindparam("ack_bytes"), sent_at=bindparam("sent"), last_error="",
+            lease_until=None, lease_owner=None)
+)

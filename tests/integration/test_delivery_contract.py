@@ -251,6 +251,23 @@ def test_visit_changes_reach_the_records_server_in_order_with_their_acks(
         assert parse_message(row.payload).msh.value(9, 2) == row.message_type.split("^")[1]
 
 
+def test_a_message_enqueued_in_process_is_sent_without_waiting_for_the_poll(
+        services: Services, config: Config, make_receiver: Callable[..., Receiver]) -> None:
+    receiver = make_receiver()
+    (visit_id,) = add_patients(services, 1)
+    part = DispatcherPart(services, hl7_settings(config, receiver.port), poll_interval=60)
+    part.start()
+    try:
+        time.sleep(0.2)
+        visit_through(services, visit_id, "arrived")
+        wait_until(lambda: all_sent(services), "the A04 to be sent long before the next poll", timeout=10)
+    finally:
+        started = time.monotonic()
+        part.stop()
+    assert time.monotonic() - started < 10, "stop wakes the dispatcher instead of waiting out the poll"
+    assert_delivered_once_in_order(services, receiver)
+
+
 def test_receiver_down_then_back_loses_nothing_and_keeps_each_patients_order(
         services: Services, make_receiver: Callable[..., Receiver],
         run_dispatcher: Callable[[int], DispatcherPart]) -> None:
@@ -347,7 +364,7 @@ def bridges(database: Database, tmp_path: Path) -> Iterator[Callable[[int], Brid
     def start(port: int) -> Bridge:
         env = frontdesk_env(database, tmp_path, hl7_destination_host="127.0.0.1", hl7_destination_port=str(port),
                             hl7_connect_timeout_seconds="1", hl7_ack_timeout_seconds="30",
-                            hl7_retry_base_seconds="1")
+                            hl7_retry_base_seconds="1", hl7_batch_size="5")
         bridge = Bridge(env, tmp_path / f"bridge-{len(started)}.log")
         started.append(bridge)
         return bridge

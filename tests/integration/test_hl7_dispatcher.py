@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +90,17 @@ class MemoryOutbox:
                     claimed.append(OutboundItem(row.id, row.control_id, row.ordering_key, row.payload, row.attempts))
             return claimed
 
-    def mark_sent(self, id: int, ack_bytes: bytes, now: dt.datetime) -> None:
+    def mark_sent(self, acks: Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
         with self._lock:
-            self.rows[id].status = "sent"
-            self.rows[id].ack = ack_bytes
+            for id, ack_bytes in acks:
+                self.rows[id].status = "sent"
+                self.rows[id].ack = ack_bytes
+
+    def mark_unsent(self, ids: Sequence[int], now: dt.datetime) -> None:
+        with self._lock:
+            for id in ids:
+                row = self.rows[id]
+                row.status, row.next_attempt_at, row.lease_until, row.attempts = "pending", now, None, row.attempts - 1
 
     def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
         with self._lock:
@@ -382,10 +390,33 @@ def test_run_loop_delivers_until_stopped(receiver: Receiver, outbox: MemoryOutbo
     assert per_patient(receiver.stored_ids()) == per_patient(ids)
 
 
-def test_lease_must_cover_a_whole_batch(outbox: MemoryOutbox, clock: ManualClock) -> None:
+def test_lease_must_cover_one_send(outbox: MemoryOutbox, clock: ManualClock) -> None:
     client = MLLPClient("127.0.0.1", 9, connect_timeout=2.0, ack_timeout=5.0)
     with pytest.raises(ValueError, match="lease_seconds"):
-        Dispatcher(outbox, client, clock=clock, rng=FixedRandom(), batch_size=10, lease_seconds=60)
+        Dispatcher(outbox, client, clock=clock, rng=FixedRandom(), batch_size=10, lease_seconds=7)
+    assert Dispatcher(outbox, client, clock=clock, rng=FixedRandom(), batch_size=10).lease_seconds == 14
+
+
+def test_a_batch_never_outlives_its_lease(receiver: Receiver, outbox: MemoryOutbox) -> None:
+    ids = enqueue_for(outbox, [f"P{n}" for n in range(6)], 1)
+    clock = ManualClock()
+
+    class Ticking(MLLPClient):
+        def send(self, message: bytes, control_id: str) -> bytes:
+            clock.advance(4.0)
+            return super().send(message, control_id)
+
+    client = Ticking("127.0.0.1", receiver.port, connect_timeout=2.0, ack_timeout=5.0)
+    dispatcher = Dispatcher(outbox, client, clock=clock, rng=FixedRandom(), batch_size=6, lease_seconds=14)
+    try:
+        first = dispatcher.dispatch_once()
+    finally:
+        client.close()
+    assert [d.outcome for d in first] == [Outcome.DELIVERED, Outcome.DELIVERED]
+    statuses = outbox.statuses()
+    assert [statuses[i] for i in ids] == ["sent", "sent", "pending", "pending", "pending", "pending"]
+    assert [outbox.rows[n].attempts for n in range(3, 7)] == [0, 0, 0, 0]
+    assert receiver.stored_ids() == ids[:2]
 
 
 class DeliveryContract(RuleBasedStateMachine):

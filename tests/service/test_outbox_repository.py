@@ -21,9 +21,11 @@ from server.db import UnitOfWork
 from server.db import make_engine
 from server.models import AuditEvent
 from server.models import OutboxMessage
+from server.models import ServiceLease
 from server.services import Services
 from server.services.context import Actor
 from server.services.context import FrozenClock
+from server.services.outbox import DISPATCHER_LEASE
 from server.services.outbox import OutboxError
 from server.services.outbox import OutboxRepository
 from tests.conftest import Database
@@ -78,9 +80,9 @@ def test_one_message_per_key_in_id_order_and_the_next_only_after_the_first_is_se
     assert claimed(first) == [a1, b1]
     assert {item.ordering_key for item in first} == {"patient:A", "patient:B"}
     assert repo.claim_next(clock.now(), LEASE, 10) == []
-    repo.mark_sent(a1, b"MSH|ack a1\r", clock.now())
+    repo.mark_sent([(a1, b"MSH|ack a1\r")], clock.now())
     assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [a2]
-    repo.mark_sent(b1, b"MSH|ack b1\r", clock.now())
+    repo.mark_sent([(b1, b"MSH|ack b1\r")], clock.now())
     assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [b2]
     sent = row(services, a1)
     assert (sent.status, sent.ack, sent.lease_until, sent.lease_owner) == ("sent", b"MSH|ack a1\r", None, None)
@@ -100,10 +102,10 @@ def test_a_dead_letter_blocks_its_key_only(services: Services, clock: FrozenCloc
     repo = repository(services)
     assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [a1, b1]
     repo.mark_dead(a1, "AE: PID-3 unknown patient")
-    repo.mark_sent(b1, b"MSH|ack\r", clock.now())
+    repo.mark_sent([(b1, b"MSH|ack\r")], clock.now())
     far = later(clock, 3600)
     assert claimed(repo.claim_next(far, LEASE, 10)) == [b2]
-    repo.mark_sent(b2, b"MSH|ack\r", far)
+    repo.mark_sent([(b2, b"MSH|ack\r")], far)
     assert repo.claim_next(later(clock, 7200), LEASE, 10) == []
     dead = row(services, a1)
     assert (dead.status, dead.last_error, dead.lease_owner) == ("dead", "AE: PID-3 unknown patient", None)
@@ -124,7 +126,7 @@ def test_staff_retry_of_a_dead_letter_sends_it_again_first_with_the_same_control
     (again,) = repo.claim_next(clock.now(), LEASE, 10)
     assert (again.id, again.control_id, again.payload, again.attempts) == (
         a1, first.control_id, first.payload, 1)
-    repo.mark_sent(a1, b"MSH|ack\r", clock.now())
+    repo.mark_sent([(a1, b"MSH|ack\r")], clock.now())
     assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [a2]
     assert audit_actions(services, a1) == ["outbox.dead_letter", "outbox.retry"]
     with services.uow.begin() as session:
@@ -180,7 +182,7 @@ def test_a_retry_in_the_future_is_not_claimed_before_its_time(services: Services
     repo = repository(services)
     repo.claim_next(clock.now(), LEASE, 10)
     repo.mark_retry(a1, "AR: busy", later(clock, 60))
-    repo.mark_sent(b1, b"MSH|ack\r", clock.now())
+    repo.mark_sent([(b1, b"MSH|ack\r")], clock.now())
     waiting = row(services, a1)
     assert (waiting.status, waiting.last_error, waiting.lease_until, waiting.attempts) == (
         "pending", "AR: busy", None, 1)
@@ -195,12 +197,31 @@ def test_settling_a_message_that_is_no_longer_sending_changes_nothing(services: 
     repo.claim_next(clock.now(), LEASE, 10)
     repo.mark_dead(a1, "AE")
     services.outbox.discard(a1, actor=CLERK)
-    repo.mark_sent(a1, b"MSH|late ack\r", clock.now())
+    repo.mark_sent([(a1, b"MSH|late ack\r")], clock.now())
     repo.mark_retry(a1, "late", clock.now())
     repo.mark_dead(a1, "late")
     late = row(services, a1)
     assert (late.status, late.ack, late.last_error) == ("discarded", None, "AE")
     assert audit_actions(services, a1) == ["outbox.dead_letter", "outbox.discard"]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_sqlite_lease_is_renewed_only_when_less_than_a_claim_is_left(services: Services, clock: FrozenClock) -> None:
+    first = repository(services, "dispatcher-a")
+    assert first.claim_next(clock.now(), LEASE, 10) == []
+    expires = lease_expiry(services)
+    assert expires == later(clock, 1.5 * LEASE)
+    assert first.claim_next(later(clock, LEASE / 2 - 1), LEASE, 10) == []
+    assert lease_expiry(services) == expires, "an idle poll with time to spare writes nothing"
+    assert first.claim_next(later(clock, LEASE / 2 + 1), LEASE, 10) == []
+    assert lease_expiry(services) == later(clock, 2 * LEASE + 1)
+
+
+def lease_expiry(services: Services) -> dt.datetime:
+    with services.uow.begin() as session:
+        lease = session.get(ServiceLease, DISPATCHER_LEASE)
+        assert lease is not None
+        return lease.expires_at
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -211,17 +232,18 @@ def test_sqlite_one_dispatcher_holds_the_lease_until_it_expires_or_is_released(
     second = repository(services, "dispatcher-b")
     assert claimed(first.claim_next(clock.now(), LEASE, 1)) == [a1]
     assert second.claim_next(clock.now(), LEASE, 10) == []
-    assert second.claim_next(later(clock, LEASE - 1), LEASE, 10) == []
+    # The dispatcher lease outlasts a claim by half (renewed only once less than a claim is left).
+    assert second.claim_next(later(clock, 1.5 * LEASE - 1), LEASE, 10) == []
     assert row(services, b1).status == "pending"
     # The first dispatcher went silent: once its lease runs out the second takes over, its claim included.
-    (taken_over,) = second.claim_next(later(clock, LEASE), LEASE, 1)
+    (taken_over,) = second.claim_next(later(clock, 1.5 * LEASE), LEASE, 1)
     assert (taken_over.id, taken_over.attempts) == (a1, 2)
     assert row(services, a1).lease_owner == "dispatcher-b"
-    assert first.claim_next(later(clock, LEASE + 1), LEASE, 10) == []
+    assert first.claim_next(later(clock, 1.5 * LEASE + 1), LEASE, 10) == []
     first.release()
-    assert first.claim_next(later(clock, LEASE + 1), LEASE, 10) == [], "release gives up only one's own lease"
+    assert first.claim_next(later(clock, 1.5 * LEASE + 1), LEASE, 10) == [], "release gives up only one's own lease"
     second.release()
-    assert claimed(first.claim_next(later(clock, LEASE + 1), LEASE, 10)) == [b1, c1]
+    assert claimed(first.claim_next(later(clock, 1.5 * LEASE + 1), LEASE, 10)) == [b1, c1]
     assert {row(services, b1).lease_owner, row(services, c1).lease_owner} == {"dispatcher-a"}
 
 
@@ -251,7 +273,7 @@ def test_postgresql_concurrent_claims_never_share_a_row_and_keep_each_key_in_ord
                     if not items and len(order) >= len(ids):
                         return
                 for item in items:
-                    repo.mark_sent(item.id, b"MSH|ack\r", clock.now())
+                    repo.mark_sent([(item.id, b"MSH|ack\r")], clock.now())
         except BaseException as exc:  # handed to the main thread, which fails the test with it
             errors.append(exc)
 
@@ -272,3 +294,14 @@ def test_postgresql_concurrent_claims_never_share_a_row_and_keep_each_key_in_ord
         assert [i for i in claimed_ids if key_of[i] == key] == [i for i in ids if key_of[i] == key]
     with services.uow.begin() as session:
         assert set(session.scalars(select(OutboxMessage.status))) == {"sent"}
+
+
+def test_unsent_messages_are_due_again_at_once_without_an_attempt(services: Services, clock: FrozenClock) -> None:
+    a1, b1, c1 = enqueue(services, "patient:A", "patient:B", "patient:C")
+    repo = repository(services, "dispatcher-a")
+    assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [a1, b1, c1]
+    repo.mark_sent([(a1, b"MSH|ack\r")], clock.now())
+    repo.mark_unsent([b1, c1], clock.now())
+    assert [(row(services, i).status, row(services, i).attempts, row(services, i).lease_owner) for i in (b1, c1)] == [
+        ("pending", 0, None), ("pending", 0, None)]
+    assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [b1, c1]
