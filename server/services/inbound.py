@@ -23,6 +23,9 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy import Row
+from sqlalchemy import bindparam
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +47,7 @@ from server.models import OutboxMessage
 from server.models import Patient
 from server.models import QuestionnaireResponse
 from server.models import Visit
+from server.models.base import table_of
 from server.services.audit import AuditTrail
 from server.services.context import Actor
 from server.services.context import Clock
@@ -57,6 +61,11 @@ from server.services.visits import Visits
 
 log = logging.getLogger("frontdesk.inbound")
 
+INBOUND = table_of(InboundMessage)
+_LOG_INBOUND = insert(INBOUND)
+_FIND_INBOUND = select(INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error).where(
+    INBOUND.c.sending_application == bindparam("find_app"), INBOUND.c.sending_facility == bindparam("find_facility"),
+    INBOUND.c.control_id == bindparam("find_control_id"))
 SIU_EVENTS = frozenset({"S12", "S13", "S14", "S15", "S17", "S26"})
 ADT_EVENTS = frozenset({"A04", "A08", "A28", "A31", "A40"})
 SUPPORTED = {"SIU": SIU_EVENTS, "ADT": ADT_EVENTS}
@@ -123,17 +132,18 @@ class Inbound:
         msh = message.msh
         key = (msh.value(3), msh.value(4), msh.value(10))
         message_type = f"{msh.value(9, 1)}^{msh.value(9, 2)}"
-        stored = self._stored(key)
-        if stored is not None:
-            return InboundResult(key[2], message_type, stored.outcome, True, stored.ack, stored.error)
         actor = Actor("peer", f"{key[0]}^{key[1]}"[:64], address=peer)
         try:
             if not key[2]:
                 raise missing("MSH", 10, "message control id")
             with self.uow.begin() as session:
-                self._apply(session, message, actor)
-                ack = self._ack(message, "AA")
-                self._log(session, key, message_type, raw, "AA", "", ack, peer)
+                stored = self._stored_in(session, key)
+                if stored is None:
+                    self._apply(session, message, actor)
+                    ack = self._ack(message, "AA")
+                    self._log(session, key, message_type, raw, "AA", "", ack, peer)
+            if stored is not None:
+                return InboundResult(key[2], message_type, stored.outcome, True, stored.ack, stored.error)
             result = InboundResult(key[2], message_type, "AA", False, ack, "")
         except Rejected as rejection:
             ack = self._ack(message, rejection.code, rejection.errors)
@@ -169,18 +179,22 @@ class Inbound:
                                           "address": peer})
         return InboundResult(key[2], message_type, outcome, False, ack, error)
 
-    def _stored(self, key: tuple[str, str, str]) -> InboundMessage | None:
+    def _stored(self, key: tuple[str, str, str]) -> Row[str, bytes, str] | None:
         with self.uow.begin() as session:
-            return session.scalar(select(InboundMessage).where(
-                InboundMessage.sending_application == key[0], InboundMessage.sending_facility == key[1],
-                InboundMessage.control_id == key[2]))
+            return self._stored_in(session, key)
+
+    @staticmethod
+    def _stored_in(session: Session, key: tuple[str, str, str]) -> Row[str, bytes, str] | None:
+        """Outcome, ACK and error of a message already received from this sender with this MSH-10."""
+        return session.execute(_FIND_INBOUND, {"find_app": key[0], "find_facility": key[1],
+                                               "find_control_id": key[2]}).first()
 
     def _log(self, session: Session, key: tuple[str, str, str], message_type: str, raw: bytes, outcome: str,
              error: str, ack: bytes, peer: str) -> None:
-        session.add(InboundMessage(sending_application=key[0][:128], sending_facility=key[1][:128],
-                                   control_id=key[2][:64], message_type=message_type[:32], raw=raw,
-                                   outcome=outcome, error=error, ack=ack, peer=peer[:128],
-                                   received_at=self.clock.now()))
+        session.execute(_LOG_INBOUND, {
+            "sending_application": key[0][:128], "sending_facility": key[1][:128], "control_id": key[2][:64],
+            "message_type": message_type[:32], "raw": raw, "outcome": outcome, "error": error, "ack": ack,
+            "peer": peer[:128], "received_at": self.clock.now()})
 
     def _ack(self, message: Message, code: str, errors: tuple[ErrorDetail, ...] = ()) -> bytes:
         return build_ack(message, code, errors=errors, control_id=new_control_id(), now=self.clock.now())

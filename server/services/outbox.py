@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement
 from sqlalchemy import CursorResult
-from sqlalchemy import Table
 from sqlalchemy import and_
 from sqlalchemy import bindparam
 from sqlalchemy import case
@@ -52,6 +51,7 @@ from hl7.dispatcher import OutboundItem
 from server.db import UnitOfWork
 from server.models import OutboxMessage
 from server.models import ServiceLease
+from server.models.base import table_of
 from server.services.audit import AuditTrail
 from server.services.context import SYSTEM
 from server.services.context import Actor
@@ -285,7 +285,7 @@ class OutboxRepository:
 
 
 # Core UPDATE run once per batch with one parameter set per delivered message.
-_OUTBOX = t.cast(Table, OutboxMessage.__table__)
+_OUTBOX = table_of(OutboxMessage)
 _MARK_SENT = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == "sending")

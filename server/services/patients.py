@@ -8,11 +8,16 @@ message changes nothing.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
+import typing as t
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import fields
 
+from sqlalchemy import bindparam
+from sqlalchemy import delete
+from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from server.db import UnitOfWork
@@ -21,6 +26,7 @@ from server.models import Appointment
 from server.models import Insurance
 from server.models import Patient
 from server.models import Visit
+from server.models.base import table_of
 from server.services.audit import AuditTrail
 from server.services.context import Actor
 from server.services.context import Clock
@@ -92,48 +98,77 @@ class Patients:
             return self.upsert_in(session, record, actor=actor)
 
     def upsert_in(self, session: Session, record: PatientRecord, *, actor: Actor) -> int:
-        """:meth:`upsert` inside the caller's transaction (an inbound message is one transaction)."""
+        """:meth:`upsert` inside the caller's transaction (an inbound message is one transaction).
+
+        Written as plain statements rather than through the session's unit of
+        work: this runs for every schedule and patient message, and the ORM's
+        bookkeeping cost more than the SQL. Only the fields that changed are
+        written; insurance is replaced when the message carries any.
+        """
         now = self.clock.now()
-        patient = session.scalar(select(Patient).where(Patient.mrn == record.mrn,
-                                                       Patient.mrn_authority == record.mrn_authority))
-        values = asdict(record)
-        values.pop("insurance")
-        created = patient is None
-        if patient is None:
-            patient = Patient(created_at=now, **values)
-            session.add(patient)
+        values = _values(record, exclude=("insurance",))
+        row = session.execute(_FIND_PATIENT, {"find_mrn": record.mrn, "find_authority": record.mrn_authority}).first()
+        if row is None:
+            patient_id = _inserted_id(session.execute(_INSERT_PATIENT, {**values, "created_at": now,
+                                                                        "updated_at": now}))
+            action = "patient.created"
         else:
-            for key, value in values.items():
-                setattr(patient, key, value)
-        patient.updated_at = now
+            patient_id = row.id
+            changed = {key: value for key, value in values.items() if row._mapping[key] != value}
+            if changed:
+                session.execute(_UPDATE_PATIENT, {**changed, "updated_at": now, "row_id": patient_id})
+            action = "patient.updated" if changed else "patient.confirmed"
         if record.insurance:
-            patient.insurance = [Insurance(**asdict(i)) for i in record.insurance]
-        session.flush()
-        self.audit.record(session, actor, "patient.created" if created else "patient.updated",
-                          patient_id=patient.id, resource_type="patient", resource_id=patient.id)
-        return patient.id
+            session.execute(_DELETE_INSURANCE, {"row_id": patient_id})
+            session.execute(insert(INSURANCE),
+                            [{"patient_id": patient_id, **_values(plan)} for plan in record.insurance])
+            action = "patient.updated" if action == "patient.confirmed" else action
+        self.audit.record(session, actor, action, patient_id=patient_id, resource_type="patient",
+                          resource_id=patient_id)
+        return patient_id
 
     def schedule_in(self, session: Session, patient_id: int, record: AppointmentRecord, *,
                     actor: Actor) -> int:
-        """Create or update an appointment and its expected visit; returns the appointment id."""
+        """Create or update an appointment and, for a new one, its expected visit; returns the appointment id."""
         now = self.clock.now()
-        appointment = session.scalar(select(Appointment).where(Appointment.source == record.source,
-                                                               Appointment.external_id == record.external_id))
-        values = asdict(record)
-        if appointment is None:
-            appointment = Appointment(patient_id=patient_id, updated_at=now, **values)
-            session.add(appointment)
+        values = {**_values(record), "patient_id": patient_id, "updated_at": now}
+        appointment_id = session.scalar(_FIND_APPOINTMENT, {"find_source": record.source,
+                                                            "find_external_id": record.external_id})
+        if appointment_id is None:
+            appointment_id = _inserted_id(session.execute(_INSERT_APPOINTMENT, values))
+            session.execute(_INSERT_VISIT, {
+                "patient_id": patient_id, "appointment_id": appointment_id,
+                "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
+                "created_at": now, "updated_at": now})
         else:
-            for key, value in values.items():
-                setattr(appointment, key, value)
-            appointment.patient_id = patient_id
-            appointment.updated_at = now
-        session.flush()
-        visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment.id))
-        if visit is None:
-            session.add(Visit(patient_id=patient_id, appointment_id=appointment.id,
-                              visit_number=f"V{appointment.id:08d}", state=VisitState.EXPECTED.value,
-                              created_at=now, updated_at=now))
+            session.execute(_UPDATE_APPOINTMENT, {**values, "row_id": appointment_id})
         self.audit.record(session, actor, "appointment.scheduled", patient_id=patient_id,
-                          resource_type="appointment", resource_id=appointment.id)
-        return appointment.id
+                          resource_type="appointment", resource_id=appointment_id)
+        return appointment_id
+
+
+PATIENT = table_of(Patient)
+INSURANCE = table_of(Insurance)
+APPOINTMENT = table_of(Appointment)
+
+# Built once; values come as parameters. Parameter names that are not column
+# names (find_*, row_id) keep WHERE values apart from the values being written.
+_FIND_PATIENT = select(PATIENT).where(PATIENT.c.mrn == bindparam("find_mrn"),
+                                      PATIENT.c.mrn_authority == bindparam("find_authority"))
+_INSERT_PATIENT = insert(PATIENT)
+_UPDATE_PATIENT = update(PATIENT).where(PATIENT.c.id == bindparam("row_id"))
+_DELETE_INSURANCE = delete(INSURANCE).where(INSURANCE.c.patient_id == bindparam("row_id"))
+_FIND_APPOINTMENT = select(APPOINTMENT.c.id).where(APPOINTMENT.c.source == bindparam("find_source"),
+                                                   APPOINTMENT.c.external_id == bindparam("find_external_id"))
+_INSERT_APPOINTMENT = insert(APPOINTMENT)
+_UPDATE_APPOINTMENT = update(APPOINTMENT).where(APPOINTMENT.c.id == bindparam("row_id"))
+_INSERT_VISIT = insert(table_of(Visit))
+
+
+def _values(record: t.Any, exclude: tuple[str, ...] = ()) -> dict[str, t.Any]:
+    """A record's fields as column values (shallow, unlike ``dataclasses.asdict``)."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in exclude}
+
+
+def _inserted_id(result: t.Any) -> int:
+    return int(result.inserted_primary_key[0])
