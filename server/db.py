@@ -41,19 +41,23 @@ def normalise_url(url: str) -> str:
 def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> Engine:
     """Create an engine with the per-backend settings described in the module docstring.
 
+    Bound parameters are kept out of error messages: they are patient data, and
+    a database error's text ends up in tracebacks and terminals.
+
     :param schema: PostgreSQL only: the schema to work in (``search_path``), which
         is how test runs isolate themselves on a shared server.
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, echo=echo, hide_parameters=True,
+                               connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     connect_args: dict[str, t.Any] = {"connect_timeout": 5}
     if schema:
         connect_args["options"] = f"-c search_path={schema}"
-    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_on_connect(dbapi_connection: t.Any, _record: t.Any) -> None:

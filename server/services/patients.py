@@ -103,18 +103,27 @@ class Patients:
         Written as plain statements rather than through the session's unit of
         work: this runs for every schedule and patient message, and the ORM's
         bookkeeping cost more than the SQL. Only the fields that changed are
-        written; insurance is replaced when the message carries any.
+        written, with HL7's meaning of empty: an empty value was not sent and
+        changes nothing, ``""`` (:data:`HL7_NULL`) clears the field. Insurance is
+        replaced when the message carries any. A patient merged into another
+        (A40) is not revived: later messages about them are recorded against the
+        surviving patient, whose details they do not change.
         """
         now = self.clock.now()
-        values = _values(record, exclude=("insurance",))
+        given = _values(record, exclude=("insurance",))
+        sent = {key: value for key, value in given.items() if value not in ("", None)}
         row = session.execute(_FIND_PATIENT, {"find_mrn": record.mrn, "find_authority": record.mrn_authority}).first()
         if row is None:
-            patient_id = _inserted_id(session.execute(_INSERT_PATIENT, {**values, "created_at": now,
+            written = {key: _cleared(value) for key, value in given.items()}
+            patient_id = _inserted_id(session.execute(_INSERT_PATIENT, {**written, "created_at": now,
                                                                         "updated_at": now}))
             action = "patient.created"
+        elif row.merged_into_id is not None:
+            patient_id = row.merged_into_id
+            action = "patient.confirmed"
         else:
             patient_id = row.id
-            changed = {key: value for key, value in values.items() if row._mapping[key] != value}
+            changed = {key: _cleared(value) for key, value in sent.items() if row._mapping[key] != _cleared(value)}
             if changed:
                 session.execute(_UPDATE_PATIENT, {**changed, "updated_at": now, "row_id": patient_id})
             action = "patient.updated" if changed else "patient.confirmed"
@@ -142,6 +151,9 @@ class Patients:
                 "created_at": now, "updated_at": now})
         else:
             session.execute(_UPDATE_APPOINTMENT, {**values, "row_id": appointment_id})
+            # A slot rebooked for another patient takes its visit along, or staff and the ADT would name the wrong one.
+            session.execute(_MOVE_VISIT, {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now,
+                                          "row_id": appointment_id})
         self.audit.record(session, actor, "appointment.scheduled", patient_id=patient_id,
                           resource_type="appointment", resource_id=appointment_id)
         return appointment_id
@@ -162,7 +174,17 @@ _FIND_APPOINTMENT = select(APPOINTMENT.c.id).where(APPOINTMENT.c.source == bindp
                                                    APPOINTMENT.c.external_id == bindparam("find_external_id"))
 _INSERT_APPOINTMENT = insert(APPOINTMENT)
 _UPDATE_APPOINTMENT = update(APPOINTMENT).where(APPOINTMENT.c.id == bindparam("row_id"))
-_INSERT_VISIT = insert(table_of(Visit))
+VISIT = table_of(Visit)
+_INSERT_VISIT = insert(VISIT)
+_MOVE_VISIT = (update(VISIT)
+               .where(VISIT.c.appointment_id == bindparam("row_id"), VISIT.c.patient_id != bindparam("new_patient")))
+
+HL7_NULL = '""'
+"""HL7's explicit null: the sender asks for the stored value to be removed."""
+
+
+def _cleared(value: t.Any) -> t.Any:
+    return "" if value == HL7_NULL else value
 
 
 def _values(record: t.Any, exclude: tuple[str, ...] = ()) -> dict[str, t.Any]:

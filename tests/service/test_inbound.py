@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import func
 from sqlalchemy import select
 
@@ -154,3 +155,100 @@ def test_utf8_names_and_escaped_delimiters_arrive_intact(services: Services) -> 
     assert services.inbound.receive(raw, "peer").outcome == "AA"
     with services.uow.begin() as session:
         assert session.scalar(select(Patient.family_name)) == "Müller-O^Brien & Zoë"
+
+
+def test_a_field_not_sent_keeps_its_value_and_an_hl7_null_clears_it(services: Services) -> None:
+    services.inbound.receive(adt("A28", "K1"), "peer")
+    without_address = adt("A08", "K2").replace(b"12 Elm St^Apt 3^Springfield^IL^62701^USA", b"")
+    services.inbound.receive(without_address, "peer")
+    with services.uow.begin() as session:
+        assert session.scalar(select(Patient.city)) == "Springfield"
+    cleared = adt("A08", "K3").replace(b"555-0142^PRN^PH~^NET^Internet^pat@example.org", b'""')
+    assert services.inbound.receive(cleared, "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        assert (session.scalar(select(Patient.phone)), session.scalar(select(Patient.email))) == ("", "")
+
+
+def test_a_patient_without_a_given_name_is_stored(services: Services) -> None:
+    raw = message(MSH.format(type="ADT^A28^ADT_A05", control="G1"), "PID|1||M9^^^MAINCLINIC^MR||Solo")
+    assert services.inbound.receive(raw, "peer").outcome == "AA"
+
+
+def test_a_rebooked_slot_takes_its_visit_to_the_new_patient(services: Services) -> None:
+    services.inbound.receive(siu("S12", "R1", mrn="FIRST"), "peer")
+    services.inbound.receive(siu("S14", "R2", mrn="SECOND", family="Other"), "peer")
+    with services.uow.begin() as session:
+        second = session.scalar(select(Patient.id).where(Patient.mrn == "SECOND"))
+        assert session.scalar(select(Appointment.patient_id)) == second
+        assert session.scalar(select(Visit.patient_id)) == second
+
+
+def test_merge_without_an_authority_and_later_messages_for_the_merged_patient(services: Services) -> None:
+    no_authority = PID.replace("{mrn}^^^MAINCLINIC^MR", "{mrn}")
+    services.inbound.receive(message(MSH.format(type="ADT^A28^ADT_A05", control="M1"),
+                                     no_authority.format(mrn="OLD", family="Nguyen", given="Linh")), "peer")
+    merge = message(MSH.format(type="ADT^A40^ADT_A39", control="M2"),
+                    no_authority.format(mrn="NEW", family="Nguyen", given="Linh"), "MRG|OLD")
+    assert services.inbound.receive(merge, "peer").outcome == "AA"
+    services.inbound.receive(siu("S12", "M3", mrn="OLD").replace(b"OLD^^^MAINCLINIC^MR", b"OLD"), "peer")
+    with services.uow.begin() as session:
+        new = session.scalar(select(Patient).where(Patient.mrn == "NEW"))
+        old = session.scalar(select(Patient).where(Patient.mrn == "OLD"))
+        assert old.merged_into_id == new.id
+        assert session.scalar(select(Appointment.patient_id)) == new.id
+
+
+def test_a_repeated_rejected_message_gets_the_same_answer(services: Services) -> None:
+    raw = siu("S12", "D1").replace(b"Nguyen", b"Ngu\xffen")
+    first = services.inbound.receive(raw, "peer")
+    again = services.inbound.receive(raw, "peer")
+    assert (first.outcome, again.outcome, again.duplicate, again.ack) == ("AE", "AE", True, first.ack)
+    no_id = message(MSH.format(type="ADT^A28^ADT_A05", control=""), PID.format(mrn="M", family="X", given="Y"))
+    assert [services.inbound.receive(no_id, "peer").outcome for _ in range(2)] == ["AE", "AE"]
+    with services.uow.begin() as session:
+        assert len(session.scalars(select(InboundMessage.id)).all()) == 3
+
+
+def test_values_too_long_to_store_are_refused_by_name(services: Services) -> None:
+    long_id = "X" * 65
+    result = services.inbound.receive(siu("S12", long_id), "peer")
+    assert result.outcome == "AE" and "MSH-10" in result.error
+    assert services.inbound.receive(siu("S12", long_id), "peer").outcome == "AE"
+    result = services.inbound.receive(siu("S12", "L2", family="N" * 129), "peer")
+    assert result.outcome == "AE" and "PID-5 family name is longer than 128" in result.error
+    assert count(services, Patient) == 0
+
+
+def test_an_escape_invalid_in_the_charset_is_ae_not_a_crash(services: Services) -> None:
+    raw = siu("S12", "E9", family="Ngu\\XFF\\en")
+    result = services.inbound.receive(raw, "peer")
+    assert result.outcome == "AE" and "cannot be read" in result.error
+    assert count(services, Patient) == 0
+
+
+def test_two_in1_with_the_same_set_id_keep_the_first(services: Services) -> None:
+    in1 = "IN1|1|PPO1^Gold|BCBS01|Blue Cross||||GRP||||||||Nguyen^Linh|SEL|||||||||||||||||||MEM-1"
+    other = in1.replace("Blue Cross", "Aetna").replace("MEM-1", "MEM-2")
+    assert services.inbound.receive(adt("A31", "I1", in1, other), "peer").outcome == "AA"
+    with services.uow.begin() as session:
+        assert [p.payer_name for p in session.scalar(select(Patient)).insurance] == ["Blue Cross"]
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_a_failure_on_our_side_is_ar_and_the_resend_is_applied(services: Services) -> None:
+    engine = services.uow.engine
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TRIGGER appointment_down BEFORE INSERT ON appointment "
+                                   "BEGIN SELECT RAISE(ABORT, 'disk trouble'); END")
+    raw = siu("S12", "F1")
+    failed = services.inbound.receive(raw, "peer")
+    assert failed.outcome == "AR" and parse_ack(failed.ack).control_id == "F1"
+    assert count(services, Patient) == 0
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER appointment_down")
+    resent = services.inbound.receive(raw, "peer")
+    assert (resent.outcome, resent.duplicate) == ("AA", False)
+    with services.uow.begin() as session:
+        kept = session.execute(select(InboundMessage.control_id, InboundMessage.outcome)
+                               .order_by(InboundMessage.id)).all()
+    assert [outcome for _, outcome in kept] == ["AR", "AA"] and kept[0][0].startswith("kept-")
