@@ -15,6 +15,7 @@ from flask import Flask
 
 from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
+from hl7.dispatcher import OutboundItem
 from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
 from hl7.listener import parse_allowed_sender
@@ -89,7 +90,7 @@ class DispatcherPart:
             self.repository, client, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                               max_attempts=settings.max_attempts),
-            batch_size=settings.batch_size)
+            batch_size=settings.batch_size, on_dead=_alert_dead_letter)
         self.poll_interval = poll_interval
         self.outbox = services.outbox
         self._stop = threading.Event()
@@ -111,6 +112,15 @@ class DispatcherPart:
         if self._thread is not None:
             self._thread.join()
         self.repository.release()
+
+
+def _alert_dead_letter(item: OutboundItem, reason: str) -> None:
+    """One alert per message that becomes a dead letter (not per attempt): the patient's later messages wait.
+
+    The reason is left out: it is the receiver's text and may quote patient data.
+    """
+    log.error("outbox.dead_letter", extra={"control_id": item.control_id, "attempts": item.attempts,
+                                           "reason": "held until staff retry or discard it"})
 
 
 def _describe(peer: PeerInfo) -> str:

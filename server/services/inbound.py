@@ -260,7 +260,7 @@ class Inbound:
         target = SIU_VISIT.get(event)
         if target is None:
             return
-        visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment_id))
+        visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment_id).with_for_update())
         if visit is not None and visit.state == VisitState.EXPECTED.value:
             self.visits.transition_in(session, visit, target, actor=actor)
 

@@ -169,7 +169,8 @@ class Outbox:
     def _staff_action(self, message_id: int, action: str, *, actor: Actor, allowed: tuple[str, ...],
                       values: dict[str, object]) -> None:
         with self.uow.begin() as session:
-            row = session.get(OutboxMessage, message_id)
+            # Locked (on PostgreSQL) so a dispatcher cannot claim the row between the check and the change.
+            row = session.get(OutboxMessage, message_id, with_for_update=True)
             if row is None:
                 raise OutboxError(f"outbox message {message_id} does not exist")
             if row.status not in allowed:
@@ -219,14 +220,14 @@ class OutboxRepository:
     def mark_sent(self, acks: t.Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
         """Delivered: keep the ACK that confirmed each, all in one transaction."""
         with self.uow.begin() as session:
-            session.connection().execute(_MARK_SENT, [{"row_id": row_id, "ack_bytes": ack, "sent": now}
-                                                      for row_id, ack in acks])
+            session.connection().execute(_MARK_SENT, [{"row_id": row_id, "ack_bytes": ack, "sent": now,
+                                                       "owner": self.owner} for row_id, ack in acks])
 
     def mark_unsent(self, ids: t.Sequence[int], now: dt.datetime) -> None:
         """Not sent after all (the batch ran out of lease time): due at once, the attempt not counted."""
         with self.uow.begin() as session:
             session.execute(update(OutboxMessage)
-                            .where(OutboxMessage.id.in_(ids), OutboxMessage.status == "sending")
+                            .where(OutboxMessage.id.in_(ids), *self._owned())
                             .values(status="pending", next_attempt_at=now, attempts=OutboxMessage.attempts - 1,
                                     lease_until=None, lease_owner=None))
 
@@ -238,7 +239,7 @@ class OutboxRepository:
         """Dead letter, audited once (the state change, not each attempt)."""
         with self.uow.begin() as session:
             changed = t.cast(CursorResult[t.Any], session.execute(
-                update(OutboxMessage).where(OutboxMessage.id == id, OutboxMessage.status == "sending")
+                update(OutboxMessage).where(OutboxMessage.id == id, *self._owned())
                 .values(status="dead", last_error=reason, lease_until=None, lease_owner=None))).rowcount
             if changed:
                 self.audit.record(session, SYSTEM, "outbox.dead_letter", outcome="failure",
@@ -256,8 +257,13 @@ class OutboxRepository:
     def _settle(self, id: int, **values: object) -> None:
         with self.uow.begin() as session:
             session.execute(update(OutboxMessage)
-                            .where(OutboxMessage.id == id, OutboxMessage.status == "sending")
+                            .where(OutboxMessage.id == id, *self._owned())
                             .values(lease_until=None, lease_owner=None, **values))
+
+    def _owned(self) -> tuple[ColumnElement[bool], ...]:
+        """Only a row this dispatcher is still sending: after its lease ran out another may have claimed it,
+        and a late result must not overwrite that claim."""
+        return OutboxMessage.status == "sending", OutboxMessage.lease_owner == self.owner
 
     @staticmethod
     def _due(now: dt.datetime) -> ColumnElement[bool]:
@@ -288,7 +294,8 @@ class OutboxRepository:
 _OUTBOX = table_of(OutboxMessage)
 _MARK_SENT = (
     update(_OUTBOX)
-    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == "sending")
+    .where(_OUTBOX.c.id == bindparam("row_id"), _OUTBOX.c.status == "sending",
+           _OUTBOX.c.lease_owner == bindparam("owner"))
     .values(status="sent", ack=bindparam("ack_bytes"), sent_at=bindparam("sent"), last_error="",
             lease_until=None, lease_owner=None)
 )

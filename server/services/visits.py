@@ -77,7 +77,8 @@ class Visits:
         :raises server.domain.visit.IllegalTransition: when the rules forbid it.
         """
         with self.uow.begin() as session:
-            visit = session.get(Visit, visit_id)
+            # Locked (on PostgreSQL) so two concurrent changes cannot both pass the state check.
+            visit = session.get(Visit, visit_id, with_for_update=True)
             if visit is None:
                 raise VisitNotFound(visit_id)
             self.transition_in(session, visit, target, actor=actor)

@@ -305,3 +305,21 @@ def test_unsent_messages_are_due_again_at_once_without_an_attempt(services: Serv
     assert [(row(services, i).status, row(services, i).attempts, row(services, i).lease_owner) for i in (b1, c1)] == [
         ("pending", 0, None), ("pending", 0, None)]
     assert claimed(repo.claim_next(clock.now(), LEASE, 10)) == [b1, c1]
+
+
+def test_a_late_result_never_overwrites_another_dispatchers_claim(services: Services, clock: FrozenClock) -> None:
+    (a1,) = enqueue(services, "patient:A")
+    first = repository(services, "dispatcher-a")
+    second = repository(services, "dispatcher-b")
+    assert claimed(first.claim_next(clock.now(), LEASE, 10)) == [a1]
+    first.release()
+    # The first dispatcher stalled past its lease; the second took the message over.
+    assert claimed(second.claim_next(later(clock, LEASE), LEASE, 10)) == [a1]
+    first.mark_retry(a1, "late timeout", later(clock, LEASE + 60))
+    first.mark_dead(a1, "late AE")
+    first.mark_unsent([a1], clock.now())
+    first.mark_sent([(a1, b"MSH|late ack\r")], clock.now())
+    still = row(services, a1)
+    assert (still.status, still.lease_owner, still.attempts, still.ack) == ("sending", "dispatcher-b", 2, None)
+    second.mark_sent([(a1, b"MSH|ack\r")], clock.now())
+    assert (row(services, a1).status, row(services, a1).ack) == ("sent", b"MSH|ack\r")
