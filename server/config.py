@@ -191,6 +191,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise ConfigError("devices: must be an array of tables ([[devices]])")
     _check_devices(devices)
+    _check_tls(sections["hl7"])
     for entry in sections["hl7"].allowed_senders:
         try:
             parse_allowed_sender(entry)
@@ -198,6 +199,18 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
             raise ConfigError(f"hl7.allowed_senders: {exc}") from None
     instance = (instance_dir or Path(env.get(f"{ENV_PREFIX}INSTANCE_DIR", "instance"))).resolve()
     return Config(instance_dir=instance, devices=tuple(devices), **sections)
+
+
+def _check_tls(hl7: HL7Config) -> None:
+    """Refuse TLS settings that would quietly leave a link in plain text or unauthenticated."""
+    if bool(hl7.tls_cert) != bool(hl7.tls_key):
+        raise ConfigError("hl7.tls_cert and hl7.tls_key: give both or neither")
+    if hl7.tls_require_client_cert and not (hl7.tls_cert and hl7.tls_ca):
+        raise ConfigError("hl7.tls_require_client_cert: needs hl7.tls_cert, hl7.tls_key and hl7.tls_ca")
+    if bool(hl7.destination_tls_cert) != bool(hl7.destination_tls_key):
+        raise ConfigError("hl7.destination_tls_cert and hl7.destination_tls_key: give both or neither")
+    if hl7.destination_tls_cert and not hl7.destination_tls_ca:
+        raise ConfigError("hl7.destination_tls_ca: must be set to use a client certificate toward the records system")
 
 
 def _check_devices(entries: list[dict[str, t.Any]]) -> None:

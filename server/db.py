@@ -4,13 +4,15 @@ SQLite is the embedded default (one clinic, one machine); PostgreSQL serves
 clinics with several kiosks and processes. Both get the same models and
 migrations; what differs is set up here.
 
-SQLite: ``journal_mode=WAL`` so readers never block the writer,
-``synchronous=FULL`` because with NORMAL a committed WAL transaction may roll
-back after a power loss (not acceptable for patient data), ``foreign_keys=ON``
-and a busy timeout. Python's ``sqlite3`` module opens transactions lazily and
-not before a SELECT, which breaks SQLAlchemy's transaction semantics; we turn
-that off and emit ``BEGIN IMMEDIATE`` ourselves, taking the write lock up front
-so two writers wait for each other instead of failing on a lock upgrade.
+SQLite: ``journal_mode=WAL``, ``synchronous=FULL`` because with NORMAL a
+committed WAL transaction may roll back after a power loss (not acceptable for
+patient data), ``foreign_keys=ON`` and a busy timeout. Python's ``sqlite3``
+module opens transactions lazily and not before a SELECT, which breaks
+SQLAlchemy's transaction semantics; we turn that off and emit ``BEGIN
+IMMEDIATE`` ourselves for every transaction, reads included. That takes the
+write lock up front, so transactions run one at a time and wait for each other
+instead of failing on a lock upgrade; they are short, and one clinic's load
+never needs more concurrency than that.
 """
 
 from __future__ import annotations

@@ -26,17 +26,76 @@ def document() -> dict[str, t.Any]:
             "location": {"type": "string"},
         },
     }
+    reading = {
+        "type": "object",
+        "required": ["reading_id", "device_id", "station", "metric", "mdc_code", "value", "unit", "host_time"],
+        "properties": {
+            "reading_id": {"type": "string", "maxLength": 64},
+            "device_id": {"type": "string", "maxLength": 64},
+            "station": {"type": "string", "maxLength": 64},
+            "metric": {"type": "string"},
+            "mdc_code": {"type": "integer"},
+            "value": {"type": ["string", "null"], "description": "decimal text as measured; null for no reading"},
+            "unit": {"type": "string", "description": "UCUM, the metric's canonical unit"},
+            "flags": {"type": "array", "items": {"type": "string"}},
+            "device_time": {"type": ["string", "null"], "description": "the device's clock, as it reported it"},
+            "host_time": {"type": "string", "format": "date-time"},
+        },
+    }
+    device = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"}, "driver": {"type": "string"}, "port": {"type": "string"},
+            "connected": {"type": "boolean"}, "stale": {"type": "boolean"},
+            "last_frame_time": {"type": ["string", "null"], "format": "date-time"},
+            "frames_accepted": {"type": "integer"}, "frames_rejected": {"type": "integer"},
+            "last_error": {"type": ["string", "null"]}, "reconnects": {"type": "integer"},
+            "flags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Frontdesk API", "version": "1"},
         "servers": [{"url": "/api/v1"}],
         "components": {
             "securitySchemes": {
-                "staffSession": {"type": "apiKey", "in": "cookie", "name": "frontdesk_session"},
+                "staffSession": {"type": "apiKey", "in": "cookie", "name": "frontdesk_session",
+                                 "description": "__Host-frontdesk_session when the service runs over HTTPS"},
                 "deviceToken": {"type": "http", "scheme": "bearer"},
             },
         },
         "paths": {
+            "/readings": {
+                "post": {
+                    "summary": "Readings from a station gateway; replays (same reading_id) change nothing",
+                    "security": [{"deviceToken": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["readings"],
+                        "properties": {"gateway": {"type": "string"},
+                                       "readings": {"type": "array", "maxItems": 1000, "items": reading}}}}}},
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {
+                            "accepted": {"type": "integer"},
+                            "rejected": {"type": "array", "items": {"type": "object", "properties": {
+                                "index": {"type": "integer"}, "error": {"type": "string"}}}}}},
+                            "Valid readings stored; each invalid one listed with the field at fault"),
+                        "400": _json(_ERROR, "Body is not an object with a list of readings, or too many"),
+                        "401": _json(_ERROR, "Unknown or revoked gateway token"),
+                    },
+                },
+            },
+            "/devices": {
+                "get": {
+                    "summary": "Status of the devices this server reads itself",
+                    "security": [{"staffSession": []}],
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {
+                            "devices": {"type": "array", "items": device}}}, "Device status"),
+                        "401": _json(_ERROR, "Not signed in"),
+                        "403": _json(_ERROR, "Role not allowed"),
+                    },
+                },
+            },
             "/outbox": {
                 "get": {
                     "summary": "Outbox counts by state, oldest undelivered age, dead and pending messages",

@@ -51,7 +51,11 @@ def serve(config: Config) -> None:
     from server.interfaces import service_parts
     from server.runtime import run_server
 
-    run_server(config, background=lambda app: service_parts(app, config))
+    try:
+        run_server(config, background=lambda app: service_parts(app, config))
+    except OSError as exc:
+        fail(f"cannot start: {exc.strerror or exc} (web {config.web.host}:{config.web.port}, "
+             f"HL7 {config.hl7.listen_host}:{config.hl7.listen_port})")
 
 
 @click.command()

@@ -1,13 +1,9 @@
 """The visit state machine: the one place that says which state may follow which.
 
-::
-
-    expected ──▶ arrived ──▶ roomed ──▶ vitals_taken ──▶ checked_out
-       │  ▲        │  │        │                           ▲
-       │  └────────┘  └────────┼───────────────────────────┤
-       ├──▶ cancelled ◀────────┘ (from expected or arrived) │
-       └──▶ no_show ──▶ arrived (late arrival)              │
-                        roomed ─────────────────────────────┘
+The straight line is ``expected → arrived → roomed → vitals_taken →
+checked_out``; the other edges are ``arrived → expected``, ``arrived →
+checked_out``, ``roomed → checked_out``, ``expected → cancelled``, ``arrived →
+cancelled``, ``expected → no_show`` and ``no_show → arrived``.
 
 Why these edges beyond the straight line:
 

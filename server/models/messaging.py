@@ -81,7 +81,8 @@ class ServiceLease(Base):
 
     On SQLite only one outbox dispatcher may run: the database has no row locks
     to share the work safely, so the dispatcher holds ``outbox-dispatcher`` and
-    renews it on every claim. A crashed holder's lease simply expires.
+    renews it while it works (see :mod:`server.services.outbox`). A crashed
+    holder's lease simply expires.
     """
 
     __tablename__ = "service_lease"

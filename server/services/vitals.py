@@ -30,6 +30,8 @@ from server.services.context import Clock
 log = logging.getLogger("frontdesk.vitals")
 
 MAX_BATCH = 1000
+VALUE_DIGITS = 32
+"""The longest value text stored (``Observation.value``); no vital sign comes near it."""
 
 
 class InvalidReading(ValueError):
@@ -92,6 +94,8 @@ class IncomingReading:
             raise InvalidReading("value: must be a decimal string or null") from None
         if value is not None and not value.is_finite():
             raise InvalidReading("value: must be finite")
+        if value is not None and len(str(value)) > VALUE_DIGITS:
+            raise InvalidReading(f"value: at most {VALUE_DIGITS} characters")
         flags = data.get("flags", [])
         if not isinstance(flags, list) or not all(isinstance(f, str) and len(f) <= 32 for f in flags):
             raise InvalidReading("flags: must be a list of short strings")

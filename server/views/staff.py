@@ -50,6 +50,10 @@ def login() -> ResponseReturnValue:
     """Sign in. Every failure renders the same page with the same message and status."""
     form = SignInForm()
     if form.validate_on_submit():
+        previous = request.cookies.get(session_cookie_name())
+        if previous:
+            # A shared workstation: whoever was signed in on this browser is signed out, whatever happens next.
+            services().staff.sign_out(previous, client_address())
         try:
             token = services().staff.sign_in(form.username.data or "", form.password.data or "",
                                              client_address())
@@ -122,6 +126,7 @@ def outbox() -> str:
     """Messages to the records system that need attention: dead letters first, then those waiting."""
     svc = services()
     held = [*svc.outbox.list(status="dead"), *svc.outbox.list(status="pending")]
+    svc.outbox.record_view(len(held), actor=signed_in_staff().actor(client_address()))
     return render_template("staff/outbox.html", stats=svc.outbox.stats(), messages=held, action_form=OutboxActionForm(),
                            staff=signed_in_staff(), sign_out=SignOutForm())
 

@@ -69,6 +69,7 @@ def test_no_reading_keeps_its_flags_and_no_value(client: FlaskClient, token: str
     ({"unit": "kg"}, "unit"),
     ({"value": "lots"}, "value"),
     ({"value": "NaN"}, "value"),
+    ({"value": "1" * 40}, "value"),
     ({"host_time": "yesterday"}, "host_time"),
     ({"host_time": "2026-11-26T14:00:00"}, "host_time"),
     ({"reading_id": ""}, "reading_id"),

@@ -193,3 +193,16 @@ def test_over_https_the_cookie_is_secure_and_cross_site_posts_refused(staff: Sta
                            headers={"Referer": "https://frontdesk.test/staff/login"})
     cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(SESSION_COOKIE + "="))
     assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_signing_in_ends_the_previous_session_on_that_browser(staff: StaffActions, client: FlaskClient,
+                                                              services: Services) -> None:
+    staff.create("alice", "front_desk")
+    staff.create("bob", "assistant")
+    staff.sign_in("alice")
+    alice_token = client.get_cookie(SESSION_COOKIE)
+    assert alice_token is not None
+    staff.sign_in("bob")
+    client.set_cookie(SESSION_COOKIE, alice_token.value)
+    assert client.get("/staff/").status_code == 302
+    assert ("auth.sign_out", "success", "") in audit_actions(services)

@@ -39,6 +39,9 @@ def test_front_desk_sees_and_retries_a_dead_letter(staff: StaffActions, client: 
     assert page.status_code == 200
     assert "FDDEAD0000000000001" in page.text and "PID-3 unknown to the receiver" in page.text
     assert "dead: 1" in page.text
+    with services.uow.begin() as session:
+        viewed = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "outbox.viewed")).all()
+        assert viewed == ["shown=1"]
     response = client.post(f"/staff/outbox/{dead_letter}", data={"csrf_token": csrf_token(page.text),
                                                                   "action": "retry"})
     assert response.status_code == 302
