@@ -22,6 +22,8 @@ import typing as t
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
 
 from devices import config as device_config
 from devices import drivers
@@ -62,10 +64,19 @@ class WebConfig:
 
     ``secure_cookies`` must be true whenever the service is reached over HTTPS
     (directly or behind a proxy); ``production`` refuses to start without it.
+    ``timezone`` is the clinic's (an IANA name such as ``America/Chicago``): it
+    decides what "today" is on staff pages and how HL7 times sent without an
+    offset are read.
     """
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The clinic's time zone (validated when the configuration is loaded)."""
+        return ZoneInfo(self.timezone)
 
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=_range(1, 65535))
+    timezone: str = "UTC"
     secret_key: str = ""
     idle_timeout_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
     absolute_timeout_hours: int = field(default=12, metadata=_range(1, 24 * 7))
@@ -192,6 +203,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
         raise ConfigError("devices: must be an array of tables ([[devices]])")
     _check_devices(devices)
     _check_tls(sections["hl7"])
+    try:
+        ZoneInfo(sections["web"].timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"web.timezone: must be an IANA time zone such as America/Chicago, "
+                          f"got {sections['web'].timezone!r}") from None
     for entry in sections["hl7"].allowed_senders:
         try:
             parse_allowed_sender(entry)

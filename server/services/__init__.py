@@ -56,7 +56,7 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     outbox = Outbox(uow=uow, clock=clock, audit=audit)
     messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
     patients = Patients(uow=uow, clock=clock, audit=audit)
-    visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages)
+    visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
     return Services(
         uow=uow,
         clock=clock,
@@ -67,7 +67,7 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         patients=patients,
         outbox=outbox,
         visits=visits,
-        inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits),
+        inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits, zone=config.web.zone),
         vitals=Vitals(uow=uow, clock=clock),
         health=Health(engine=engine),
     )

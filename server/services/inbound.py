@@ -127,7 +127,8 @@ class Inbound:
     """Applies inbound SIU and ADT messages and answers each with an ACK."""
 
     def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, patients: Patients,
-                 visits: Visits) -> None:
+                 visits: Visits, zone: dt.tzinfo = dt.UTC) -> None:
+        self.zone = zone
         self.uow = uow
         self.clock = clock
         self.audit = audit
@@ -255,7 +256,7 @@ class Inbound:
             self._merge(session, message, patient_id, actor)
 
     def _schedule(self, session: Session, message: Message, event: str, patient_id: int, actor: Actor) -> None:
-        record = appointment_record(message, event)
+        record = appointment_record(message, event, self.zone)
         appointment_id = self.patients.schedule_in(session, patient_id, record, actor=actor)
         target = SIU_VISIT.get(event)
         if target is None:
@@ -351,8 +352,11 @@ def _date(segment: Segment, field: int, what: str) -> dt.date | None:
         raise bad_value(segment.name, field, f"{what} must be a date YYYYMMDD") from None
 
 
-def parse_timestamp(text: str) -> dt.datetime:
-    """An HL7 DTM (``YYYYMMDD[HH[MM[SS[.S+]]]][+/-ZZZZ]``) as an aware datetime; no offset means UTC.
+def parse_timestamp(text: str, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """An HL7 DTM (``YYYYMMDD[HH[MM[SS[.S+]]]][+/-ZZZZ]``) as an aware datetime.
+
+    HL7 reads a time without an offset as the sender's local time; ``zone`` is
+    that time zone (the clinic's).
 
     :raises ValueError: for anything else.
     """
@@ -367,7 +371,7 @@ def parse_timestamp(text: str) -> dt.datetime:
         raise ValueError(text)
     moment = dt.datetime.strptime(body, formats[len(body)])
     if offset is None:
-        return moment.replace(tzinfo=dt.UTC)
+        return moment.replace(tzinfo=zone)
     if len(offset) != 5 or not offset[1:].isdigit():
         raise ValueError(text)
     minutes = int(offset[1:3]) * 60 + int(offset[3:5])
@@ -419,8 +423,8 @@ def patient_record(pid: Segment, in1_segments: tuple[Segment, ...]) -> PatientRe
     return record
 
 
-def appointment_record(message: Message, event: str) -> AppointmentRecord:
-    """SCH with its AIL/AIP/AIS (and TQ1) as an :class:`AppointmentRecord`."""
+def appointment_record(message: Message, event: str, zone: dt.tzinfo = dt.UTC) -> AppointmentRecord:
+    """SCH with its AIL/AIP/AIS (and TQ1) as an :class:`AppointmentRecord`; times without an offset are in ``zone``."""
     sch = message.segment("SCH")
     if sch is None:
         raise Rejected("AE", ErrorDetail("SCH segment is required", code="100", segment="SCH"))
@@ -432,7 +436,7 @@ def appointment_record(message: Message, event: str) -> AppointmentRecord:
     if not start_text:
         raise missing("SCH", 11, "appointment start (SCH-11.4, TQ1-7 or AIS-4)")
     try:
-        start = parse_timestamp(start_text)
+        start = parse_timestamp(start_text, zone)
     except ValueError:
         raise bad_value("SCH", 11, f"appointment start {start_text!r} is not a timestamp") from None
     duration = sch.value(9)

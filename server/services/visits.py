@@ -41,19 +41,27 @@ class VisitSummary:
 class Visits:
     """Visit queries and transitions, each audited."""
 
-    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, messages: OutboundMessages) -> None:
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, messages: OutboundMessages,
+                 zone: dt.tzinfo = dt.UTC) -> None:
+        self.zone = zone
         self.uow = uow
         self.clock = clock
         self.audit = audit
         self.messages = messages
 
+    def today(self) -> dt.date:
+        """The clinic's date now."""
+        return self.clock.now().astimezone(self.zone).date()
+
     def for_day(self, day: dt.date, *, actor: Actor) -> list[VisitSummary]:
-        """Visits whose appointment starts on ``day`` (UTC), earliest first; one audit row per patient."""
-        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        """Visits whose appointment starts on ``day`` in the clinic's time zone, earliest first, with times
+        in that zone; one audit row per patient."""
+        start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone)
+        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=self.zone)
         with self.uow.begin() as session:
             rows = session.scalars(
                 select(Visit).join(Appointment)
-                .where(Appointment.start_at >= start, Appointment.start_at < start + dt.timedelta(days=1))
+                .where(Appointment.start_at >= start, Appointment.start_at < end)
                 .order_by(Appointment.start_at, Visit.id)
                 .options(joinedload(Visit.patient), joinedload(Visit.appointment))).all()
             summaries = []
@@ -63,7 +71,7 @@ class Visits:
                                   resource_type="visit", resource_id=visit.id)
                 summaries.append(VisitSummary(
                     visit.id, visit.state, f"{patient.family_name}, {patient.given_name}", patient.birth_date,
-                    appointment.start_at if appointment else None,
+                    appointment.start_at.astimezone(self.zone) if appointment else None,
                     appointment.provider_name if appointment else "", appointment.location if appointment else ""))
             return summaries
 

@@ -51,7 +51,7 @@ def visits() -> Response:
     staff = signed_in_staff()
     raw = request.args.get("date")
     try:
-        day = dt.date.fromisoformat(raw) if raw else services().clock.now().date()
+        day = dt.date.fromisoformat(raw) if raw else services().visits.today()
     except ValueError:
         abort(400, description="date: expected YYYY-MM-DD")
     rows = services().visits.for_day(day, actor=staff.actor(client_address()))

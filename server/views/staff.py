@@ -89,7 +89,7 @@ def logout() -> ResponseReturnValue:
 def home() -> str:
     """Today's visits, with the actions the signed-in role may take."""
     staff = signed_in_staff()
-    today = services().clock.now().date()
+    today = services().visits.today()
     visits = services().visits.for_day(today, actor=staff.actor(client_address()))
     return render_template("staff/home.html", visits=visits, today=today, staff=staff,
                            state_form=VisitStateForm(), sign_out=SignOutForm())

@@ -78,6 +78,7 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     ("devices = 3\n", {}, "devices: must be an array of tables"),
     ("[hl7]\nallowed_senders = [\"EHR\"]\n", {}, "hl7.allowed_senders: expected APPLICATION^FACILITY"),
     ("[hl7]\ntls_require_client_cert = true\n", {}, "hl7.tls_require_client_cert: needs hl7.tls_cert"),
+    ("[web]\ntimezone = \"Mars/Olympus\"\n", {}, "web.timezone: must be an IANA time zone"),
     ("[hl7]\ntls_cert = \"a.pem\"\n", {}, "hl7.tls_cert and hl7.tls_key: give both or neither"),
     ("[hl7]\ndestination_tls_cert = \"c.pem\"\ndestination_tls_key = \"k.pem\"\n", {},
      "hl7.destination_tls_ca: must be set"),
