@@ -109,6 +109,19 @@ def users_add(config: Config, username: str, role: str, display_name: str, passw
     click.echo(f"user {username.strip().lower()} created (id {user_id}, role {role})")
 
 
+@users.command("disable")
+@click.argument("username")
+@with_config
+def users_disable(config: Config, username: str) -> None:
+    """Disable a staff user and sign them out everywhere at once."""
+    services = open_services(config)
+    try:
+        ended = services.staff.disable(username)
+    except AccountError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    click.echo(f"user {username.strip().lower()} disabled; {ended} session(s) ended")
+
+
 @click.group()
 def kiosks() -> None:
     """Check-in kiosks."""

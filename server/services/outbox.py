@@ -164,8 +164,6 @@ class Outbox:
                                           .group_by(OutboxMessage.status)).all())
             oldest = session.scalar(select(func.min(OutboxMessage.created_at))
                                     .where(OutboxMessage.status.in_(("pending", "sending"))))
-        if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=dt.UTC)
         return {
             "counts": {state: int(counts.get(state, 0)) for state in
                        ("pending", "sending", "sent", "dead", "discarded")},

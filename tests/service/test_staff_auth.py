@@ -206,3 +206,13 @@ def test_signing_in_ends_the_previous_session_on_that_browser(staff: StaffAction
     client.set_cookie(SESSION_COOKIE, alice_token.value)
     assert client.get("/staff/").status_code == 302
     assert ("auth.sign_out", "success", "") in audit_actions(services)
+
+
+def test_disabling_a_user_ends_their_sessions_and_refuses_sign_in(staff: StaffActions, client: FlaskClient,
+                                                                  services: Services) -> None:
+    staff.create("alice", "front_desk")
+    staff.sign_in("alice")
+    assert services.staff.disable("Alice") == 1
+    assert client.get("/staff/").status_code == 302
+    assert "Sign-in failed" in staff.sign_in("alice").text
+    assert ("staff.user_disabled", "success", "") in audit_actions(services)
