@@ -530,7 +530,7 @@ ASCII_MARKS: dict[str, str] = {"F": "fast_averaging", "*": "event_marked"}
 
 
 class AsciiDecoder(LineDecoder):
-    """``SPO2=XXX HR=YYY`` lines (optionally ``HH:MM:SS`` first, `` F`` or ``*`` after), one pair per line.
+    """``SPO2=ddd HR=ddd`` lines (d a digit) (optionally ``HH:MM:SS`` first, `` F`` or ``*`` after), one pair per line.
 
     The 9847's time prefix has no date, so it is not used as a device time; the
     host receive time orders these readings.
@@ -591,7 +591,7 @@ DESCRIPTIONS: dict[str, str] = {
     "df7": "Nonin data format 7 (75 frames/s, 16-bit pleth, checksummed)",
     "df8": "Nonin data format 8 (SpO2 and pulse once a second, no checksum)",
     "df13": "Nonin data format 13 (SmartPoint spot check with device time and memory replay)",
-    "ascii": "Nonin ASCII models (SPO2=XXX HR=YYY lines; Avant 9600/7500FO want 2 stop bits)",
+    "ascii": "Nonin ASCII models (SPO2=ddd HR=ddd lines; Avant 9600/7500FO want 2 stop bits)",
 }
 
 for _format, _description in DESCRIPTIONS.items():
