@@ -12,6 +12,8 @@ import click
 
 from hl7.er7 import ParseError
 from hl7.er7 import load_messages
+from hl7.mllp import END_BLOCK
+from hl7.mllp import START_BLOCK
 from hl7.mllp import MLLPDecoder
 from hl7.mllp import MLLPProtocolError
 from server.cli.common import EXIT_CONFIG
@@ -25,8 +27,7 @@ from server.logs import configure as configure_logging
 from server.services.context import Actor
 from server.services.outbox import OutboxError
 
-START_BLOCK = b"\x0b"
-INTER_FRAME_BREAKS = re.compile(rb"\x1c\r?[\r\n]*")
+INTER_FRAME_BREAKS = re.compile(re.escape(END_BLOCK) + rb"\r?[\r\n]*")
 
 
 def register(main: click.Group) -> None:
@@ -157,7 +158,7 @@ def split_file(data: bytes) -> list[bytes]:
     if not data.lstrip(b"\r\n").startswith(START_BLOCK):
         return load_messages(data)
     decoder = MLLPDecoder()
-    frames = decoder.feed(INTER_FRAME_BREAKS.sub(b"\x1c\r", data.strip(b"\r\n")))
+    frames = decoder.feed(INTER_FRAME_BREAKS.sub(END_BLOCK + b"\r", data.strip(b"\r\n")))
     if decoder.in_frame:
         raise MLLPProtocolError("the last frame has no end block")
     return frames

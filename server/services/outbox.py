@@ -134,11 +134,14 @@ class Outbox:
             return [OutboxRow(r.id, r.control_id, r.message_type, r.ordering_key, r.status, r.attempts,
                               r.created_at, r.next_attempt_at, r.last_error) for r in session.scalars(query)]
 
-    def record_view(self, shown: int, *, actor: Actor) -> None:
-        """Audit that staff saw held messages: their errors are the receiver's text and may quote patient data."""
+    def held(self, *, actor: Actor, limit: int = 100) -> t.Sequence[OutboxRow]:
+        """The messages that need staff attention, dead letters first, then those waiting; the view is audited
+        because their errors are the receiver's text and may quote patient data."""
+        rows = [*self.list(status="dead", limit=limit), *self.list(status="pending", limit=limit)]
         with self.uow.begin() as session:
             self.audit.record(session, actor, "outbox.viewed", resource_type="outbox_message",
-                              detail=f"shown={shown}")
+                              detail=f"shown={len(rows)}")
+        return rows
 
     def retry(self, message_id: int, *, actor: Actor) -> None:
         """Send a dead (or waiting) message again now, with a fresh attempt budget and the same MSH-10.

@@ -72,8 +72,7 @@ def outbox() -> Response:
     """Outbox health: counts by state, oldest undelivered age, and the messages needing attention."""
     svc = services()
     stats = svc.outbox.stats()
-    held = [*svc.outbox.list(status="dead", limit=100), *svc.outbox.list(status="pending", limit=100)]
-    svc.outbox.record_view(len(held), actor=signed_in_staff().actor(client_address()))
+    held = svc.outbox.held(actor=signed_in_staff().actor(client_address()))
     return jsonify(**stats, messages=[{
         "id": row.id, "control_id": row.control_id, "message_type": row.message_type, "status": row.status,
         "attempts": row.attempts, "created_at": row.created_at.isoformat(),

@@ -125,8 +125,7 @@ def _secure() -> bool:
 def outbox() -> str:
     """Messages to the records system that need attention: dead letters first, then those waiting."""
     svc = services()
-    held = [*svc.outbox.list(status="dead"), *svc.outbox.list(status="pending")]
-    svc.outbox.record_view(len(held), actor=signed_in_staff().actor(client_address()))
+    held = svc.outbox.held(actor=signed_in_staff().actor(client_address()))
     return render_template("staff/outbox.html", stats=svc.outbox.stats(), messages=held, action_form=OutboxActionForm(),
                            staff=signed_in_staff(), sign_out=SignOutForm())
 
