@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PEERS := $(VENV)/peers
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-postgres bench lint clean
+.PHONY: demo test test-postgres bench lint clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,10 +22,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/frontdesk demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/pytest
 
-test-postgres: $(STAMP)
+# End-to-end tests drive the system Chromium (Playwright cannot download its own
+# browser here). As root, install Debian's package when it is missing; otherwise
+# say exactly what to install.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The end-to-end tests need Chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu)."; exit 1; \
+	  fi; }
+
+test-postgres: $(STAMP) chromium
 	FRONTDESK_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m postgres
 
 bench: $(STAMP)
