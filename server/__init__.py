@@ -28,6 +28,7 @@ from server.config import ensure_secret_key
 from server.config import load_config
 from server.db import make_engine
 from server.extensions import csrf
+from server.live import make_hub
 from server.services import build_services
 from server.services.context import Clock
 
@@ -59,7 +60,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.web.trusted_proxies)
     engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None)
-    app.extensions["frontdesk"] = build_services(config, engine, secret=secret, clock=clock)
+    app.extensions["frontdesk"] = build_services(config, engine, secret=secret, clock=clock,
+                                                 live=make_hub(config.database_url, config.database.schema))
     app.extensions["frontdesk.engine"] = engine
     csrf.init_app(app)
     security.install(app, secure=config.web.secure_cookies)

@@ -79,6 +79,8 @@ def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Bac
         if not stopping.is_set():
             raise
     finally:
+        # Open live pages end their streams first, so no request thread is left waiting on the hub.
+        app.extensions["frontdesk"].live.close()
         for part in reversed(started):
             part.stop()
         app.extensions["frontdesk.engine"].dispose()

@@ -120,6 +120,7 @@ def app(config: Config, clock: FrozenClock) -> t.Iterator[Flask]:
     """The application, on the test database and the frozen clock."""
     application = create_app(config, clock=clock)
     yield application
+    application.extensions["frontdesk"].live.close()
     application.extensions["frontdesk.engine"].dispose()
 
 

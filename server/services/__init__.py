@@ -14,6 +14,8 @@ from sqlalchemy import Engine
 
 from server.config import Config
 from server.db import UnitOfWork
+from server.live import Hub
+from server.live import LocalHub
 from server.services.audit import AuditTrail
 from server.services.context import Clock
 from server.services.context import SystemClock
@@ -43,14 +45,19 @@ class Services:
     inbound: Inbound
     vitals: Vitals
     health: Health
+    live: Hub
 
 
-def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None) -> Services:
+def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None,
+                   live: Hub | None = None) -> Services:
     """Wire the services for ``engine`` with the policies from ``config``.
 
     :param secret: the instance secret, used as the pepper of keyed hashes.
+    :param live: where services announce committed changes (:func:`server.live.make_hub`);
+        in-process only when omitted (CLI commands).
     """
     clock = clock or SystemClock()
+    live = live or LocalHub()
     uow = UnitOfWork(engine)
     audit = AuditTrail(clock=clock)
     outbox = Outbox(uow=uow, clock=clock, audit=audit)
@@ -70,4 +77,5 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits, zone=config.web.zone),
         vitals=Vitals(uow=uow, clock=clock),
         health=Health(engine=engine),
+        live=live,
     )

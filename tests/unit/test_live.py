@@ -1,0 +1,83 @@
+"""The in-process live hub and the Server-Sent Events text it becomes."""
+
+from __future__ import annotations
+
+import threading
+
+from server.live import QUEUE_LIMIT
+from server.live import RESYNC
+from server.live import Event
+from server.live import LocalHub
+from server.live import sse_stream
+
+
+def test_an_event_reaches_the_subscribers_of_its_channel_only() -> None:
+    hub = LocalHub()
+    station = hub.subscribe(["station:room1"])
+    board = hub.subscribe(["board"])
+    hub.publish("station:room1", "reading", {"metric": "spo2", "value": "97"})
+    event = station.get(timeout=1)
+    assert event is not None and (event.kind, event.data) == ("reading", {"metric": "spo2", "value": "97"})
+    assert board.get(timeout=0.01) is None
+
+
+def test_events_keep_their_order_and_increasing_ids() -> None:
+    hub = LocalHub()
+    subscription = hub.subscribe(["board"])
+    for n in range(5):
+        hub.publish("board", "visit", {"n": n})
+    events = [subscription.get(timeout=1) for _ in range(5)]
+    assert [e.data["n"] for e in events if e] == [0, 1, 2, 3, 4]
+    assert [e.seq for e in events if e] == sorted(e.seq for e in events if e)
+
+
+def test_a_reader_that_falls_behind_is_told_to_resync_instead_of_missing_events_silently() -> None:
+    hub = LocalHub()
+    subscription = hub.subscribe(["board"])
+    for n in range(QUEUE_LIMIT + 10):
+        hub.publish("board", "visit", {"n": n})
+    first = subscription.get(timeout=1)
+    assert first is not None and first.kind == RESYNC
+    hub.publish("board", "visit", {"n": "after"})
+    after = subscription.get(timeout=1)
+    assert after is not None and after.data == {"n": "after"}
+
+
+def test_closing_the_hub_wakes_a_blocked_reader() -> None:
+    hub = LocalHub()
+    subscription = hub.subscribe(["board"])
+    got: list[Event | None] = []
+    reader = threading.Thread(target=lambda: got.append(subscription.get(timeout=30)))
+    reader.start()
+    hub.close()
+    reader.join(timeout=5)
+    assert not reader.is_alive() and got == [None] and subscription.closed
+
+
+def test_a_closed_subscription_receives_nothing_more() -> None:
+    hub = LocalHub()
+    subscription = hub.subscribe(["board"])
+    subscription.close()
+    hub.publish("board", "visit", {})
+    assert subscription.get(timeout=0.01) is None
+
+
+def test_sse_text_carries_id_event_and_json_data_then_ends_when_the_hub_closes() -> None:
+    hub = LocalHub()
+    subscription = hub.subscribe(["station:room1"])
+    stream = sse_stream(subscription, heartbeat=60, first=[Event("station:room1", "state", {"devices": 2}, 0)])
+    assert next(stream) == "retry: 2000\n\n"
+    assert next(stream) == 'id: 0\nevent: state\ndata: {"channel":"station:room1","devices":2}\n\n'
+    hub.publish("station:room1", "reading", {"value": "97"})
+    assert next(stream).startswith("id: 1\nevent: reading\ndata: ")
+    hub.close()
+    assert list(stream) == []
+
+
+def test_sse_sends_a_keep_alive_comment_when_nothing_happens() -> None:
+    subscription = LocalHub().subscribe(["board"])
+    stream = sse_stream(subscription, heartbeat=0.05)
+    next(stream)
+    assert next(stream) == ": keep-alive\n\n"
+    stream.close()
+    assert subscription.closed
