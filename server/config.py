@@ -31,6 +31,10 @@ from hl7.listener import parse_allowed_sender
 
 ENV_PREFIX = "FRONTDESK_"
 CONFIG_ENV = "FRONTDESK_CONFIG"
+OTHER_ENV = (CONFIG_ENV, f"{ENV_PREFIX}INSTANCE_DIR", f"{ENV_PREFIX}TEST_DATABASE_URL")
+"""``FRONTDESK_*`` variables that are not ``SECTION_KEY`` overrides (the last one is read by the test suite)."""
+
+DATABASE_DRIVERS = {"sqlite": "SQLite (sqlite:///PATH)", "postgresql": "PostgreSQL with psycopg 3 (postgresql://…)"}
 
 
 class ConfigError(ValueError):
@@ -197,7 +201,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     unknown = sorted(set(raw) - set(_SECTIONS) - {"devices"})
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}]: allowed are {', '.join(sorted(_SECTIONS))}, [[devices]]")
+    _check_environment(env)
     sections = {name: _build_section(name, cls, raw.get(name, {}), env) for name, cls in _SECTIONS.items()}
+    _check_database_url(sections["database"].url)
     devices = raw.get("devices", [])
     if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
         raise ConfigError("devices: must be an array of tables ([[devices]])")
@@ -215,6 +221,39 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
             raise ConfigError(f"hl7.allowed_senders: {exc}") from None
     instance = (instance_dir or Path(env.get(f"{ENV_PREFIX}INSTANCE_DIR", "instance"))).resolve()
     return Config(instance_dir=instance, devices=tuple(devices), **sections)
+
+
+def _check_environment(env: t.Mapping[str, str]) -> None:
+    """Refuse a ``FRONTDESK_*`` variable that sets nothing, as an unknown TOML key is refused.
+
+    A misspelt override (``FRONTDESK_WEB_PORTT``) would otherwise be ignored
+    silently and the service would start with a setting nobody chose.
+    """
+    known = set(OTHER_ENV) | {f"{ENV_PREFIX}{name.upper()}_{f.name.upper()}"
+                              for name, cls in _SECTIONS.items() for f in dataclasses.fields(cls)}
+    unknown = sorted(key for key in env if key.startswith(ENV_PREFIX) and key not in known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting; variables are FRONTDESK_<SECTION>_<KEY> for a key of "
+                          f"[{'], ['.join(_SECTIONS)}], or {', '.join(OTHER_ENV[:2])}")
+
+
+def _check_database_url(url: str) -> None:
+    """Accept only URLs of a backend we support, so a typo is one line at start rather than a traceback."""
+    if not url:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("database.url: not a database URL; supported are " + ", ".join(DATABASE_DRIVERS.values())
+                          ) from None
+    backend, _, driver = parsed.drivername.partition("+")
+    backend = "postgresql" if backend == "postgres" else backend
+    if backend not in DATABASE_DRIVERS or driver not in ("", "psycopg", "pysqlite"):
+        raise ConfigError(f"database.url: {parsed.drivername!r} is not supported; supported are "
+                          + ", ".join(DATABASE_DRIVERS.values()))
 
 
 def _check_tls(hl7: HL7Config) -> None:

@@ -16,6 +16,7 @@ from server.cli import records as records_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="frontdesk", prog_name="frontdesk", message="%(prog)s %(version)s")
 def main() -> None:
     """Frontdesk: clinic check-in kiosk, vitals stations and HL7 interfaces."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import typing as t
+from pathlib import Path
 
 import click
 from sqlalchemy import Engine
@@ -68,10 +69,19 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_database(config: Config) -> Engine:
-    """An engine that has answered once; exits with one line when the database cannot be reached."""
+def open_database(config: Config, *, create: bool = False) -> Engine:
+    """An engine that has answered once; exits with one line when the database cannot be reached.
+
+    :param create: make the SQLite file (and its folder) when it does not exist;
+        only ``db upgrade`` does, so a command that only reads never leaves an
+        empty database behind that ``serve`` would then refuse.
+    """
     if config.database_url.startswith("sqlite"):
-        config.instance_dir.mkdir(parents=True, exist_ok=True)
+        path = make_url(config.database_url).database or ""
+        if path and path != ":memory:" and not Path(path).exists():
+            if not create:
+                fail(f"no database yet at {path}: run 'frontdesk db upgrade'", EXIT_CONFIG)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None)
     try:
         with engine.connect():

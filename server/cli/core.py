@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from sqlalchemy import Engine
 
 from server import migrate
 from server.cli.common import EXIT_CONFIG
@@ -44,10 +45,7 @@ def serve(config: Config) -> None:
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     engine = open_database(config)
-    current, head = migrate.current_revision(engine), migrate.head_revision()
-    if current != head:
-        fail(f"database schema is at {current or 'nothing (empty database)'} but this version needs {head}: "
-             "run 'frontdesk db upgrade'", EXIT_CONFIG)
+    require_current_schema(engine)
     from server.interfaces import service_parts
     from server.runtime import run_server
 
@@ -77,7 +75,7 @@ def db() -> None:
 @with_config
 def db_upgrade(config: Config) -> None:
     """Bring the database schema to this version (idempotent)."""
-    engine = open_database(config)
+    engine = open_database(config, create=True)
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
     after = migrate.current_revision(engine)
@@ -161,6 +159,15 @@ def _add_device(config: Config, kind: str, name: str, location: str) -> None:
 def open_services(config: Config) -> Services:
     """The services on the configured database, which must be reachable and current."""
     engine = open_database(config)
-    if migrate.current_revision(engine) != migrate.head_revision():
-        fail("database schema is not current: run 'frontdesk db upgrade'", EXIT_CONFIG)
+    require_current_schema(engine)
     return build_services(config, engine, secret=ensure_secret_key(config))
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Exit with one line unless the schema is at this version's head (``serve`` never migrates by itself)."""
+    current, head = migrate.current_revision(engine), migrate.head_revision()
+    if current is None:
+        fail("no database yet: run 'frontdesk db upgrade'", EXIT_CONFIG)
+    if current != head:
+        fail(f"database schema is at {current} but this version needs {head}: run 'frontdesk db upgrade' "
+             "(back up first)", EXIT_CONFIG)

@@ -59,6 +59,35 @@ def test_serve_refuses_an_out_of_date_schema(env: dict[str, str]) -> None:
     assert_one_line_error(run(["serve"], env), 2, "run 'frontdesk db upgrade'")
 
 
+def test_version(env: dict[str, str]) -> None:
+    result = run(["--version"], env)
+    assert result.returncode == 0 and re.fullmatch(r"frontdesk \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["outbox", "list"], ["users", "disable", "bob"]])
+def test_commands_before_db_upgrade_say_so_and_leave_no_empty_database(env: dict[str, str], tmp_path: Path,
+                                                                       command: list[str]) -> None:
+    assert_one_line_error(run(command, env), 2, "no database yet")
+    assert not (tmp_path / "instance" / "frontdesk.db").exists()
+    assert run(["db", "upgrade"], env).returncode == 0
+    assert (tmp_path / "instance" / "frontdesk.db").exists()
+
+
+@pytest.mark.parametrize(("url", "text"), [
+    ("mysql://user:hunter2@db/frontdesk", "'mysql' is not supported; supported are SQLite"),
+    ("not a url", "database.url: not a database URL"),
+])
+def test_unsupported_database_url_is_one_line_naming_the_drivers(env: dict[str, str], url: str, text: str) -> None:
+    result = run(["outbox", "list"], {**env, "FRONTDESK_DATABASE_URL": url})
+    assert_one_line_error(result, 2, text)
+    assert "hunter2" not in result.stderr
+
+
+def test_unknown_environment_variable_is_refused_like_an_unknown_key(env: dict[str, str]) -> None:
+    assert_one_line_error(run(["serve"], {**env, "FRONTDESK_WEB_PORTT": "9000"}), 2,
+                          "FRONTDESK_WEB_PORTT: unknown setting")
+
+
 def test_unknown_role_and_short_password(env: dict[str, str]) -> None:
     assert run(["db", "upgrade"], env).returncode == 0
     assert_one_line_error(run(["users", "add", "bob", "--role", "surgeon", "--password-stdin"], env,
