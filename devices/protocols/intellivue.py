@@ -154,7 +154,7 @@ RELEASE_REQUEST = bytes.fromhex("0918c11661803080020101a080628080010000000000000
 
 PHYSIO_IDS: dict[int, str] = {
     0x4BB8: "spo2",                   # NOM_PULS_OXIM_SAT_O2 = 19384 (a), OpenICE ObservedValue.java (b)
-    0x4822: "pulse_oximeter",         # NOM_PLETH_PULS_RATE = 18466 (a, b); intellivue.map -> MDC_PULS_OXIM_PULS_RATE (c)
+    0x4822: "pulse_oximeter",         # NOM_PLETH_PULS_RATE = 18466 (a, b); -> MDC_PULS_OXIM_PULS_RATE (c)
     0xF0E5: "pulse_nibp",             # NOM_PRESS_BLD_NONINV_PULS_RATE = 61669 (a, b); -> MDC_PULS_RATE_NON_INV (c)
     0x4A05: "systolic",               # NOM_PRESS_BLD_NONINV_SYS = 18949 (a, b)
     0x4A06: "diastolic",              # NOM_PRESS_BLD_NONINV_DIA = 18950 (a)

@@ -36,9 +36,10 @@ What the decoders call a reading, and why:
   reason to drop a frame.
 * DF8 has no checksum: its only sync rule is that the first byte of a frame is
   the only one with bit 7 set, which random bytes satisfy often. A DF8 frame is
-  therefore trusted only when its SpO2 is in range and it is directly followed
-  by another such frame; once two frames agree the decoder is locked and emits
-  each following frame as it arrives.
+  therefore trusted only when its SpO2 (0-100, 127) and pulse (18-321, 511; the
+  ranges of spec p. 1) are possible and it is one of :data:`DF8_LOCK_FRAMES`
+  such frames in a row; once locked, the decoder emits each following frame as
+  it arrives.
 * DF2 and DF7 values are spread over a 25-frame packet, so a packet is decoded
   only when all 25 frames arrived intact from the frame carrying SYNC.
 
@@ -381,39 +382,54 @@ def encode_df8(hr: int, spo2: int, flags: frozenset[str], layout: str = "onyx-95
     return bytes(frame)
 
 
+DF8_LOCK_FRAMES = 4
+"""Consecutive well-formed frames that establish the alignment before the first of them is trusted."""
+HR_RANGE = range(18, 322)
+"""The 9560's pulse rate range, 18 to 321 /min (spec p. 1); with 511 (no data) the only HR a frame may carry."""
+
+
 class Df8Decoder(_FormatSelect):
-    """DF8 decoder: sync on bit 7, trust a frame only once the next one confirms the alignment.
+    """DF8 decoder: sync on bit 7, trust frames only once :data:`DF8_LOCK_FRAMES` in a row line up.
+
+    Without a checksum, a frame is judged by what the spec fixes: bit 7 set in
+    byte 1 only, SpO2 0-100 or 127, pulse 18-321 or 511. Random bytes pass that
+    about once in 35 positions, so the alignment is trusted only after four such
+    frames in a row (four seconds of stream at connect); while locked, each
+    frame is emitted as it arrives, bytes with bit 7 clear between frames (line
+    noise that cannot start a frame) are skipped, and one bad frame drops the
+    lock.
 
     :param df8_layout: a key of :data:`DF8_LAYOUTS` (the ``[[devices]]`` option of the same name).
     """
 
     def __init__(self, df8_layout: str = "onyx-9560") -> None:
-        super().__init__(FORMAT_CODES["df8"], 2 * DF8_FRAME, 64)
+        super().__init__(FORMAT_CODES["df8"], DF8_LOCK_FRAMES * DF8_FRAME, 64)
         self._bits = DF8_LAYOUTS[df8_layout]
-        self._pending: bytes | None = None
+        self._pending: list[bytes] = []
         self._locked = False
         self._conditions = ConditionTracker()
 
     @property
     def buffered(self) -> int:
-        """Bytes held: an incomplete frame plus a frame awaiting confirmation."""
-        return len(self._buf) + (DF8_FRAME if self._pending else 0)
+        """Bytes held: an incomplete frame plus the frames awaiting confirmation."""
+        return len(self._buf) + DF8_FRAME * len(self._pending)
 
     def _valid(self, i: int) -> bool:
         buf = self._buf
         if buf[i + 1] & 0x80 or buf[i + 2] & 0x80 or buf[i + 3] & 0x80:
             return False
         spo2 = buf[i + 2]
-        return spo2 <= 100 or spo2 == NONIN_MISSING_SPO2
+        hr = (buf[i] & 0x03) << 7 | buf[i + 1]
+        return (spo2 <= 100 or spo2 == NONIN_MISSING_SPO2) and (hr in HR_RANGE or hr == NONIN_MISSING_HR)
 
     def _lose_lock(self, out: list[Event]) -> None:
-        if self._pending is not None:
-            self._discards.add(DF8_FRAME, "unconfirmed frame", out)
-            self._pending = None
+        if self._pending:
+            self._discards.add(DF8_FRAME * len(self._pending), "unconfirmed frame", out)
+            self._pending.clear()
         self._locked = False
 
     def _scan(self, buf: bytearray, out: list[Event]) -> int:
-        """Decode the frames in ``buf``; a frame is emitted only once the next one confirms the alignment."""
+        """Decode the frames in ``buf``; frames are emitted only once the alignment is confirmed."""
         i = 0
         n = len(buf)
         while i < n:
@@ -421,7 +437,9 @@ class Df8Decoder(_FormatSelect):
                 i += 1
                 continue
             if not buf[i] & 0x80:
-                self._lose_lock(out)
+                # Never a frame start: skipped, and a locked stream stays locked (a glitch between frames).
+                if not self._locked:
+                    self._lose_lock(out)
                 self._discards.add(1, "no sync", out)
                 i += 1
                 continue
@@ -436,13 +454,13 @@ class Df8Decoder(_FormatSelect):
             i += DF8_FRAME
             if self._locked:
                 self._emit(frame, out)
-            elif self._pending is not None:
+                continue
+            self._pending.append(frame)
+            if len(self._pending) == DF8_LOCK_FRAMES:
                 self._locked = True
-                self._emit(self._pending, out)
-                self._pending = None
-                self._emit(frame, out)
-            else:
-                self._pending = frame
+                for confirmed in self._pending:
+                    self._emit(confirmed, out)
+                self._pending.clear()
         return i
 
     def _emit(self, frame: bytes, out: list[Event]) -> None:

@@ -15,8 +15,9 @@ the layouts that module cites from the OEM spec. Scenarios:
   random, as the spec allows; the values must come through unchanged.
 * ``perfusion`` (DF2/DF7): each packet has a green pulse then a red one, which
   is a red packet, not a yellow one.
-* ``garbage``: noise before one unit in three and one corrupted unit in four (DF8 noise keeps
-  bit 7 clear: without a checksum, noise that happens to look like a frame would be a reading).
+* ``garbage``: noise before one unit in three and one corrupted unit in four (DF8: one in six
+  and one in eight, and its noise keeps bit 7 clear: without a checksum, noise that happens to
+  look like a frame would be a reading).
 * ``unplug``: a normal stream; the runner drops and restores the line.
 
 The device answers the set-format command with ACK (``06``) when ZZ names a
@@ -110,9 +111,11 @@ class NoninSimulator:
         unit = self._encode(index, spo2, hr, flags)
         if self._scenario != "garbage":
             return unit
-        if index % 4 == 3:
+        # DF8 needs four clean frames in a row to lock (it has no checksum), so its garbage is sparser.
+        corrupt_every, noise_every = (8, 6) if self._format == "df8" else (4, 3)
+        if index % corrupt_every == corrupt_every - 1:
             unit = self._corrupt(unit)
-        if index % 3:
+        if index % noise_every:
             return unit
         return noise(self._rng, top=0x7F if self._format == "df8" else 0xFF) + unit
 
@@ -133,7 +136,8 @@ class NoninSimulator:
         reserved = self._scenario == "reserved-bits"
         statuses = [nonin.GREEN] * nonin.FRAMES_PER_PACKET
         if self._scenario == "perfusion":
-            statuses[nonin.FRAMES_PER_PACKET // 2:] = [nonin.RED] * (nonin.FRAMES_PER_PACKET - nonin.FRAMES_PER_PACKET // 2)
+            half = nonin.FRAMES_PER_PACKET // 2
+            statuses[half:] = [nonin.RED] * (nonin.FRAMES_PER_PACKET - half)
         for bit in nonin.STREAM_STATUS_BITS:
             if bit.flag in flags:
                 pulse = range(nonin.FRAMES_PER_PACKET)[PULSE_FRAMES if bit.flag == ARTIFACT else slice(None)]

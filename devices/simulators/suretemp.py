@@ -111,9 +111,9 @@ class SureTempSimulator:
                 state, final = 8, OVER_TEMP_KELVIN
         if step == CYCLE - 1:
             self._body = self._new_body_temperature()
-        record = suretemp.TemperatureRecord(final=final, current=current + KELVIN_OFFSET, counter=self._counter, method=method,
-                                            algorithm=algorithm, state=state, error=error, active=active,
-                                            probe_type=probe)
+        record = suretemp.TemperatureRecord(final=final, current=current + KELVIN_OFFSET, counter=self._counter,
+                                            method=method, algorithm=algorithm, state=state, error=error,
+                                            active=active, probe_type=probe)
         return suretemp.encode_packet(suretemp.CMD_TEMPERATURE_RECORD, suretemp.TYPE_GOOD_RESPONSE,
                                       record.to_bytes())
 
