@@ -5,7 +5,10 @@ scenario, conversation included). Our decoder is fed in 1 KiB reads, the way a
 serial read loop hands data over; the baseline, written below, walks the same
 bytes one at a time through a flag/escape state machine with a running checksum
 and then calls the same record decoding. Figures: bytes per second, and that
-rate as a multiple of the line's wire rate (target >= 100x).
+rate as a multiple of the line's wire rate (target >= 100x). The previous
+version of our decoders (``git archive`` of ``BENCH_PREVIOUS_REF``, default
+``main``; see ``_decode_common.PreviousDecoders``) decodes the same bytes in the
+same run, in a subprocess, and its figure is printed beside ours.
 
 Run: ``.venv/bin/python bench/bench_decode_monitors.py``
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import functools
 import typing as t
 
+from _decode_common import PreviousDecoders
 from _decode_common import best_rate
 from _decode_common import wire_rate
 
@@ -143,16 +147,32 @@ NAIVE: dict[str, t.Callable[[bytes], int]] = {
 
 
 def main() -> None:
-    print(f"{'driver':<16}{'stream':>10}{'ours B/s':>14}{'x wire':>9}{'naive B/s':>14}{'x wire':>9}"
-          f"{'speed-up':>10}")
-    for name, naive in NAIVE.items():
-        stream = record(name)
-        ours_rate, ours_events = best_rate(functools.partial(ours, name, stream), len(stream))
-        naive_rate, _ = best_rate(functools.partial(naive, stream), len(stream))
-        wire = wire_rate(drivers.get(name).serial)
-        print(f"{name:<16}{len(stream):>10}{ours_rate:>14,.0f}{ours_rate / wire:>9,.0f}{naive_rate:>14,.0f}"
-              f"{naive_rate / wire:>9,.0f}{ours_rate / naive_rate:>9.1f}x   ({ours_events} events)")
+    previous = PreviousDecoders()
+    print(f"previous version: {previous.ref} at {previous.commit}")
+    print(f"{'driver':<16}{'stream':>10}{'ours B/s':>14}{'x wire':>9}{'prev B/s':>14}{'x wire':>9}"
+          f"{'naive B/s':>14}{'x wire':>9}  readings (ours/prev)")
+    try:
+        for name, naive in NAIVE.items():
+            stream = record(name)
+            ours_rate, _ = best_rate(functools.partial(ours, name, stream), len(stream))
+            naive_rate, _ = best_rate(functools.partial(naive, stream), len(stream))
+            before = previous.rate(name, stream, READ_SIZE)
+            prev_rate, prev_found = before if before else (float("nan"), 0)
+            wire = wire_rate(drivers.get(name).serial)
+            print(f"{name:<16}{len(stream):>10}{ours_rate:>14,.0f}{ours_rate / wire:>9,.0f}{prev_rate:>14,.0f}"
+                  f"{prev_rate / wire:>9,.0f}{naive_rate:>14,.0f}{naive_rate / wire:>9,.0f}  "
+                  f"{readings(name, stream)}/{prev_found}")
+    finally:
+        previous.close()
     print("wire rates: datex-as3 19200 8E1, intellivue-mib and hl7-monitor 115200 8N1 (payload bytes/s)")
+
+
+def readings(name: str, stream: bytes) -> int:
+    """Measurements our decoder finds in ``stream`` (the events figure counts every event)."""
+    decoder = drivers.get(name).decoder()
+    getattr(decoder, "on_connect", lambda: b"")()
+    return sum(type(event).__name__ == "Measurement"
+               for start in range(0, len(stream), READ_SIZE) for event in decoder.feed(stream[start:start + READ_SIZE]))
 
 
 if __name__ == "__main__":

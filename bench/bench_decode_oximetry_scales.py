@@ -5,11 +5,16 @@ For each driver: a simulated stream (normal scenario, about 200 kB) is decoded i
 that rate as a multiple of the wire rate (9600 baud 8N1 = 960 bytes/s). The
 target is 100x the wire rate, so one gateway process can serve many stations.
 
-Baseline, measured in the same run: a naive decoder of the same protocol kept
-in this file, written the obvious way (a list as a sliding window, one byte at
-a time, for the binary formats; a regular expression per line or record for the
-text ones). Both must find the same number of readings, or the comparison is
-void and the script says so.
+Baselines, measured in the same run on the same bytes: the previous version of
+our decoders (``git archive`` of ``BENCH_PREVIOUS_REF``, default ``main``, run
+in a subprocess; see ``_decode_common.PreviousDecoders``), and a naive decoder
+of the same protocol kept in this file, written the obvious way (a list as a
+sliding window, one byte at a time, for the binary formats; a regular expression
+per line or record for the text ones). Ours and the naive one must find the same
+number of readings, or the comparison is void and the script says so; the
+previous version's count is printed beside ours, since where it rejected what
+the vendor documents (Tanita's CS, SureTemp's repeated final record) it differs
+on purpose.
 
 Run: ``.venv/bin/python bench/bench_decode_oximetry_scales.py``
 """
@@ -23,6 +28,7 @@ import struct
 from collections.abc import Callable
 from decimal import Decimal
 
+from _decode_common import PreviousDecoders
 from _decode_common import best_rate
 from _decode_common import wire_rate
 
@@ -153,16 +159,20 @@ def naive_df13(data: bytes) -> int:
 
 
 def naive_suretemp(data: bytes) -> int:
-    seen: set[bytes] = set()
+    last: list[tuple[bool, bytes] | None] = [None]
 
     def decode(frame: list[int]) -> list[Measurement] | None:
         if sum(frame) & 0xFF:
             return None
         final = struct.unpack("<f", bytes(frame[8:12]))[0]
-        key = bytes(frame[8:12] + frame[16:20])
-        if final == 0 or key in seen:
+        state = frame[22]
+        if state not in (3, 4, 5, 6, 7) or final == 0:
+            last[0] = None
             return []
-        seen.add(key)
+        key = (state in (6, 7), bytes(frame[8:12]))
+        if key == last[0]:
+            return []
+        last[0] = key
         return [Measurement("temperature_oral", Decimal(f"{final:.2f}"), "K")]
 
     return naive_framed(data, b"\x03\x02\x10", lambda w: 9 + (w[6] | w[7] << 8), decode)
@@ -201,16 +211,15 @@ def naive_masimo(line: str) -> list[Measurement]:
     pairs = dict(MASIMO_PAIR.findall(line))
     if "SPO2" not in pairs or "BPM" not in pairs:
         return []
-    return _pair(int(pairs["SPO2"].rstrip("%")), int(pairs["BPM"]))
+    return _pair(int(pairs["SPO2"].rstrip("%")), int(pairs["BPM"])) + [
+        Measurement("perfusion_index", Decimal(pairs["PI"].rstrip("%")), "%")]
 
 
 def naive_tanita(line: str) -> list[Measurement]:
     match = TANITA_LINE.match(line.lstrip("\x00"))
     if not match:
         return []
-    check = 0
-    for char in match.group(1).encode("latin-1"):
-        check ^= char
+    check = sum(match.group(1).encode("latin-1")) & 0xFF
     if f"{check:02X}" != match.group(2).upper():
         return []
     items = match.group(1).rstrip(",").split(",")
@@ -259,21 +268,29 @@ BASELINES: dict[str, Callable[[bytes], int]] = {
 
 
 def main() -> None:
-    header = (f"{'driver':<14}{'wire B/s':>9}{'ours B/s':>12}{'x wire':>9}{'naive B/s':>12}{'x wire':>9}"
-              f"{'speed-up':>10}  readings")
+    previous = PreviousDecoders()
+    header = (f"{'driver':<14}{'wire B/s':>9}{'ours B/s':>12}{'x wire':>9}{'prev B/s':>12}{'x wire':>9}"
+              f"{'naive B/s':>12}{'x wire':>9}  readings (ours/prev)")
+    print(f"previous version: {previous.ref} at {previous.commit}")
     print(header)
     print("-" * len(header))
     below_target = []
-    for name, baseline in BASELINES.items():
-        data = stream(name)
-        wire = wire_rate(drivers.get(name).serial)
-        rate, found = best_rate(functools.partial(ours, name, data), len(data))
-        naive_rate, naive_found = best_rate(functools.partial(baseline, data), len(data))
-        agreement = "" if found == naive_found else f"  MISMATCH: naive found {naive_found}"
-        print(f"{name:<14}{wire:>9.0f}{rate:>12,.0f}{rate / wire:>9,.0f}{naive_rate:>12,.0f}"
-              f"{naive_rate / wire:>9,.0f}{rate / naive_rate:>9.1f}x  {found}{agreement}")
-        if rate < 100 * wire:
-            below_target.append(name)
+    try:
+        for name, baseline in BASELINES.items():
+            data = stream(name)
+            wire = wire_rate(drivers.get(name).serial)
+            rate, found = best_rate(functools.partial(ours, name, data), len(data))
+            naive_rate, naive_found = best_rate(functools.partial(baseline, data), len(data))
+            before = previous.rate(name, data, READ_SIZE)
+            prev_rate, prev_found = before if before else (float("nan"), 0)
+            agreement = "" if found == naive_found else f"  MISMATCH: naive found {naive_found}"
+            print(f"{name:<14}{wire:>9.0f}{rate:>12,.0f}{rate / wire:>9,.0f}{prev_rate:>12,.0f}"
+                  f"{prev_rate / wire:>9,.0f}{naive_rate:>12,.0f}{naive_rate / wire:>9,.0f}  "
+                  f"{found}/{prev_found}{agreement}")
+            if rate < 100 * wire:
+                below_target.append(name)
+    finally:
+        previous.close()
     print()
     print("target >= 100x wire rate: " + ("met by every driver" if not below_target
                                           else "MISSED by " + ", ".join(below_target)))

@@ -14,6 +14,7 @@ import tomllib
 import typing as t
 from dataclasses import dataclass
 
+from devices import drivers
 from devices.drivers import SerialSettings
 
 PARITIES: frozenset[str] = frozenset({"N", "E", "O", "M", "S"})
@@ -23,6 +24,8 @@ STOPBITS: frozenset[float] = frozenset({1, 1.5, 2})
 _REQUIRED: tuple[str, ...] = ("id", "driver", "port", "station")
 _SERIAL_KEYS: tuple[str, ...] = ("baudrate", "bytesize", "parity", "stopbits", "rtscts", "xonxoff")
 _KNOWN: frozenset[str] = frozenset(_REQUIRED + _SERIAL_KEYS + ("serial_number",))
+_OPTION_KEYS: frozenset[str] = frozenset(option.key for driver in drivers.TABLE for option in driver.options)
+"""Decoder options some driver takes (``df8_layout``); each is accepted only for a driver that declares it."""
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,11 @@ class DeviceConfig:
     rtscts: bool | None = None
     xonxoff: bool | None = None
     serial_number: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+
+    def decoder_options(self) -> dict[str, str]:
+        """The decoder options this entry sets, as keyword arguments for the driver's decoder factory."""
+        return dict(self.options)
 
     def serial_settings(self, base: SerialSettings) -> SerialSettings:
         """The driver's settings ``base`` with this entry's overrides applied."""
@@ -64,7 +72,7 @@ def from_mapping(data: t.Mapping[str, object]) -> DeviceConfig:
     :raises ConfigError: on a missing, unknown or ill-typed key; the message names it.
     """
     label = f"device {data['id']!r}" if isinstance(data.get("id"), str) else "device entry"
-    unknown = sorted(set(data) - _KNOWN)
+    unknown = sorted(set(data) - _KNOWN - _OPTION_KEYS)
     if unknown:
         raise ConfigError(f"{label}: unknown key {unknown[0]!r}")
     values: dict[str, t.Any] = {}
@@ -92,7 +100,24 @@ def from_mapping(data: t.Mapping[str, object]) -> DeviceConfig:
             if not isinstance(data[key], bool):
                 raise ConfigError(f"{label}: key {key!r} must be true or false, got {data[key]!r}")
             values[key] = data[key]
+    values["options"] = _options(label, values["driver"], data)
     return DeviceConfig(**values)
+
+
+def _options(label: str, driver_name: str, data: t.Mapping[str, object]) -> tuple[tuple[str, str], ...]:
+    """The decoder options of an entry, each checked against what its driver declares."""
+    given = sorted(set(data) & _OPTION_KEYS)
+    driver = drivers.DRIVERS.get(driver_name)
+    options = []
+    for key in given:
+        option = driver.option(key) if driver is not None else None
+        if option is None:
+            raise ConfigError(f"{label}: key {key!r} does not apply to driver {driver_name!r}")
+        value = data[key]
+        if value not in option.choices:
+            raise ConfigError(f"{label}: key {key!r} must be one of {', '.join(option.choices)}, got {value!r}")
+        options.append((key, option.choices[option.choices.index(value)]))
+    return tuple(options)
 
 
 def from_spec(spec: str) -> DeviceConfig:

@@ -146,7 +146,7 @@ class DeviceWorker:
         self._negotiate(now)
 
     def _new_decoder(self) -> None:
-        decoder = self.driver.decoder()
+        decoder = self.driver.decoder(**self.config.decoder_options())
         self._decoder = decoder
         is_conversation = callable(getattr(decoder, "on_connect", None)) and callable(
             getattr(decoder, "poll", None))

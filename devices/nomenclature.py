@@ -5,6 +5,14 @@ readings with it and the server hands its entries to the HL7 builders, so a code
 is written down exactly once. MDC codes are ``partition * 65536 + term``
 (ISO/IEEE 11073-10101; partition 2 = measurements, 4 = dimensions); the
 ``(partition, term)`` pairs are kept beside each code so a test can recompute it.
+
+Sources of the terms: ``signove/antidote`` ``src/dim/nomenclature.h`` and the
+IEEE 11073-10101 tables as listed in ``devices.md`` §5 (temperatures by site:
+MDC_TEMP_RECT 57348, MDC_TEMP_AXILLA 57380 (IEEE 11073-10408), MDC_TEMP_TYMP
+19320; MDC_PULS_OXIM_PERF_REL 19376, the term Philips also uses for its
+NOM_PULS_OXIM_PERF_REL, ``xeonfusion/VSCaptureMP`` ``Class2.cs``). LOINC
+61006-3 is "Perfusion index Tissue by Pulse oximetry"; every temperature site
+shares the body-temperature LOINC 8310-5, as the vital-signs profile does.
 """
 
 from __future__ import annotations
@@ -86,6 +94,14 @@ METRICS: dict[str, Metric] = {
                 "Body temperature", DEGC, "32", "43"),
         _metric("temperature_oral", "Temperature", 188424, "MDC_TEMP_ORAL", (2, 57352), "8310-5",
                 "Body temperature", DEGC, "32", "43"),
+        _metric("temperature_rectal", "Temperature", 188420, "MDC_TEMP_RECT", (2, 57348), "8310-5",
+                "Body temperature", DEGC, "32", "43"),
+        _metric("temperature_axillary", "Temperature", 188452, "MDC_TEMP_AXILLA", (2, 57380), "8310-5",
+                "Body temperature", DEGC, "32", "43"),
+        _metric("temperature_tympanic", "Temperature", 150392, "MDC_TEMP_TYMP", (2, 19320), "8310-5",
+                "Body temperature", DEGC, "32", "43"),
+        _metric("perfusion_index", "Perfusion index", 150448, "MDC_PULS_OXIM_PERF_REL", (2, 19376), "61006-3",
+                "Perfusion index Tissue by Pulse oximetry", PERCENT, "0.02", "20"),
         _metric("respiration_rate", "Respiration rate", 151562, "MDC_RESP_RATE", (2, 20490), "9279-1",
                 "Respiratory rate", RESP_PER_MIN, "4", "60"),
         _metric("weight", "Weight", 188736, "MDC_MASS_BODY_ACTUAL", (2, 57664), "29463-7",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import random
 import typing as t
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from devices.protocols.base import Event
@@ -98,3 +100,62 @@ def measurements(events: t.Iterable[object]) -> list[Measurement]:
 def by_metric(events: t.Iterable[object]) -> dict[str, Measurement]:
     """The last measurement of each metric among ``events``."""
     return {e.metric: e for e in measurements(events)}
+
+
+@dataclass(frozen=True)
+class VendorSample:
+    """A sample frame or line transcribed from a vendor manual or a cited public capture.
+
+    File format (``*.sample`` under :data:`DEVICE_FIXTURES`), one directive a line:
+
+    * ``# ...``: the source, page and date, and anything the transcription had to decide;
+    * ``driver NAME`` and optionally ``option KEY VALUE`` (a ``[[devices]]`` decoder option);
+    * ``text ...``: bytes as text with Python escapes (``\\r``, ``\\n``, ``\\x1b``); ``hex ...``: bytes in hex;
+      several data lines are concatenated in order;
+    * ``expect METRIC VALUE UNIT [FLAG,FLAG]``: one measurement the vendor says the bytes mean, in order;
+      ``VALUE`` ``-`` means no value (the device reported a state, not a number);
+    * ``rejected N``: how many rejections the bytes must produce (0 when absent).
+    """
+
+    path: Path
+    driver: str
+    options: dict[str, str]
+    data: bytes
+    expected: list[Measurement]
+    rejected: int
+
+
+def read_sample(path: Path) -> VendorSample:
+    """Parse one ``*.sample`` file (see :class:`VendorSample`)."""
+    driver = ""
+    options: dict[str, str] = {}
+    data = bytearray()
+    expected: list[Measurement] = []
+    rejected = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        directive, _, rest = line.partition(" ")
+        if not line.strip() or line.startswith("#"):
+            continue
+        if directive == "driver":
+            driver = rest.strip()
+        elif directive == "option":
+            key, value = rest.split()
+            options[key] = value
+        elif directive == "text":
+            data += rest.encode("latin-1").decode("unicode_escape").encode("latin-1")
+        elif directive == "hex":
+            data += bytes.fromhex(rest)
+        elif directive == "expect":
+            metric, value, unit, *flags = rest.split()
+            expected.append(Measurement(metric, None if value == "-" else Decimal(value), unit,
+                                        frozenset(flags[0].split(",")) if flags else frozenset()))
+        elif directive == "rejected":
+            rejected = int(rest)
+        else:
+            raise ValueError(f"{path.name}: unknown directive {directive!r}")
+    return VendorSample(path, driver, options, bytes(data), expected, rejected)
+
+
+def vendor_samples() -> list[Path]:
+    """Every vendor sample file, sorted."""
+    return sorted(DEVICE_FIXTURES.glob("*/*.sample"))

@@ -53,7 +53,9 @@ Values at or below -32001 are the monitor's "no value" codes, never numbers:
 -32763 over range, -32762 not calibrated.
 
 Sources: the S/5 Computer Interface Specification as implemented by
-VSCaptureWave (``Class1.cs``, ``Class2.cs``) and ``devices.md`` §1.5.
+VSCaptureWave (``Class1.cs``, ``Class2.cs``) and ``devices.md`` §1.5. No vendor
+sample record is public (the specification is not published); the tests use
+records built from the layout above.
 
 Assumptions to verify on a monitor:
 
@@ -78,9 +80,6 @@ import struct
 from dataclasses import dataclass
 from decimal import Decimal
 
-from devices.drivers import Driver
-from devices.drivers import SerialSettings
-from devices.drivers import register
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
@@ -89,7 +88,6 @@ from devices.protocols.framing import ARTIFACT
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import FrameBuffer
-from devices.simulators.base import Simulator
 
 FLAG = 0x7E
 ESCAPE = 0x7D
@@ -386,23 +384,3 @@ class DatexDecoder:
                 return
             out.extend(decode_basic(record[start : start + CLASS_SIZE], device_time))
             return
-
-
-def _simulator(scenario: str, seed: int) -> Simulator:
-    """Import late: the simulator builds its frames with this module's encoders."""
-    from devices.simulators.datex import DatexSimulator
-
-    return DatexSimulator(scenario, seed)
-
-
-DRIVER = register(
-    Driver(
-        name="datex-as3",
-        description="GE Datex-Ohmeda S/5 computer interface: NIBP, SpO2, pulse, temperature",
-        decoder=DatexDecoder,
-        simulator=_simulator,
-        serial=SerialSettings(baudrate=19200, bytesize=8, parity="E", stopbits=1, rtscts=True),
-        quiet_timeout=3.0 * DEFAULT_INTERVAL + 2.0,
-        poll_interval=1.0,
-    )
-)

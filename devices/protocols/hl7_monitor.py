@@ -29,6 +29,11 @@ Each message is acknowledged (:meth:`Hl7MonitorDecoder.poll` returns the ACKs):
 decoder holds no clock, so an ACK's MSH-7 repeats the acknowledged message's
 MSH-7; senders match ACKs by MSA-2. Application acknowledgements asked for in
 MSH-16 are not sent.
+
+Sources: IHE PCD Technical Framework Vol. 2 (PCD-01 message profile) as
+summarised in ``hl7.md`` §1 and §5. No vendor sample message from a device is
+in our reference; the tests use messages written to that profile and to the
+deviations listed above.
 """
 
 from __future__ import annotations
@@ -40,16 +45,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from decimal import InvalidOperation
 
-from devices.drivers import Driver
-from devices.drivers import SerialSettings
-from devices.drivers import register
 from devices.nomenclature import METRICS
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import BlockFramer
-from devices.simulators.base import Simulator
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"
@@ -403,23 +404,3 @@ class Hl7MonitorDecoder:
         acks = bytes(self._acks)
         self._acks.clear()
         return acks
-
-
-def _simulator(scenario: str, seed: int) -> Simulator:
-    """Import late: the simulator builds its blocks with this module's encoder."""
-    from devices.simulators.hl7_monitor import Hl7MonitorSimulator
-
-    return Hl7MonitorSimulator(scenario, seed)
-
-
-DRIVER = register(
-    Driver(
-        name="hl7-monitor",
-        description="Monitor or gateway sending IHE PCD-01 ORU^R01 over MLLP (serial or socket://)",
-        decoder=Hl7MonitorDecoder,
-        simulator=_simulator,
-        serial=SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1),
-        quiet_timeout=30.0,
-        poll_interval=0.2,
-    )
-)

@@ -44,19 +44,29 @@ VSCaptureMP ``Class3.cs``)::
     NuObsValue  physio_id, state, unit_code, FLOAT (exponent int8, mantissa int24)
 
 Numerics come as ``NOM_ATTR_NU_VAL_OBS`` (0x0950) or, for NIBP, the compound
-``NOM_ATTR_NU_CMPD_VAL_OBS`` (0x094B). Physiological ids and unit codes are the
-MDC terms of their partitions (``devices.md`` §5), kept in :data:`PHYSIO_IDS`
-and :data:`UNIT_CODES`. FLOAT NaN (mantissa 0x7FFFFF), NRes, +/-INF and a
+``NOM_ATTR_NU_CMPD_VAL_OBS`` (0x094B). Physiological ids and unit codes come
+from the Philips list (Data Export Interface Programming Guide, doc 4535 642
+59271, as tabulated by VSCaptureMP ``Class2.cs`` and OpenICE): each entry of
+:data:`PHYSIO_IDS` and :data:`UNIT_CODES` cites its source. Philips ids are not
+always the IEEE MDC term of the same name (NOM_TEMP_ORAL is 0xF108, MDC_TEMP_ORAL
+0xE008; the NIBP pulse is 0xF0E5, MDC_PULS_RATE_NON_INV 0x482A), so the table
+maps Philips ids to our metrics, never through MDC arithmetic. FLOAT NaN (mantissa 0x7FFFFF), NRes, +/-INF and a
 measurement state of invalid, questionable, unavailable, calibrating, test or
 demo never yield a value.
+
+Vendor samples: No vendor sample of a poll reply is published; the FCS test
+vectors (``mdpnp/mdpnp`` ``TestFCSOutputStream.java``) and the association
+request (VSCaptureMP ``Class3.cs``) are the only byte-exact public references,
+and the poll replies in the tests are built from the layouts above.
 
 Assumptions to verify on a monitor:
 
 * The keep-alive is an MDS poll (``polled_obj_type`` = MDS) every
   :data:`KEEP_ALIVE` seconds; numeric polls every :data:`POLL_PERIOD` also keep
   the link up. The monitor's own timeout was not confirmed (OpenICE uses 5 s).
-* ``0x480A`` (Philips ``NOM_PULS_OXIM_PULS_RATE``) and ``0x4822``
-  (``NOM_PLETH_PULS_RATE``) are both pulse from the oximeter.
+* ``NOM_TEMP`` (generic "Temp") and ``NOM_TEMP_PRED`` are charted as body
+  temperature at an unspecified site: at a vitals station the monitor's
+  temperature is the patient's body temperature.
 * The monitor's absolute time is its local wall clock with no offset, so
   ``device_time`` is naive.
 * The association request is the published "poll profile" AARQ; extended polls
@@ -70,9 +80,6 @@ import datetime as dt
 import struct
 from decimal import Decimal
 
-from devices.drivers import Driver
-from devices.drivers import SerialSettings
-from devices.drivers import register
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
@@ -80,7 +87,6 @@ from devices.protocols.base import Measurement
 from devices.protocols.datex import unstuff
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import BlockFramer
-from devices.simulators.base import Simulator
 
 BOF = 0xC0
 EOF = 0xC1
@@ -147,31 +153,44 @@ ASSOCIATION_REQUEST = bytes.fromhex(
 RELEASE_REQUEST = bytes.fromhex("0918c11661803080020101a080628080010000000000000000")
 
 PHYSIO_IDS: dict[int, str] = {
-    0x4BB8: "spo2",
-    0x480A: "pulse_oximeter",
-    0x481A: "pulse_oximeter",
-    0x4822: "pulse_oximeter",
-    0x482A: "pulse_nibp",
-    0x4A05: "systolic",
-    0x4A06: "diastolic",
-    0x4A07: "mean_arterial",
-    0x4B48: "temperature",
-    0x4B5C: "temperature",
-    0xE008: "temperature_oral",
-    0x500A: "respiration_rate",
+    0x4BB8: "spo2",                   # NOM_PULS_OXIM_SAT_O2 = 19384 (a), OpenICE ObservedValue.java (b)
+    0x4822: "pulse_oximeter",         # NOM_PLETH_PULS_RATE = 18466 (a, b); -> MDC_PULS_OXIM_PULS_RATE (c)
+    0xF0E5: "pulse_nibp",             # NOM_PRESS_BLD_NONINV_PULS_RATE = 61669 (a, b); -> MDC_PULS_RATE_NON_INV (c)
+    0x4A05: "systolic",               # NOM_PRESS_BLD_NONINV_SYS = 18949 (a, b)
+    0x4A06: "diastolic",              # NOM_PRESS_BLD_NONINV_DIA = 18950 (a)
+    0x4A07: "mean_arterial",          # NOM_PRESS_BLD_NONINV_MEAN = 18951 (a)
+    0x4B48: "temperature",            # NOM_TEMP = 19272 (a): generic "Temp", site not given
+    0xF140: "temperature",            # NOM_TEMP_PRED = 61760 (a): predictive, site not given
+    0xF108: "temperature_oral",       # NOM_TEMP_ORAL = 61704 (a)
+    0xF110: "temperature_oral",       # NOM_TEMP_ORAL_PRED = 61712 (a, b)
+    0xF10C: "temperature_axillary",   # NOM_TEMP_AXIL = 61708 (a)
+    0xF118: "temperature_axillary",   # NOM_TEMP_AXIL_PRED = 61720 (a, b)
+    0xE004: "temperature_rectal",     # NOM_TEMP_RECT = 57348 (a, b)
+    0xF114: "temperature_rectal",     # NOM_TEMP_RECT_PRED = 61716 (a, b)
+    0x4B78: "temperature_tympanic",   # NOM_TEMP_TYMP = 19320 (a, b)
+    0x500A: "respiration_rate",       # NOM_RESP_RATE = 20490 (a, b)
 }
-"""Physiological id (MDC term, partition 2) -> metric key."""
+"""Physiological id (partition 2) -> metric key. Sources: (a) ``xeonfusion/VSCaptureMP`` ``Class2.cs``, enum
+of Philips ids (decimal values as listed there); (b) ``mdpnp/mdpnp``
+``devices/philips/src/main/java/org/mdpnp/devices/philips/intellivue/data/ObservedValue.java`` (hex); (c)
+``mdpnp/mdpnp`` ``interop-lab/demo-devices/src/main/resources/org/mdpnp/devices/philips/intellivue/intellivue.map``.
+
+Not charted on purpose: ``0x480A`` NOM_PULS_RATE (a, b) is a generic pulse the monitor may derive from ECG or
+an arterial line, not the oximeter's; labelling it oximeter pulse put two conflicting "oximeter pulse" values
+in one poll. ``0x4BB0`` NOM_PULS_OXIM_PERF_REL is the monitor's relative perfusion, dimensionless, not the
+Masimo perfusion index in percent. Site-specific temperatures of other sites (core, skin, blood...) are not
+body temperatures for a vitals station and are skipped."""
 
 UNIT_CODES: dict[int, str] = {
-    0x0220: "%",
-    0x0AA0: "/min",
-    0x0AE0: "/min",
-    0x0F20: "mm[Hg]",
-    0x0F03: "kPa",
-    0x17A0: "Cel",
-    0x1140: "[degF]",
+    0x0220: "%",        # NOM_DIM_PERCENT = 544
+    0x0AA0: "/min",     # NOM_DIM_BEAT_PER_MIN = 2720
+    0x0AE0: "/min",     # NOM_DIM_RESP_PER_MIN = 2784
+    0x0F20: "mm[Hg]",   # NOM_DIM_MMHG = 3872
+    0x0F03: "kPa",      # NOM_DIM_KILO_PASCAL = 3843
+    0x17A0: "Cel",      # NOM_DIM_DEGC = 6048
+    0x1140: "[degF]",   # NOM_DIM_FAHR = 4416
 }
-"""Unit code (MDC term, partition 4) -> UCUM."""
+"""Unit code (partition 4) -> UCUM; names and values from ``xeonfusion/VSCaptureMP`` ``Class2.cs``."""
 
 FLOAT_SPECIALS: dict[int, str] = {
     0x7FFFFF: "no_data",
@@ -599,23 +618,3 @@ class IntelliVueDecoder:
             self.state = POLLING
             self._next_poll = None
             self._next_keep_alive = None
-
-
-def _simulator(scenario: str, seed: int) -> Simulator:
-    """Import late: the simulator builds its frames with this module's encoders."""
-    from devices.simulators.intellivue import IntelliVueSimulator
-
-    return IntelliVueSimulator(scenario, seed)
-
-
-DRIVER = register(
-    Driver(
-        name="intellivue-mib",
-        description="Philips IntelliVue MIB/RS232 data export: NIBP, SpO2, pulse, temperature",
-        decoder=IntelliVueDecoder,
-        simulator=_simulator,
-        serial=SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1),
-        quiet_timeout=LINK_TIMEOUT,
-        poll_interval=0.5,
-    )
-)

@@ -20,9 +20,21 @@ off patient are "no value", never zero. The ``EXC`` hex mask (Rad-8 manual p.
 interference void the values, low perfusion and low signal IQ only flag them.
 ``ALARM=`` bits are not public and are kept raw only.
 
-Assumption to verify on a device: the timestamp is ``MM/DD/YY`` (the US order
+``PI`` (perfusion index, percent) is charted as ``perfusion_index``
+(MDC_PULS_OXIM_PERF_REL); like SpO2 and pulse it is voided by the exceptions
+above and ``00.00`` off patient is no value.
+
+Sources: Rad-8 Operator's Manual (PDF in ``remkolems/masimo-datacapture``):
+serial port 9600 8N1, ASCII 1 output, ``EXC`` bits p. 4-24; the line layout
+from a public capture (``yahnatan/pulseox`` ``README.md``, five consecutive
+lines of 2016-02-22), which is this driver's vendor sample; Radical-7's ``PVI``
+field from ``mdpnp/mdpnp``
+``devices/masimo/src/main/resources/org/mdpnp/devices/masimo/radical/masimo-radical-7.spec``.
+
+Assumptions to verify on a device: the timestamp is ``MM/DD/YY`` (the US order
 of the published sample); a device set to another date order would need its
-own entry in :data:`DATE_FORMATS`.
+own entry in :data:`DATE_FORMATS`. Lines end CR LF (the capture shows an empty
+line between lines, as a terminal shows CR LF).
 """
 
 from __future__ import annotations
@@ -32,9 +44,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from decimal import InvalidOperation
 
-from devices.drivers import Driver
-from devices.drivers import SerialSettings
-from devices.drivers import register
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
@@ -44,7 +53,6 @@ from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import ConditionTracker
 from devices.protocols.framing import LineDecoder
 from devices.protocols.framing import key_values
-from devices.simulators.base import Simulator
 
 MAX_LINE = 512
 
@@ -52,7 +60,7 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
     "SPO2": ("spo2", "%"),
     "BPM": ("pulse_oximeter", "/min"),
     "PR": ("pulse_oximeter", "/min"),
-    "PI": (None, "%"),
+    "PI": ("perfusion_index", "%"),
     "SPCO": (None, "%"),
     "SPMET": (None, "%"),
     "SPHB": (None, "g/dL"),
@@ -62,8 +70,8 @@ PARAMETERS: dict[str, tuple[str | None, str]] = {
 }
 """Key -> (METRICS key or None when no metric exists for it yet, UCUM unit). Keys not listed stay raw."""
 
-ZERO_MEANS_ABSENT: frozenset[str] = frozenset({"SPO2", "BPM", "PR"})
-"""Parameters whose ``000`` is the off-patient display, not a measured zero."""
+ZERO_MEANS_ABSENT: frozenset[str] = frozenset({"SPO2", "BPM", "PR", "PI"})
+"""Parameters whose zero is the off-patient display (``000``, ``00.00``), not a measured zero."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,22 +216,3 @@ class MasimoDecoder(LineDecoder):
 
 QUIET_TIMEOUT = 1.1
 """A line comes every second; OpenICE's 1.1 s quiet time catches a stopped stream within one period."""
-
-
-def _simulator(scenario: str, seed: int) -> Simulator:
-    # Imported here: the simulator uses this module's tables.
-    from devices.simulators.masimo import MasimoSimulator
-
-    return MasimoSimulator(scenario, seed)
-
-
-register(
-    Driver(
-        name="masimo-ascii",
-        description="Masimo Rad-8 / Radical-7 / Rad-57 serial output, ASCII 1 mode",
-        decoder=MasimoDecoder,
-        simulator=_simulator,
-        serial=SerialSettings(baudrate=9600),
-        quiet_timeout=QUIET_TIMEOUT,
-    )
-)

@@ -3,44 +3,74 @@
 Drivers: ``nonin-df2``, ``nonin-df7``, ``nonin-df8`` (streaming SpO2 and pulse
 with status bits), ``nonin-df13`` (SmartPoint spot check with a device time and
 memory replay) and ``nonin-ascii`` (``SPO2=097 HR=072`` lines of the Avant,
-8500 and 9847 families). Source: Nonin doc 6470-000-01 (9560 Onyx II; the
-WristOx2 3150 lists the same formats).
+8500 and 9847 families).
 
-Why the decoders are careful about what they call a reading:
+Sources, for every layout fact below unless another is named: "Onyx II Model
+9560 Bluetooth Fingertip Oximeter, OEM Specification and Technical
+Information", Nonin doc 6470-000-01 (2008), PDF in ``mattjlewis/NoninPulseOx``
+(``Nonin 9560 Bluetooth Specification.pdf``). Link 9600 8N1 and set-format
+command p. 3-4; DF13 pp. 5-7 (date and time bytes are BCD, p. 6); DF2 pp. 7-10;
+DF7 pp. 11-14; DF8 pp. 15-16. The WristOx2 3150 lists the same formats.
 
-* HR 511 and SpO2 127 are Nonin's "no data" values, and the status bits for
-  artifact, out-of-track and sensor alarm mean the numbers on the wire are stale
-  ("-D" values linger ten seconds after the finger comes out). In all those cases
-  the measurement carries ``value=None`` and flags saying why; a stale number is
-  never handed on to be charted.
+What the decoders call a reading, and why:
+
+* HR 511 and SpO2 127 are Nonin's "no data" values: ``value=None``, ``no_data``.
+* The values decoded are the ones "formatted for display" (DF8 carries only
+  those; in DF2/DF7 they are SpO2-D, float frame 9, and HR-D, frames 20-21).
+  The spec calls them "the most reliable readings possible during periods of
+  artifact" (p. 9, p. 14, p. 16), so the artifact bit (ARTF) keeps the value and
+  adds the flag ``artifact``; the recording values of frames 1-3 are "retained
+  for legacy purposes" and not used.
+* The sensor alarm (SNSA) is set for the ten seconds the display values linger
+  after the finger comes out: those numbers are stale, so SNSA voids them
+  (``sensor_off``). Out of track (OOT, "sustained periods of artifact") also
+  voids them: our policy, since a number the oximeter could not track is not
+  one to chart; the assistant re-measures.
+* Perfusion (DF2/DF7): the oximeter marks each pulse by setting RPRF/GPRF for 12
+  frames, green ``01``, yellow ``11``, red ``10`` (p. 8). The colour is read
+  frame by frame, never ORed across frames (a green pulse and a red pulse are
+  not a yellow one); a packet reports its worst pulse: red ``low_perfusion``,
+  yellow ``marginal_perfusion``, green no flag.
+* Reserved bits "may be 0 or 1" and reserved bytes are "undefined (0 to 255)":
+  they are ignored everywhere (masked out of HR and SpO2 bytes too), never a
+  reason to drop a frame.
 * DF8 has no checksum: its only sync rule is that the first byte of a frame is
   the only one with bit 7 set, which random bytes satisfy often. A DF8 frame is
-  therefore trusted only when its reserved bits are clear, its SpO2 is in range
-  and it is directly followed by another such frame; once two frames agree the
-  decoder is locked and emits each following frame as it arrives.
+  therefore trusted only when its SpO2 (0-100, 127) and pulse (18-321, 511; the
+  ranges of spec p. 1) are possible and it is one of :data:`DF8_LOCK_FRAMES`
+  such frames in a row; once locked, the decoder emits each following frame as
+  it arrives.
 * DF2 and DF7 values are spread over a 25-frame packet, so a packet is decoded
   only when all 25 frames arrived intact from the frame carrying SYNC.
 
-Per-model bit maps are data (:data:`DF8_MODELS`, :data:`STREAM_STATUS_BITS`,
-:data:`DF13_BITS`) so that a model whose manual disagrees gets its own entry.
+Bit maps are data (:data:`DF8_LAYOUTS`, :data:`STREAM_STATUS_BITS`,
+:data:`DF13_BITS`). DF8 has a second public bit map, read by another model's
+decoder (``drphrozen/javautilityclasses``
+``NoninAndroid/src/dk/iha/nonin/Format8.java``, 2011): byte 1 bit 6 "sensor
+disconnected", byte 4 bits 3-0 sensor faulty, spot-check mode, battery
+critical, battery low. Which one an oximeter uses is chosen per device with
+``df8_layout`` in ``[[devices]]``; the default is the documented one.
+**Assumption to verify**: the Nonin model that sends the second map is not
+named in its source.
 
-Assumption to verify on a device: the DF13 date and time bytes are decoded as
-BCD (2025 is sent as ``20 25``), as the sample frames suggest, although the
-set-clock command takes binary values. :data:`DF13_TIME_IS_BCD` switches it.
+The ASCII models' line (``SPO2=XXX HR=YYY``, ``---`` for no data, `` F`` fast
+mode, ``*`` event mark, the 9847's ``HH:MM:SS`` prefix) is from their operator
+manuals (manualslib.com: Avant 4100 p. 35, 8500 p. 21, 9847 p. 44; not in our
+reference as sample lines).
+
+Vendor samples: the spec prints no sample frame of any format, and none of the
+ASCII manuals prints a sample line: No vendor sample exists for these drivers.
+The tests use frames built from the layout tables of the spec (with recomputed
+checksums), labelled as such; the set-format and set-time command examples of
+pp. 3-4 are vendor samples.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from devices.drivers import Driver
-from devices.drivers import SerialSettings
-from devices.drivers import register
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
@@ -56,7 +86,6 @@ from devices.protocols.framing import LineDecoder
 from devices.protocols.framing import hunt
 from devices.protocols.framing import key_values
 from devices.protocols.framing import sum8
-from devices.simulators.base import Simulator
 
 NONIN_MISSING_HR = 511
 NONIN_MISSING_SPO2 = 127
@@ -158,22 +187,25 @@ FRAME_LEN = 5
 FRAMES_PER_PACKET = 25
 
 STREAM_STATUS_BITS: tuple[Bit, ...] = (
-    Bit(0, 0x20, ARTIFACT, voids=True),
+    Bit(0, 0x20, ARTIFACT),
     Bit(0, 0x10, "out_of_track", voids=True),
     Bit(0, 0x08, SENSOR_OFF, voids=True),
 )
-"""DF2/DF7 STATUS byte (bit 7 always set, bit 0 SYNC, bits 2/1 perfusion below)."""
+"""DF2/DF7 STATUS byte: bit 7 always set, bit 6 reserved, ARTF, OOT, SNSA, RPRF, GPRF, SYNC (pp. 8, 12)."""
 
-PERFUSION: dict[int, str] = {0x04: "low_perfusion", 0x06: "marginal_perfusion"}
-"""STATUS bits 2 (red) and 1 (green) masked with 0x06: red alone is low, both (yellow) marginal."""
+PERFUSION_MASK = 0x06
+GREEN, YELLOW, RED = 0x02, 0x06, 0x04
+PERFUSION_RANK: dict[int, int] = {0: 0, GREEN: 1, YELLOW: 2, RED: 3}
+"""RPRF (bit 2) and GPRF (bit 1) of one frame: green 01, yellow 11, red 10; worse ranks higher."""
+PERFUSION_FLAGS: dict[int, str] = {YELLOW: "marginal_perfusion", RED: "low_perfusion"}
 
 STAT2_BITS: tuple[Bit, ...] = (Bit(0, 0x01, LOW_BATTERY),)
-"""STAT2 float (frame 8): bit 0 LOW BAT; bit 5 (SPA) is informational while streaming."""
+"""STAT2 float (frame 8): bit 0 LOW BAT; bit 5 (SPA) is informational while streaming; the rest reserved."""
 
 
 @dataclass(frozen=True, slots=True)
 class StreamLayout:
-    """Where things are in a DF2 or DF7 frame and which float slot carries what."""
+    """Where things are in a DF2 or DF7 frame and which float slot (frame number - 1) carries what."""
 
     name: str
     code: int
@@ -184,6 +216,9 @@ class StreamLayout:
     hr_lsb_frame: int = 1
     spo2_frame: int = 2
     stat2_frame: int = 7
+    spo2_display_frame: int = 8
+    hr_display_msb_frame: int = 19
+    hr_display_lsb_frame: int = 20
 
 
 DF2 = StreamLayout("df2", 0x02, lead=0x01, status_at=1, float_at=3)
@@ -199,13 +234,20 @@ def encode_stream_frame(layout: StreamLayout, status: int, pleth: int, value: in
     return body + bytes((sum8(body),))
 
 
-def stream_floats(hr: int, spo2: int, stat2: int) -> list[int]:
-    """The FLOAT byte of each of the 25 frames of a packet; slots not decoded here stay 0."""
-    floats = [0] * FRAMES_PER_PACKET
-    floats[DF2.hr_msb_frame] = (hr >> 7) & 0x03
-    floats[DF2.hr_lsb_frame] = hr & 0x7F
-    floats[DF2.spo2_frame] = spo2
-    floats[DF2.stat2_frame] = stat2
+def stream_floats(hr: int, spo2: int, stat2: int, reserved: int = 0) -> list[int]:
+    """The FLOAT byte of each of the 25 frames of a packet: recording and display values alike.
+
+    Slots not decoded here (firmware revision, timer, extended and fast values)
+    carry ``reserved``, which the spec leaves undefined.
+    """
+    floats = [reserved] * FRAMES_PER_PACKET
+    layout = DF2
+    for msb, lsb, oxygen in ((layout.hr_msb_frame, layout.hr_lsb_frame, layout.spo2_frame),
+                             (layout.hr_display_msb_frame, layout.hr_display_lsb_frame, layout.spo2_display_frame)):
+        floats[msb] = (hr >> 7) & 0x03
+        floats[lsb] = hr & 0x7F
+        floats[oxygen] = spo2
+    floats[layout.stat2_frame] = stat2
     return floats
 
 
@@ -269,19 +311,23 @@ class StreamDecoder(_FormatSelect):
     def _decode_packet(self, packet: list[tuple[int, int]], out: list[Event]) -> None:
         layout = self._layout
         status = 0
+        perfusion = 0
         for frame_status, _ in packet:
             status |= frame_status
+            colour = frame_status & PERFUSION_MASK
+            if PERFUSION_RANK[colour] > PERFUSION_RANK[perfusion]:
+                perfusion = colour
         floats = [value for _, value in packet]
-        spo2 = floats[layout.spo2_frame]
+        spo2 = floats[layout.spo2_display_frame] & 0x7F
         if spo2 > 100 and spo2 != NONIN_MISSING_SPO2:
             out.append(FrameRejected("SpO2 out of range", FRAMES_PER_PACKET * FRAME_LEN))
             return
-        hr = (floats[layout.hr_msb_frame] & 0x03) << 7 | (floats[layout.hr_lsb_frame] & 0x7F)
+        hr = (floats[layout.hr_display_msb_frame] & 0x03) << 7 | (floats[layout.hr_display_lsb_frame] & 0x7F)
         flags, voided = _flags(bytes((status,)), STREAM_STATUS_BITS)
         stat2_flags, _ = _flags(bytes((floats[layout.stat2_frame],)), STAT2_BITS)
         flags |= stat2_flags
-        if status & 0x06 in PERFUSION:
-            flags |= {PERFUSION[status & 0x06]}
+        if perfusion in PERFUSION_FLAGS:
+            flags |= {PERFUSION_FLAGS[perfusion]}
         self._conditions.update(flags, out)
         out.extend(_oximetry(spo2, hr, flags, voided))
 
@@ -290,89 +336,100 @@ class StreamDecoder(_FormatSelect):
 
 DF8_FRAME = 4
 
-
-@dataclass(frozen=True, slots=True)
-class Df8Model:
-    """A DF8 bit map: the status bits and the bits that must be clear (reserved)."""
-
-    bits: tuple[Bit, ...]
-    reserved: tuple[int, int, int, int]
-
-
-DF8_MODELS: dict[str, Df8Model] = {
-    "onyx-9560": Df8Model(
-        bits=(
-            Bit(0, 0x20, "out_of_track", voids=True),
-            Bit(0, 0x10, "low_perfusion"),
-            Bit(0, 0x08, "marginal_perfusion"),
-            Bit(0, 0x04, ARTIFACT, voids=True),
-            Bit(3, 0x08, SENSOR_OFF, voids=True),
-            Bit(3, 0x01, LOW_BATTERY),
-        ),
-        reserved=(0x40, 0x00, 0x00, 0x56),
+DF8_LAYOUTS: dict[str, tuple[Bit, ...]] = {
+    "onyx-9560": (
+        Bit(0, 0x20, "out_of_track", voids=True),
+        Bit(0, 0x10, "low_perfusion"),
+        Bit(0, 0x08, "marginal_perfusion"),
+        Bit(0, 0x04, ARTIFACT),
+        Bit(3, 0x08, SENSOR_OFF, voids=True),
+        Bit(3, 0x01, LOW_BATTERY),
     ),
-    "sensor-status-b4": Df8Model(
-        bits=(
-            Bit(0, 0x40, SENSOR_OFF, voids=True),
-            Bit(0, 0x20, "out_of_track", voids=True),
-            Bit(0, 0x10, "low_perfusion"),
-            Bit(0, 0x08, "marginal_perfusion"),
-            Bit(0, 0x04, ARTIFACT, voids=True),
-            Bit(3, 0x08, "sensor_fault", voids=True),
-            Bit(3, 0x04, "spot_check_mode"),
-            Bit(3, 0x02, "battery_critical"),
-            Bit(3, 0x01, LOW_BATTERY),
-        ),
-        reserved=(0x00, 0x00, 0x00, 0x70),
+    "extended-status": (
+        Bit(0, 0x40, SENSOR_OFF, voids=True),
+        Bit(0, 0x20, "out_of_track", voids=True),
+        Bit(0, 0x10, "low_perfusion"),
+        Bit(0, 0x08, "marginal_perfusion"),
+        Bit(0, 0x04, ARTIFACT),
+        Bit(3, 0x08, "sensor_fault", voids=True),
+        Bit(3, 0x04, "spot_check_mode"),
+        Bit(3, 0x02, "battery_critical"),
+        Bit(3, 0x01, LOW_BATTERY),
     ),
 }
-"""DF8 bit maps by model. ``onyx-9560`` follows doc 6470-000-01 (b1 ``1 R OOT LPRF MPRF ARTF HR8 HR7``,
-b4 ``0 R SPA R SNSA R R LOWBAT``); ``sensor-status-b4`` is the layout another model's decoder reads
-(b1 bit 6 sensor disconnected; b4 sensor faulty, spot-check mode, battery critical, battery low)."""
+"""DF8 bit maps; the first is the default. ``onyx-9560``: doc 6470-000-01 p. 15, b1 ``1 R OOT LPRF MPRF
+ARTF HR8 HR7``, b4 ``0 R SPA R SNSA R R LOWBAT`` (R and SPA ignored). ``extended-status``: ``Format8.java``
+of ``drphrozen/javautilityclasses``, b1 bit 6 sensor disconnected, b4 sensor faulty, spot-check mode,
+battery critical, battery low."""
+
+DF8_RESERVED: dict[str, tuple[int, int, int, int]] = {"onyx-9560": (0x40, 0x00, 0x00, 0x56)}
+"""Bits each layout leaves reserved (the simulator sets them to show they are ignored)."""
 
 
-def encode_df8(hr: int, spo2: int, flags: frozenset[str], model: str = "onyx-9560") -> bytes:
-    """One DF8 frame carrying ``hr``, ``spo2`` and the status bits of ``flags`` in ``model``'s map."""
+def encode_df8(hr: int, spo2: int, flags: frozenset[str], layout: str = "onyx-9560", *,
+               reserved: bool = False) -> bytes:
+    """One DF8 frame carrying ``hr``, ``spo2`` and the status bits of ``flags`` in ``layout``'s map.
+
+    :param reserved: set every reserved bit, as the spec allows a device to.
+    """
     frame = bytearray((0x80 | (hr >> 7) & 0x03, hr & 0x7F, spo2 & 0x7F, 0x00))
-    for bit in DF8_MODELS[model].bits:
+    for bit in DF8_LAYOUTS[layout]:
         if bit.flag in flags:
             frame[bit.byte] |= bit.mask
+    if reserved:
+        for k, mask in enumerate(DF8_RESERVED.get(layout, (0, 0, 0, 0))):
+            frame[k] |= mask
     return bytes(frame)
 
 
-class Df8Decoder(_FormatSelect):
-    """DF8 decoder: sync on bit 7, trust a frame only once the next one confirms the alignment."""
+DF8_LOCK_FRAMES = 4
+"""Consecutive well-formed frames that establish the alignment before the first of them is trusted."""
+HR_RANGE = range(18, 322)
+"""The 9560's pulse rate range, 18 to 321 /min (spec p. 1); with 511 (no data) the only HR a frame may carry."""
 
-    def __init__(self, model: str = "onyx-9560") -> None:
-        super().__init__(FORMAT_CODES["df8"], 2 * DF8_FRAME, 64)
-        self._model = DF8_MODELS[model]
-        self._pending: bytes | None = None
+
+class Df8Decoder(_FormatSelect):
+    """DF8 decoder: sync on bit 7, trust frames only once :data:`DF8_LOCK_FRAMES` in a row line up.
+
+    Without a checksum, a frame is judged by what the spec fixes: bit 7 set in
+    byte 1 only, SpO2 0-100 or 127, pulse 18-321 or 511. Random bytes pass that
+    about once in 35 positions, so the alignment is trusted only after four such
+    frames in a row (four seconds of stream at connect); while locked, each
+    frame is emitted as it arrives, bytes with bit 7 clear between frames (line
+    noise that cannot start a frame) are skipped, and one bad frame drops the
+    lock.
+
+    :param df8_layout: a key of :data:`DF8_LAYOUTS` (the ``[[devices]]`` option of the same name).
+    """
+
+    def __init__(self, df8_layout: str = "onyx-9560") -> None:
+        super().__init__(FORMAT_CODES["df8"], DF8_LOCK_FRAMES * DF8_FRAME, 64)
+        self._bits = DF8_LAYOUTS[df8_layout]
+        self._pending: list[bytes] = []
         self._locked = False
         self._conditions = ConditionTracker()
 
     @property
     def buffered(self) -> int:
-        """Bytes held: an incomplete frame plus a frame awaiting confirmation."""
-        return len(self._buf) + (DF8_FRAME if self._pending else 0)
+        """Bytes held: an incomplete frame plus the frames awaiting confirmation."""
+        return len(self._buf) + DF8_FRAME * len(self._pending)
 
     def _valid(self, i: int) -> bool:
         buf = self._buf
-        reserved = self._model.reserved
-        for k in range(DF8_FRAME):
-            byte = buf[i + k]
-            if bool(byte & 0x80) != (k == 0) or byte & reserved[k]:
-                return False
+        if buf[i + 1] & 0x80 or buf[i + 2] & 0x80 or buf[i + 3] & 0x80:
+            return False
         spo2 = buf[i + 2]
-        return spo2 <= 100 or spo2 == NONIN_MISSING_SPO2
+        hr = (buf[i] & 0x03) << 7 | buf[i + 1]
+        return (spo2 <= 100 or spo2 == NONIN_MISSING_SPO2) and (hr in HR_RANGE or hr == NONIN_MISSING_HR)
 
     def _lose_lock(self, out: list[Event]) -> None:
-        if self._pending is not None:
-            self._discards.add(DF8_FRAME, "unconfirmed frame", out)
-            self._pending = None
+        if self._pending:
+            self._discards.add(DF8_FRAME * len(self._pending), "unconfirmed frame", out)
+            self._pending.clear()
         self._locked = False
 
     def _scan(self, buf: bytearray, out: list[Event]) -> int:
-        """Decode the frames in ``buf``; a frame is emitted only once the next one confirms the alignment."""
+        """Decode the frames in ``buf``; frames are emitted only once the alignment is confirmed."""
         i = 0
         n = len(buf)
         while i < n:
@@ -380,7 +437,9 @@ class Df8Decoder(_FormatSelect):
                 i += 1
                 continue
             if not buf[i] & 0x80:
-                self._lose_lock(out)
+                # Never a frame start: skipped, and a locked stream stays locked (a glitch between frames).
+                if not self._locked:
+                    self._lose_lock(out)
                 self._discards.add(1, "no sync", out)
                 i += 1
                 continue
@@ -395,18 +454,18 @@ class Df8Decoder(_FormatSelect):
             i += DF8_FRAME
             if self._locked:
                 self._emit(frame, out)
-            elif self._pending is not None:
+                continue
+            self._pending.append(frame)
+            if len(self._pending) == DF8_LOCK_FRAMES:
                 self._locked = True
-                self._emit(self._pending, out)
-                self._pending = None
-                self._emit(frame, out)
-            else:
-                self._pending = frame
+                for confirmed in self._pending:
+                    self._emit(confirmed, out)
+                self._pending.clear()
         return i
 
     def _emit(self, frame: bytes, out: list[Event]) -> None:
         self._discards.flush(out)
-        flags, voided = _flags(frame, self._model.bits)
+        flags, voided = _flags(frame, self._bits)
         self._conditions.update(flags, out)
         out.extend(_oximetry(frame[2], (frame[0] & 0x03) << 7 | frame[1], flags, voided))
 
@@ -416,7 +475,6 @@ class Df8Decoder(_FormatSelect):
 DF13_SYNC = b"\x00\x02\x00\x0d"
 DF13_MIN_LENGTH = 14
 DF13_MAX_FRAME = 64
-DF13_TIME_IS_BCD = True
 
 DF13_BITS: tuple[Bit, ...] = (
     Bit(14, 0x02, "low_quality", inverted=True),
@@ -441,9 +499,8 @@ def _df13_time(fields: bytes) -> dt.datetime | None:
     A battery change clears the clock, so an invalid time is expected and must
     not cost the reading.
     """
-    convert = _bcd if DF13_TIME_IS_BCD else int
     try:
-        century, year, month, day, hour, minute, second = (convert(b) for b in fields)
+        century, year, month, day, hour, minute, second = (_bcd(b) for b in fields)
         return dt.datetime(century * 100 + year, month, day, hour, minute, second)
     except ValueError:
         return None
@@ -453,16 +510,22 @@ def _to_bcd(value: int) -> int:
     return (value // 10) << 4 | value % 10
 
 
-def encode_df13(hr: int, spo2: int, flags: frozenset[str], when: dt.datetime) -> bytes:
-    """One 22-byte DF13 frame (the simulator's half of :data:`DF13_BITS`)."""
-    convert = _to_bcd if DF13_TIME_IS_BCD else int
+DF13_RESERVED: tuple[tuple[int, int], ...] = ((14, 0xFC), (15, 0xEE), (16, 0xFE), (18, 0xFF), (19, 0x80))
+"""(frame offset, mask) of the bits DF13 leaves reserved: status MSB and LSB, HR MSB, byte 19, SpO2 bit 7."""
+
+
+def encode_df13(hr: int, spo2: int, flags: frozenset[str], when: dt.datetime, *, reserved: bool = False) -> bytes:
+    """One 22-byte DF13 frame (the simulator's half of :data:`DF13_BITS`); ``reserved`` sets every reserved bit."""
     body = bytearray(
-        (convert(when.year // 100), convert(when.year % 100), convert(when.month), convert(when.day),
-         convert(when.hour), convert(when.minute), convert(when.second), 0, 0, 0, hr >> 8, hr & 0xFF, 0, spo2)
+        (_to_bcd(when.year // 100), _to_bcd(when.year % 100), _to_bcd(when.month), _to_bcd(when.day),
+         _to_bcd(when.hour), _to_bcd(when.minute), _to_bcd(when.second), 0, 0, 0, hr >> 8, hr & 0xFF, 0, spo2)
     )
     for bit in DF13_BITS:
         if (bit.flag in flags) != bit.inverted:
             body[bit.byte - 6] |= bit.mask
+    if reserved:
+        for offset, mask in DF13_RESERVED:
+            body[offset - 6] |= mask
     return DF13_SYNC + len(body).to_bytes(2, "big") + bytes(body) + bytes((sum8(body), ETX))
 
 
@@ -508,12 +571,12 @@ class Df13Decoder(_FormatSelect):
         when = _df13_time(frame[6:13])
         if when is None:
             flags |= {"bad_device_time"}
-        spo2 = frame[19]
+        spo2 = frame[19] & 0x7F
         if spo2 > 100 and spo2 != NONIN_MISSING_SPO2:
             out.append(FrameRejected("SpO2 out of range", len(frame)))
             return
         self._conditions.update(flags, out)
-        out.extend(_oximetry(spo2, frame[16] << 8 | frame[17], flags, voided, when))
+        out.extend(_oximetry(spo2, (frame[16] & 0x01) << 8 | frame[17], flags, voided, when))
 
 
 # ---- ASCII line models ----------------------------------------------------------------------------
@@ -556,53 +619,3 @@ class AsciiDecoder(LineDecoder):
                 out.append(FrameRejected(f"bad {key} value", len(line)))
                 return
         out.extend(events)
-
-
-# ---- registration ---------------------------------------------------------------------------------
-
-QUIET_TIMEOUT = 3.0
-"""Streaming Nonin formats send at least once a second; three silent seconds mean the link is gone."""
-
-
-def _simulator(data_format: str) -> Callable[[str, int], Simulator]:
-    def make(scenario: str, seed: int) -> Simulator:
-        # Imported here: the simulator builds its frames with this module's encoders.
-        from devices.simulators.nonin import NoninSimulator
-
-        return NoninSimulator(data_format, scenario, seed)
-
-    return make
-
-
-def _decoder(data_format: str) -> StreamDecoder | Df8Decoder | Df13Decoder | AsciiDecoder:
-    if data_format == "df2":
-        return StreamDecoder(DF2)
-    if data_format == "df7":
-        return StreamDecoder(DF7)
-    if data_format == "df8":
-        return Df8Decoder()
-    if data_format == "df13":
-        return Df13Decoder()
-    return AsciiDecoder()
-
-
-DESCRIPTIONS: dict[str, str] = {
-    "df2": "Nonin data format 2 (75 frames/s, 8-bit pleth, checksummed)",
-    "df7": "Nonin data format 7 (75 frames/s, 16-bit pleth, checksummed)",
-    "df8": "Nonin data format 8 (SpO2 and pulse once a second, no checksum)",
-    "df13": "Nonin data format 13 (SmartPoint spot check with device time and memory replay)",
-    "ascii": "Nonin ASCII models (SPO2=ddd HR=ddd lines; Avant 9600/7500FO want 2 stop bits)",
-}
-
-for _format, _description in DESCRIPTIONS.items():
-    register(
-        Driver(
-            name=f"nonin-{_format}",
-            description=_description,
-            decoder=functools.partial(_decoder, _format),
-            simulator=_simulator(_format),
-            serial=SerialSettings(baudrate=9600),
-            # DF13 speaks only after a spot check, so silence says nothing about the link.
-            quiet_timeout=math.inf if _format == "df13" else QUIET_TIMEOUT,
-        )
-    )

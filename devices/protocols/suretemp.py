@@ -1,29 +1,52 @@
 """Welch Allyn SureTemp Plus OEM module (driver ``suretemp``): request/response temperature.
 
-Source: "SureTemp Plus Module OEM Implementation", chapter 8. The host asks
-and the module always answers; nothing arrives unasked, so this decoder is also
-a :class:`devices.protocols.base.Conversation` whose :meth:`SureTempDecoder.poll`
-requests the temperature record every :data:`POLL_INTERVAL` seconds.
+Source for every layout fact: "Welch Allyn SureTemp Plus Module OEM
+Implementation", manual 71332-0000B (2004), chapter 8 (manualsdir.com manual
+641719). The host asks and the module always answers; nothing arrives unasked,
+so this decoder is also a :class:`devices.protocols.base.Conversation` whose
+:meth:`SureTempDecoder.poll` requests the temperature record every
+:data:`POLL_INTERVAL` seconds. 9600 8N1.
 
-Packet: ``03 02 10``, command (2 bytes), type (``01`` command, ``02`` good
-response), data length (2 bytes LE), data, checksum (two's complement of the
-sum8 of everything before it, so a packet sums to 0).
+Packet (pp. 30-31): ``03 02 10``, command (2 bytes), type (``01`` command,
+``02`` good response), data length (2 bytes LE), data, checksum (two's
+complement of the sum8 of everything before it, so a packet sums to 0).
 
-Temperature record (command ``94 1C``, 19 bytes, :data:`RECORD`): final
-temperature float32 LE kelvin (0 = none yet), current probe temperature, sample
-counter, method, algorithm, state, error code, active flag, probe type.
+Temperature record (command ``94 1C``, 19 data bytes, p. 36; example p. 63):
+final/predicted temperature float32 LE kelvin (0 = none), current probe
+temperature float32, sample counter uint32 (one per 173 ms), method (0 normal,
+1 monitor, 2 clinical), algorithm (0 oral, 1 rectal, 2 pediatric axillary, 3
+Cal Key, 4 adult axillary), SureTemp state (:data:`STATES`), error code uint16,
+active (probe out and active), physical probe type (0 oral/axillary, 1 Cal Key,
+2 rectal, 3 no probe). The 33-byte variant of p. 35 is not decoded: its example
+on p. 64 has 34 data bytes and does not sum to zero, so its layout cannot be
+confirmed; it is rejected as a bad record length.
 
-Why only the final temperature becomes a measurement: the current probe
-temperature is the probe warming up, not the patient's temperature, and must
-never be charted. The final value is emitted once per measurement (the module
-repeats it in every record until the next one starts), in kelvin as sent;
-:mod:`devices.normalise` converts it to Cel.
+What becomes a reading, and why:
 
-Assumptions to verify on a device (the manual's tables beyond the record
-layout are not in our reference): algorithm 0 is oral and other algorithms are
-reported as a generic body temperature (:data:`ALGORITHMS`); an active flag of 0
-is read as the probe resting in its well, reported as ``sensor_off``; error
-codes other than 0 are reported by number (:data:`ERROR_CODES` is empty).
+* Only a final patient measurement (state 6 "Final" or 7 "Final position")
+  becomes a value, exactly once: the module refreshes the record every 173 ms
+  and repeats the final value until the next cycle, so a record is new only
+  when the outcome or the final value changes. The current probe temperature is
+  the probe warming up and is never charted.
+* States 3-5 (predict) may carry the prediction in progress: it is reported as
+  a value flagged ``in_progress`` (the station shows it; it is not a final
+  reading).
+* Final over temp (8, 9) and under temp (10, 11) are outside the module's
+  range: no value, ``over_range``/``under_range``. Monitor mode (12: "no
+  predict"), an error (state 20 or a non-zero error code) and any measurement
+  with the Cal Key (algorithm 3 or probe type 1, a calibration check, not a
+  patient) give flags only: ``monitor_mode``, ``device_error``,
+  ``calibration_key``. Each is reported once per cycle.
+* The algorithm names the site: oral, rectal, axillary (:data:`ALGORITHMS`).
+
+Assumptions to verify on a module: the "position" states (5, 7, 9, 11) are
+read as the module's probe-position warning and flagged ``probe_position``
+beside the value, as the manual names them without describing them; an active
+flag of 0 is read as the probe resting in its well (``sensor_off``); error
+codes are reported by number (the table on p. 65 is not in our reference).
+
+Vendor samples: the record of p. 63 (final 0, probe 307.37 K, ready) and the
+command strings of pp. 59-63. The manual prints no record with a final value.
 """
 
 from __future__ import annotations
@@ -33,9 +56,6 @@ import struct
 from dataclasses import dataclass
 from decimal import Decimal
 
-from devices.drivers import Driver
-from devices.drivers import SerialSettings
-from devices.drivers import register
 from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
@@ -44,7 +64,6 @@ from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import ByteScanner
 from devices.protocols.framing import ConditionTracker
 from devices.protocols.framing import hunt
-from devices.simulators.base import Simulator
 
 HEADER = b"\x03\x02\x10"
 TYPE_COMMAND = 0x01
@@ -59,13 +78,39 @@ POLL_INTERVAL = 0.5
 RECORD = struct.Struct("<ffIBBBHBB")
 """final K, current probe K, sample counter, method, algorithm, state, error code, active, probe type."""
 
-ALGORITHMS: dict[int, str] = {0: "temperature_oral"}
-"""Algorithm byte -> METRICS key; unlisted algorithms are reported as ``temperature`` (body, site unknown)."""
+ALGORITHMS: dict[int, str] = {0: "temperature_oral", 1: "temperature_rectal", 2: "temperature_axillary",
+                              4: "temperature_axillary"}
+"""Algorithm byte -> METRICS key (p. 36: oral, rectal, pediatric and adult axillary)."""
+
+CAL_KEY_ALGORITHM = 3
+CAL_KEY_PROBE = 1
+NO_PROBE = 3
+
+STATES: dict[int, str] = {
+    0: "idle", 1: "not ready", 2: "ready", 3: "predict", 4: "predict display", 5: "predict position",
+    6: "final", 7: "final position", 8: "final over temp", 9: "final over temp position",
+    10: "final under temp", 11: "final under temp position", 12: "no predict (monitor mode)",
+    13: "end normal status", 20: "error status",
+}
+"""SureTemp state byte (p. 36); a record with any other state is rejected."""
+
+FINAL_STATES: frozenset[int] = frozenset({6, 7})
+PREDICT_STATES: frozenset[int] = frozenset({3, 4, 5})
+POSITION_STATES: frozenset[int] = frozenset({5, 7, 9, 11})
+STATE_FLAGS: dict[int, frozenset[str]] = {
+    8: frozenset({"over_range"}), 9: frozenset({"over_range"}),
+    10: frozenset({"under_range"}), 11: frozenset({"under_range"}),
+    12: frozenset({"monitor_mode"}), 20: frozenset({"device_error"}),
+}
+"""States that end a cycle without a value, and the flags they raise."""
 
 ERROR_CODES: dict[int, str] = {}
-"""Error code -> description, to fill from the OEM manual; unknown codes are reported by number."""
+"""Error code -> description, to fill from the OEM manual (p. 65); unknown codes are reported by number."""
 
 DEVICE_ERROR = "device_error"
+IN_PROGRESS = "in_progress"
+CALIBRATION_KEY = "calibration_key"
+PROBE_POSITION = "probe_position"
 
 
 def encode_packet(command: bytes, packet_type: int, data: bytes = b"") -> bytes:
@@ -155,7 +200,7 @@ class SureTempDecoder:
         self.max_frame = MAX_FRAME
         self._framer = PacketFramer()
         self._conditions = ConditionTracker()
-        self._reported: tuple[bytes, int] | None = None
+        self._reported: tuple[frozenset[str], bytes] | None = None
         self._next_poll: float | None = None
 
     @property
@@ -189,50 +234,61 @@ class SureTempDecoder:
         return out
 
     def _record(self, data: bytes, out: list[Event]) -> None:
+        size = len(data) + HEADER_SIZE + 1
         if len(data) != RECORD.size:
-            out.append(FrameRejected("bad record length", len(data) + HEADER_SIZE + 1))
+            out.append(FrameRejected("bad record length", size))
             return
         record = TemperatureRecord.from_bytes(data)
         final = record.final
         if not math.isfinite(final) or not 0 <= final < 400:
-            out.append(FrameRejected("bad temperature", len(data) + HEADER_SIZE + 1))
+            out.append(FrameRejected("bad temperature", size))
             return
-        flags: frozenset[str] = frozenset()
-        detail = ""
-        if record.error:
-            flags = frozenset({DEVICE_ERROR})
-            detail = ERROR_CODES.get(record.error, f"module error {record.error}")
-        elif not record.active:
-            flags = frozenset({SENSOR_OFF})
-            detail = "probe in its well"
-        self._conditions.update(flags, out, detail)
-        if final == 0:
+        if record.state not in STATES:
+            out.append(FrameRejected("unknown state", size))
+            return
+        condition, detail = self._condition(record)
+        self._conditions.update(condition, out, detail)
+        outcome = self._outcome(record)
+        if outcome is None:
             self._reported = None
             return
-        key = (data[:4], record.counter)
+        flags, keep_value = outcome
+        key = (flags, data[:4] if keep_value else b"")
         if key == self._reported:
             return
         self._reported = key
         metric = ALGORITHMS.get(record.algorithm, "temperature")
-        value = None if record.error else Decimal(f"{final:.2f}")
-        out.append(Measurement(metric, value, "K", flags))
+        out.append(Measurement(metric, Decimal(f"{final:.2f}") if keep_value else None, "K", flags))
 
+    @staticmethod
+    def _condition(record: TemperatureRecord) -> tuple[frozenset[str], str]:
+        """The device condition the record shows (error, no probe, probe in its well) and its detail."""
+        if record.error:
+            return frozenset({DEVICE_ERROR}), ERROR_CODES.get(record.error, f"module error {record.error}")
+        if record.probe_type == NO_PROBE:
+            return frozenset({"no_sensor"}), "no probe connected"
+        if not record.active:
+            return frozenset({SENSOR_OFF}), "probe in its well"
+        return frozenset(), ""
 
-def _simulator(scenario: str, seed: int) -> Simulator:
-    # Imported here: the simulator answers with this module's packet encoder.
-    from devices.simulators.suretemp import SureTempSimulator
+    @staticmethod
+    def _outcome(record: TemperatureRecord) -> tuple[frozenset[str], bool] | None:
+        """(flags, whether the final field is a value to report) of a record, ``None`` when it reports nothing.
 
-    return SureTempSimulator(scenario, seed)
-
-
-register(
-    Driver(
-        name="suretemp",
-        description="Welch Allyn SureTemp Plus OEM thermometer module (request/response)",
-        decoder=SureTempDecoder,
-        simulator=_simulator,
-        serial=SerialSettings(baudrate=9600),
-        quiet_timeout=4 * POLL_INTERVAL,
-        poll_interval=POLL_INTERVAL,
-    )
-)
+        Checked in order of precedence: an error or the Cal Key voids whatever the
+        state says; then final, out-of-range, monitor and predict states.
+        """
+        state = record.state
+        position = frozenset({PROBE_POSITION}) if state in POSITION_STATES else frozenset()
+        if record.error or state == 20:
+            return frozenset({DEVICE_ERROR}), False
+        calibration = record.algorithm == CAL_KEY_ALGORITHM or record.probe_type == CAL_KEY_PROBE
+        if calibration and (state in FINAL_STATES or state in STATE_FLAGS or state in PREDICT_STATES):
+            return frozenset({CALIBRATION_KEY}), False
+        if state in FINAL_STATES and record.final > 0:
+            return position, True
+        if state in STATE_FLAGS:
+            return STATE_FLAGS[state] | position, False
+        if state in PREDICT_STATES and record.final > 0:
+            return frozenset({IN_PROGRESS}) | position, True
+        return None

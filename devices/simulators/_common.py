@@ -8,10 +8,10 @@ import typing as t
 from devices.simulators.base import SCENARIOS
 
 
-def check_scenario(scenario: str) -> str:
-    """Return ``scenario`` if it is one of :data:`SCENARIOS`, else raise :class:`ValueError` naming them."""
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+def check_scenario(scenario: str, known: t.Sequence[str] = SCENARIOS) -> str:
+    """Return ``scenario`` if it is one of ``known``, else raise :class:`ValueError` naming them."""
+    if scenario not in known:
+        raise ValueError(f"unknown scenario {scenario!r} (known: {', '.join(known)})")
     return scenario
 
 

@@ -6,10 +6,13 @@ and hands it whatever the host wrote, and writes its answers back. Simulators
 build frames from the same layouts the decoders parse, so what they emit is what
 the real device sends, byte for byte.
 
-Scenarios (``--scenario``): ``normal``, ``artifact`` (device flags motion or
-poor signal), ``sensor-off`` (probe or finger off: the device's "no data"
-values), ``garbage`` (valid frames interleaved with noise and corrupt frames),
-``unplug`` (handled by the runner: it drops the line and comes back).
+Scenarios (``--scenario``) every simulator knows: ``normal``, ``artifact``
+(device flags motion or poor signal), ``sensor-off`` (probe or finger off: the
+device's "no data" values), ``garbage`` (valid frames interleaved with noise and
+corrupt frames), ``unplug`` (handled by the runner: it drops the line and comes
+back). A simulator module adds its own, each reproducing a documented device
+behaviour a decoder must get right (a scale's overload report, a thermometer's
+calibration key); the driver table lists them per driver.
 """
 
 from __future__ import annotations

@@ -57,8 +57,10 @@ from devices.simulators._common import cuff_pressures
 from devices.simulators._common import garbled
 
 SPO2 = 0x4BB8
-PULSE = 0x480A
-NIBP_PULSE = 0x482A
+PLETH_PULSE = 0x4822
+GENERIC_PULSE = 0x480A
+"""NOM_PULS_RATE: the monitor's pulse from ECG or an arterial line; the decoder must not take it for SpO2's."""
+NIBP_PULSE = 0xF0E5
 SYSTOLIC = 0x4A05
 DIASTOLIC = 0x4A06
 MEAN = 0x4A07
@@ -202,7 +204,8 @@ class IntelliVueSimulator:
         )
         return [
             _observation(0x0101, NOM_ATTR_NU_VAL_OBS, nu(SPO2, spo2_state, PERCENT, oximeter)),
-            _observation(0x0102, NOM_ATTR_NU_VAL_OBS, nu(PULSE, spo2_state, BPM, pulse_ox)),
+            _observation(0x0102, NOM_ATTR_NU_VAL_OBS, nu(PLETH_PULSE, spo2_state, BPM, pulse_ox)),
+            _observation(0x0106, NOM_ATTR_NU_VAL_OBS, nu(GENERIC_PULSE, STATE_NONE, BPM, Decimal(pulse + 9))),
             _observation(0x0103, NOM_ATTR_NU_CMPD_VAL_OBS, LIST_HEAD.pack(3, len(compound)) + compound),
             _observation(0x0104, NOM_ATTR_NU_VAL_OBS, nu(NIBP_PULSE, STATE_NONE, BPM, Decimal(pulse))),
             _observation(0x0105, NOM_ATTR_NU_VAL_OBS, nu(TEMPERATURE, temperature_state, DEGC, temperature)),

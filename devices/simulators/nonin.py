@@ -1,16 +1,23 @@
 """Simulated Nonin oximeters: the byte streams of DF2, DF7, DF8, DF13 and the ASCII models.
 
-Frames come from the encoders in :mod:`devices.protocols.nonin`, so the
-simulator and the decoder share one layout table. Scenarios:
+Frames come from the encoders in :mod:`devices.protocols.nonin`, so they follow
+the layouts that module cites from the OEM spec. Scenarios:
 
-* ``normal``: a resting adult. DF13 first replays one stored reading
-  (MEM set), as an unlinked device does when the host connects.
-* ``artifact``: two units in three carry the artifact bit (DF2/7/8), lack the
-  SPA quality bit (DF13) or show ``---`` (ASCII models have no artifact bit).
+* ``normal``: a resting adult, green perfusion. DF13 first replays one stored
+  reading (MEM set), as an unlinked device does when the host connects.
+* ``artifact``: two units in three carry the artifact bit, on one pulse (12
+  frames) of a DF2/DF7 packet or in the DF8 status; the values stay, as the
+  oximeter keeps displaying them. DF13 lacks the SPA quality bit instead, and the
+  ASCII models (no artifact bit) show ``---``.
 * ``sensor-off``: finger out: HR 511, SpO2 127 with the sensor alarm bit
   (DF2/7/8), NOMS (DF13), ``---`` (ASCII).
-* ``garbage``: noise before one unit in three and one corrupted unit in four (DF8 noise keeps
-  bit 7 clear: without a checksum, noise that happens to look like a frame would be a reading).
+* ``reserved-bits`` (binary formats): every reserved bit set and reserved bytes
+  random, as the spec allows; the values must come through unchanged.
+* ``perfusion`` (DF2/DF7): each packet has a green pulse then a red one, which
+  is a red packet, not a yellow one.
+* ``garbage``: noise before one unit in three and one corrupted unit in four (DF8: one in six
+  and one in eight, and its noise keeps bit 7 clear: without a checksum, noise that happens to
+  look like a frame would be a reading).
 * ``unplug``: a normal stream; the runner drops and restores the line.
 
 The device answers the set-format command with ACK (``06``) when ZZ names a
@@ -30,6 +37,7 @@ from devices.simulators._common import OximeterVitals
 from devices.simulators._common import Pacer
 from devices.simulators._common import check_scenario
 from devices.simulators._common import noise
+from devices.simulators.base import SCENARIOS as COMMON_SCENARIOS
 
 UNITS_PER_SECOND: dict[str, float] = {"df2": 3.0, "df7": 3.0, "df8": 1.0, "df13": 0.2, "ascii": 1.0}
 """DF2/DF7 send a 25-frame packet every third of a second (75 frames/s); DF13 one spot check every 5 s."""
@@ -38,6 +46,20 @@ DEVICE_CLOCK_START = dt.datetime(2026, 1, 15, 9, 0, 0)
 """The simulated device's own clock at power-on; deliberately unrelated to the host clock."""
 
 COMMAND_LENGTH = 6
+PULSE_FRAMES = slice(4, 16)
+"""The frames of a DF2/DF7 packet one pulse's status bits cover (12 frames = 160 ms, spec p. 8)."""
+
+RESERVED_SLOTS = (4, 11, 12, 17, 18, 23, 24)
+"""Float slots (frame number - 1) the spec marks reserved, "undefined (range of 0 to 255)" (pp. 7, 11)."""
+
+SCENARIOS: dict[str, tuple[str, ...]] = {
+    "df2": (*COMMON_SCENARIOS, "reserved-bits", "perfusion"),
+    "df7": (*COMMON_SCENARIOS, "reserved-bits", "perfusion"),
+    "df8": (*COMMON_SCENARIOS, "reserved-bits"),
+    "df13": (*COMMON_SCENARIOS, "reserved-bits"),
+    "ascii": COMMON_SCENARIOS,
+}
+"""What ``frontdesk simulate nonin-FORMAT --scenario`` accepts."""
 
 
 class NoninSimulator:
@@ -47,7 +69,7 @@ class NoninSimulator:
         if data_format not in UNITS_PER_SECOND:
             raise ValueError(f"unknown Nonin data format {data_format!r}")
         self._format = data_format
-        self._scenario = check_scenario(scenario)
+        self._scenario = check_scenario(scenario, SCENARIOS[data_format])
         self._rng = random.Random(seed)
         self._vitals = OximeterVitals(self._rng)
         self._pacer = Pacer(UNITS_PER_SECOND[data_format])
@@ -89,17 +111,20 @@ class NoninSimulator:
         unit = self._encode(index, spo2, hr, flags)
         if self._scenario != "garbage":
             return unit
-        if index % 4 == 3:
+        # DF8 needs four clean frames in a row to lock (it has no checksum), so its garbage is sparser.
+        corrupt_every, noise_every = (8, 6) if self._format == "df8" else (4, 3)
+        if index % corrupt_every == corrupt_every - 1:
             unit = self._corrupt(unit)
-        if index % 3:
+        if index % noise_every:
             return unit
         return noise(self._rng, top=0x7F if self._format == "df8" else 0xFF) + unit
 
     def _encode(self, index: int, spo2: int, hr: int, flags: frozenset[str]) -> bytes:
+        reserved = self._scenario == "reserved-bits"
         if self._format in ("df2", "df7"):
             return self._packet(spo2, hr, flags)
         if self._format == "df8":
-            return nonin.encode_df8(hr, spo2, flags)
+            return nonin.encode_df8(hr, spo2, flags, reserved=reserved)
         if self._format == "df13":
             return self._spot_check(index, spo2, hr, flags)
         if flags:
@@ -108,14 +133,27 @@ class NoninSimulator:
 
     def _packet(self, spo2: int, hr: int, flags: frozenset[str]) -> bytes:
         layout = nonin.DF2 if self._format == "df2" else nonin.DF7
-        status = 0x02
+        reserved = self._scenario == "reserved-bits"
+        statuses = [nonin.GREEN] * nonin.FRAMES_PER_PACKET
+        if self._scenario == "perfusion":
+            half = nonin.FRAMES_PER_PACKET // 2
+            statuses[half:] = [nonin.RED] * (nonin.FRAMES_PER_PACKET - half)
         for bit in nonin.STREAM_STATUS_BITS:
             if bit.flag in flags:
-                status |= bit.mask
+                pulse = range(nonin.FRAMES_PER_PACKET)[PULSE_FRAMES if bit.flag == ARTIFACT else slice(None)]
+                for frame in pulse:
+                    statuses[frame] |= bit.mask
+        floats = nonin.stream_floats(hr, spo2, 0)
+        if reserved:
+            for slot in RESERVED_SLOTS:
+                floats[slot] = self._rng.randint(0, 0xFF)
+            floats[layout.hr_display_msb_frame] |= 0x7C
+            floats[layout.stat2_frame] |= 0x5E
+            statuses = [status | 0x40 for status in statuses]
         frames = []
-        for slot, value in enumerate(nonin.stream_floats(hr, spo2, 0)):
+        for slot, value in enumerate(floats):
             pleth = self._rng.randint(0, 0xFFFF if layout.lead is None else 0xFF)
-            frames.append(nonin.encode_stream_frame(layout, status | (nonin.STATUS_SYNC if slot == 0 else 0),
+            frames.append(nonin.encode_stream_frame(layout, statuses[slot] | (nonin.STATUS_SYNC if slot == 0 else 0),
                                                     pleth, value))
         return b"".join(frames)
 
@@ -128,7 +166,7 @@ class NoninSimulator:
         elif index == 0:
             flags = frozenset({"from_memory"})
             when -= dt.timedelta(hours=2)
-        return nonin.encode_df13(hr, spo2, flags, when)
+        return nonin.encode_df13(hr, spo2, flags, when, reserved=self._scenario == "reserved-bits")
 
     def _corrupt(self, unit: bytes) -> bytes:
         """Damage ``unit`` the way a bad cable would: a flipped bit in a checksummed byte, or a cut line."""

@@ -25,7 +25,7 @@ from serial.tools import list_ports
 
 from devices import drivers
 from devices.config import ConfigError
-from devices.config import DeviceConfig
+from devices.config import from_mapping
 from devices.config import from_spec
 from devices.config import load_toml
 from devices.drivers import Driver
@@ -83,8 +83,9 @@ def _logging(verbose: bool) -> None:
 @click.option("--pty", "use_pty", is_flag=True, help="Create a pseudo-terminal pair and print the path to "
               "connect to (the default).")
 @click.option("--port", "port_url", metavar="URL", help="Write to this serial port or pyserial URL instead.")
-@click.option("--scenario", type=click.Choice(SCENARIOS), default="normal", show_default=True,
-              help="What the simulated device does; 'unplug' drops and restores the line periodically.")
+@click.option("--scenario", default="normal", show_default=True,
+              help=f"What the simulated device does: {', '.join(SCENARIOS)}, or a scenario of the driver's own "
+              "(an unknown one lists them); 'unplug' drops and restores the line periodically.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulated values.")
 @click.option("--link", "link_path", type=click.Path(dir_okay=False), help="With --pty: keep a symlink here "
               "pointing at the current pty, the way /dev/serial/by-id follows a re-plugged adapter.")
@@ -105,6 +106,8 @@ def simulate(driver: str, use_pty: bool, port_url: str | None, scenario: str, se
     if link_path and port_url:
         raise click.UsageError("--link only applies to --pty")
     spec = _driver(driver)
+    if scenario not in spec.scenarios:
+        fail(f"unknown scenario {scenario!r} for {driver} (known: {', '.join(spec.scenarios)})", EXIT_CONFIG)
     device_scenario = "normal" if scenario == "unplug" else scenario
     endpoint: runner.Endpoint
     if port_url:
@@ -140,7 +143,10 @@ def devices_group() -> None:
               help="Give up after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per reading.")
 @click.option("--baudrate", type=click.IntRange(min=1), help="Override the driver's baud rate.")
-def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, baudrate: int | None) -> None:
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A decoder option as in [[devices]] (e.g. df8_layout=extended-status); repeatable.")
+def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, baudrate: int | None,
+          options: tuple[str, ...]) -> None:
     """Open PORT with DRIVER and print the decoded readings.
 
     PORT is a device path or a pyserial URL (loop://, socket://host:port, rfc2217://…).
@@ -148,8 +154,18 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
     arrive in time; the device's counters are printed on stderr at the end.
     """
     spec = _driver(driver)
-    overrides: dict[str, t.Any] = {"baudrate": baudrate} if baudrate else {}
-    config = DeviceConfig(id="probe", driver=driver, port=port, station="probe", **overrides)
+    entry: dict[str, t.Any] = {"id": "probe", "driver": driver, "port": port, "station": "probe"}
+    if baudrate:
+        entry["baudrate"] = baudrate
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key in entry:
+            fail(f"--option {option!r}: expected KEY=VALUE with a decoder option as KEY", EXIT_CONFIG)
+        entry[key] = value
+    try:
+        config = from_mapping(entry)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
     link = SerialLink(port, config.serial_settings(spec.serial), read_wait=read_wait(spec))
     try:
         link.open()

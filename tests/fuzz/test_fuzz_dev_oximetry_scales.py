@@ -23,13 +23,15 @@ from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.base import ProtocolError
+from devices.protocols.nonin import DF8_LOCK_FRAMES
 
 NAMES = ("nonin-df2", "nonin-df7", "nonin-df8", "nonin-df13", "nonin-ascii", "masimo-ascii", "suretemp",
          "tanita", "ricelake", "healthometer")
 HOST_TIME = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
-READINGS_PER_UNIT = {"nonin-df2": 2, "nonin-df7": 2, "nonin-df8": 2, "nonin-df13": 2, "nonin-ascii": 2,
-                     "masimo-ascii": 2, "suretemp": 0, "tanita": 3, "ricelake": 1, "healthometer": 2}
-"""Measurements in one unit (frame, packet, line, record): how many a resynchronisation may cost."""
+READINGS_PER_UNIT = {"nonin-df2": 2, "nonin-df7": 2, "nonin-df8": 2 * DF8_LOCK_FRAMES, "nonin-df13": 2,
+                     "nonin-ascii": 2, "masimo-ascii": 3, "suretemp": 0, "tanita": 3, "ricelake": 1, "healthometer": 2}
+"""Measurements in one unit (frame, packet, line, record): how many a resynchronisation may cost
+(DF8, without a checksum, relocks only after four frames line up)."""
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -39,7 +41,8 @@ def device_stream(name: str, seed: int) -> bytes:
     simulator = driver.simulator("normal", seed)
     if driver.poll_interval is None:
         step = 10.0 if name in ("tanita", "ricelake", "healthometer", "nonin-df13") else 0.5
-        return b"".join(simulator.output(k * step) for k in range(6))
+        units = 3 * DF8_LOCK_FRAMES if name == "nonin-df8" else 6
+        return b"".join(simulator.output(k * step) for k in range(units))
     decoder = driver.decoder()
     return b"".join(simulator.receive(decoder.poll(k * driver.poll_interval)) for k in range(40))
 

@@ -49,6 +49,14 @@ def test_bad_config_file_exits_2(env: dict[str, str], tmp_path: Path) -> None:
     assert_one_line_error(run(["serve", "--config", str(config)], env), 2, "hl7.vitals_coding: must be one of")
 
 
+def test_bad_device_option_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[[devices]]\nid = "ox1"\ndriver = "masimo-ascii"\nport = "/dev/x"\nstation = "s"\n'
+                      'df8_layout = "extended-status"\n')
+    assert_one_line_error(run(["serve", "--config", str(config)], env), 2,
+                          "key 'df8_layout' does not apply to driver 'masimo-ascii'")
+
+
 def test_unreachable_database_is_one_line(env: dict[str, str]) -> None:
     port = free_port()
     result = run(["db", "upgrade"], {**env, "FRONTDESK_DATABASE_URL": f"postgresql://nobody@127.0.0.1:{port}/x"})

@@ -115,6 +115,22 @@ def test_simulate_rejects_both_pty_and_port() -> None:
     assert "use either --pty or --port" in result.stderr
 
 
+def test_simulate_unknown_scenario_lists_the_drivers_own() -> None:
+    result = run("simulate", "suretemp", "--scenario", "smoke")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("frontdesk: error: unknown scenario 'smoke' for suretemp (known: normal, "
+                                     "artifact, sensor-off, garbage, unplug, cal-key, over-temp, monitor-mode)")
+
+
+@pytest.mark.parametrize(("driver", "scenario"), [("suretemp", "cal-key"), ("healthometer", "overload"),
+                                                  ("ricelake", "bmi-mode"), ("nonin-df8", "reserved-bits"),
+                                                  ("nonin-df2", "perfusion"), ("tanita", "bd-815u")])
+def test_simulate_runs_a_drivers_own_scenario(driver: str, scenario: str) -> None:
+    result = run("simulate", driver, "--pty", "--scenario", scenario, "--duration", "0.3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("/dev/pts/")
+
+
 def test_simulate_on_a_port_that_does_not_exist(tmp_path: pathlib.Path) -> None:
     port = str(tmp_path / "ttyS9")
     result = run("simulate", "masimo-ascii", "--port", port)

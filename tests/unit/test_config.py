@@ -85,6 +85,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     ("[[devices]]\nid = \"a\"\ndriver = \"nonin-df8\"\nport = \"/dev/x\"\n", {}, "devices: device 'a': missing key"),
     ("[[devices]]\nid = \"a\"\ndriver = \"toaster\"\nport = \"/dev/x\"\nstation = \"s\"\n", {},
      "devices: device 'a': driver must be one of"),
+    ("[[devices]]\nid = \"a\"\ndriver = \"nonin-df8\"\nport = \"/dev/x\"\nstation = \"s\"\ndf8_layout = \"x\"\n", {},
+     "devices: device 'a': key 'df8_layout' must be one of onyx-9560, extended-status, got 'x'"),
     ("[web\n", {}, "not valid TOML"),
     ("", {"FRONTDESK_WEB_PORT": "abc"}, "FRONTDESK_WEB_PORT: must be a whole number, got 'abc'"),
     ("", {"FRONTDESK_KIOSK_IDLE_SECONDS": "5"}, "FRONTDESK_KIOSK_IDLE_SECONDS: must be between 15 and 3600"),

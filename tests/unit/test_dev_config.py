@@ -51,6 +51,24 @@ def test_invalid_entries_name_the_key(change: dict[str, object], message: str) -
     assert str(info.value).startswith(message)
 
 
+def test_df8_layout_is_a_decoder_option_of_the_df8_driver() -> None:
+    assert from_mapping(BASE).decoder_options() == {}
+    device = from_mapping({**BASE, "df8_layout": "extended-status"})
+    assert device.decoder_options() == {"df8_layout": "extended-status"}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"df8_layout": "9560"}, "device 'ox1': key 'df8_layout' must be one of onyx-9560, extended-status, got '9560'"),
+    ({"df8_layout": 1}, "device 'ox1': key 'df8_layout' must be one of onyx-9560, extended-status, got 1"),
+    ({"driver": "nonin-df2", "df8_layout": "onyx-9560"},
+     "device 'ox1': key 'df8_layout' does not apply to driver 'nonin-df2'"),
+])
+def test_bad_df8_layout_names_the_key(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        from_mapping({**BASE, **change})
+    assert str(info.value) == message
+
+
 def test_missing_key_is_named() -> None:
     entry = {key: value for key, value in BASE.items() if key != "driver"}
     with pytest.raises(ConfigError, match=r"^device 'ox1': missing key 'driver'$"):

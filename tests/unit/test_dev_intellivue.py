@@ -19,6 +19,7 @@ from tests.dev_helpers import DEVICE_FIXTURES
 from tests.dev_helpers import by_metric
 from tests.dev_helpers import decode_split
 from tests.dev_helpers import feed_random_bytes
+from tests.dev_helpers import measurements
 
 FIXTURES = DEVICE_FIXTURES / "intellivue"
 
@@ -167,8 +168,10 @@ def test_association_then_mds_create_leads_to_polling_and_readings() -> None:
     assert not simulator.mds_confirmed
     reply = simulator.receive(due)
     assert simulator.mds_confirmed
-    assert reply == (FIXTURES / "poll_reply_numerics.bin").read_bytes()
-    found = by_metric(decoder.feed(reply))
+    events = decoder.feed(reply)
+    # The reply also carries NOM_PULS_RATE (0x480A, the generic pulse, 9/min higher): never the oximeter's.
+    assert len([m for m in measurements(events) if m.metric == "pulse_oximeter"]) == 1
+    found = by_metric(events)
     assert {k: (m.value, m.unit) for k, m in found.items()} == {
         "spo2": (Decimal(97), "%"),
         "pulse_oximeter": (Decimal(75), "/min"),
@@ -179,6 +182,17 @@ def test_association_then_mds_create_leads_to_polling_and_readings() -> None:
         "temperature": (Decimal("36.9"), "Cel"),
     }
     assert found["spo2"].device_time == dt.datetime(2026, 11, 26, 9, 0, 0)
+
+
+@pytest.mark.parametrize(("physio_id", "metric"), [
+    (0x4BB8, "spo2"), (0x4822, "pulse_oximeter"), (0xF0E5, "pulse_nibp"), (0x4A05, "systolic"),
+    (0x4B48, "temperature"), (0xF108, "temperature_oral"), (0xF110, "temperature_oral"),
+    (0xF10C, "temperature_axillary"), (0xE004, "temperature_rectal"), (0x4B78, "temperature_tympanic"),
+    (0x480A, None), (0x482A, None), (0x481A, None), (0x4B5C, None), (0xE008, None), (0x4BB0, None),
+])
+def test_physio_ids_follow_the_philips_list(physio_id: int, metric: str | None) -> None:
+    found = iv.numeric(iv.NU_OBS_VALUE.pack(physio_id, 0, 0x0AA0, 72), None)
+    assert (found.metric if found else None) == metric
 
 
 def test_polls_follow_the_poll_period_and_keep_alives_are_answered() -> None:

@@ -18,6 +18,7 @@ from devices.simulators.masimo import MasimoSimulator
 from tests.dev_helpers import DEVICE_FIXTURES
 from tests.dev_helpers import decode_split
 from tests.dev_helpers import measurements
+from tests.dev_helpers import read_sample
 from tests.dev_helpers import same_events_every_split
 
 FIXTURES = DEVICE_FIXTURES / "masimo"
@@ -32,24 +33,29 @@ def simulated(scenario: str, seconds: int = 30, seed: int = 7, model: str = "rad
     return b"".join(simulator.output(float(k)) for k in range(seconds))
 
 
-def test_published_rad8_line() -> None:
+RAD8 = read_sample(FIXTURES / "rad8_capture_yahnatan.sample").data
+RAD8_LINE = RAD8.split(b"\r\n")[0] + b"\r\n"
+
+
+def test_published_rad8_line_with_its_device_time_and_perfusion_index() -> None:
     when = dt.datetime(2016, 2, 22, 22, 47, 45)
-    assert decode((FIXTURES / "rad8_line.txt").read_bytes()) == [
+    assert decode(RAD8_LINE) == [
         Measurement("spo2", Decimal(98), "%", device_time=when),
         Measurement("pulse_oximeter", Decimal(97), "/min", device_time=when),
+        Measurement("perfusion_index", Decimal("3.60"), "%", device_time=when),
     ]
 
 
 def test_reference_lines_in_any_split() -> None:
-    data = ((FIXTURES / "rad8_line.txt").read_bytes() + (FIXTURES / "trend_off_patient.txt").read_bytes()) * 3
+    data = (RAD8_LINE + (FIXTURES / "trend_off_patient.txt").read_bytes()) * 3
     whole = decode(data)
-    assert len(measurements(whole)) == 12
+    assert len(measurements(whole)) == 18
     assert decode(data, "bytes") == whole
     assert decode(data, "chunks-9") == whole
 
 
 def test_every_field_is_kept_and_placeholders_are_no_value() -> None:
-    parsed = masimo.parse_line((FIXTURES / "rad8_line.txt").read_text().strip())
+    parsed = masimo.parse_line(RAD8_LINE.decode().strip())
     assert parsed.values["PI"] == Decimal("3.60")
     assert parsed.values["SPCO"] is None and parsed.values["SPMET"] is None
     assert parsed.values["DESAT"] is None and parsed.values["PIDELTA"] is None
@@ -63,6 +69,7 @@ def test_trend_printout_off_patient_zeros_are_not_values() -> None:
         DeviceState(frozenset({"sensor_off"})),
         Measurement("spo2", None, "%", frozenset({"sensor_off", "no_data"})),
         Measurement("pulse_oximeter", None, "/min", frozenset({"sensor_off", "no_data"})),
+        Measurement("perfusion_index", None, "%", frozenset({"sensor_off", "no_data"})),
     ]
 
 
@@ -88,7 +95,8 @@ def test_radical7_line_with_pvi_and_other_order() -> None:
     line = b"PVI=014 BPM=061 SPO2=099% PI=01.20% EXC=000800\r\n"
     assert masimo.parse_line(line.decode().strip()).values["PVI"] == Decimal(14)
     assert measurements(decode(line)) == [Measurement("pulse_oximeter", Decimal(61), "/min"),
-                                          Measurement("spo2", Decimal(99), "%")]
+                                          Measurement("spo2", Decimal(99), "%"),
+                                          Measurement("perfusion_index", Decimal("1.20"), "%")]
 
 
 @pytest.mark.parametrize("line", [b"SPO2=9x% BPM=072\r\n", b"PI=03.60% EXC=000800\r\n",
@@ -109,8 +117,9 @@ def test_chunking_does_not_change_events(scenario: str, model: str) -> None:
 def test_normal_scenario() -> None:
     events = decode(simulated("normal"))
     values = measurements(events)
-    assert len(values) == 60
+    assert len(values) == 90
     assert all(m.value is not None and not m.flags and m.device_time for m in values)
+    assert {m.metric for m in values} == {"spo2", "pulse_oximeter", "perfusion_index"}
     assert not [e for e in events if not isinstance(e, Measurement)]
 
 
@@ -148,9 +157,9 @@ def test_overlong_line_is_bounded() -> None:
     decoder = masimo.MasimoDecoder()
     events = decoder.feed(b"SPO2=" + b"9" * 2000)
     assert decoder.buffered <= decoder.max_frame
-    events += decoder.feed(b"\r\n" + (FIXTURES / "rad8_line.txt").read_bytes())
+    events += decoder.feed(b"\r\n" + RAD8_LINE)
     assert sum(e.size for e in events if isinstance(e, FrameRejected)) == 2007
-    assert len(measurements(events)) == 2
+    assert len(measurements(events)) == 3
 
 
 def test_registered_driver() -> None:

@@ -47,22 +47,40 @@ def simulated(data_format: str, scenario: str, seconds: float = 12.0, seed: int 
     return b"".join(simulator.output(k * step) for k in range(int(seconds / step) + 1))
 
 
-def test_df8_reference_frames() -> None:
-    data = hex_fixture("df8_spo2_97_hr_72.hex") + hex_fixture("df8_no_data_sensor_alarm.hex")
-    assert decode("df8", data) == [
+def test_df8_frames_are_trusted_once_four_line_up() -> None:
+    # Frames built from the spec's byte table (p. 15); the spec prints no sample frame.
+    good, no_data = hex_fixture("df8_spo2_97_hr_72.hex"), hex_fixture("df8_no_data_sensor_alarm.hex")
+    assert decode("df8", good * 3) == []
+    assert decode("df8", good * 3 + no_data) == [
         Measurement("spo2", Decimal(97), "%"),
         Measurement("pulse_oximeter", Decimal(72), "/min"),
+    ] * 3 + [
         DeviceState(frozenset({"sensor_off"})),
         Measurement("spo2", None, "%", frozenset({"no_data", "sensor_off"})),
         Measurement("pulse_oximeter", None, "/min", frozenset({"no_data", "sensor_off"})),
     ]
 
 
-def test_df8_lone_frame_waits_for_confirmation() -> None:
-    # No checksum: one frame alone could be noise, so it is held until the next one agrees.
+def test_df8_lone_frames_wait_for_confirmation_then_stream() -> None:
+    # No checksum: a few frames alone could be noise, so they are held until four line up.
     decoder = nonin.Df8Decoder()
-    assert decoder.feed(hex_fixture("df8_spo2_97_hr_72.hex")) == []
-    assert len(measurements(decoder.feed(hex_fixture("df8_spo2_97_hr_72.hex")))) == 4
+    frame = hex_fixture("df8_spo2_97_hr_72.hex")
+    assert decoder.feed(frame * 3) == []
+    assert len(measurements(decoder.feed(frame))) == 8
+    assert len(measurements(decoder.feed(b"\x11\x22" + frame))) == 2
+
+
+def test_df8_reserved_bits_are_ignored() -> None:
+    frame = bytes((0x80 | 0x40, 72, 97, 0x56))  # every bit the 9560 spec marks reserved (R) or SPA, set
+    assert measurements(decode("df8", frame * 4))[:2] == [Measurement("spo2", Decimal(97), "%"),
+                                                          Measurement("pulse_oximeter", Decimal(72), "/min")]
+
+
+def test_df8_artifact_keeps_the_displayed_values() -> None:
+    frame = nonin.encode_df8(72, 97, frozenset({"artifact"}))
+    assert measurements(decode("df8", frame * 4))[:2] == [
+        Measurement("spo2", Decimal(97), "%", frozenset({"artifact"})),
+        Measurement("pulse_oximeter", Decimal(72), "/min", frozenset({"artifact"}))]
 
 
 def test_df13_reference_frames() -> None:
@@ -78,13 +96,13 @@ def test_df13_reference_frames() -> None:
 
 
 @pytest.mark.parametrize(("data_format", "fixtures"), [
-    ("df8", ("df8_spo2_97_hr_72.hex", "df8_no_data_sensor_alarm.hex")),
+    ("df8", ("df8_spo2_97_hr_72.hex", "df8_spo2_97_hr_72.hex", "df8_no_data_sensor_alarm.hex")),
     ("df13", ("df13_spa_hr72_spo2_97.hex", "df13_noms.hex")),
 ])
 def test_reference_frames_in_any_split(data_format: str, fixtures: tuple[str, ...]) -> None:
     data = b"".join(hex_fixture(name) for name in fixtures) * 3
     whole = decode(data_format, data)
-    assert len(measurements(whole)) == 12
+    assert len(measurements(whole)) == 2 * len(fixtures) * 3
     assert decode(data_format, data, "bytes") == whole
     assert decode(data_format, data, "chunks-9") == whole
 
@@ -134,9 +152,9 @@ def test_normal_scenario_gives_charted_values(data_format: str) -> None:
     assert all(Decimal(90) <= m.value <= Decimal(100) for m in values if m.metric == "spo2" and m.value)
 
 
-@pytest.mark.parametrize(("data_format", "flag", "voids"), [("df2", "artifact", True),
-                                                           ("df7", "artifact", True),
-                                                           ("df8", "artifact", True),
+@pytest.mark.parametrize(("data_format", "flag", "voids"), [("df2", "artifact", False),
+                                                           ("df7", "artifact", False),
+                                                           ("df8", "artifact", False),
                                                            ("df13", "low_quality", False),
                                                            ("ascii", "no_data", True)])
 def test_artifact_scenario_flags(data_format: str, flag: str, voids: bool) -> None:
@@ -244,13 +262,63 @@ def test_simulator_naks_a_malformed_command_and_buffers_split_ones() -> None:
     assert simulator.receive(command[3:] + bytes.fromhex("02 70 02 02 FF 03")) == b"\x06\x15"
 
 
-def test_df8_model_bit_maps_are_per_model() -> None:
+def test_df8_layout_is_chosen_per_device() -> None:
     frame = bytes((0x80 | 0x40, 72, 97, 0x02))
-    onyx = nonin.Df8Decoder("onyx-9560")
-    assert measurements(onyx.feed(frame * 2)) == []  # bit 6 and b4 bit 1 are reserved on the 9560
-    other = nonin.Df8Decoder("sensor-status-b4")
-    values = measurements(other.feed(frame * 2))
-    assert values[0] == Measurement("spo2", None, "%", frozenset({"sensor_off", "battery_critical"}))
+    documented = drivers.get("nonin-df8").decoder()
+    assert measurements(documented.feed(frame * 4))[0] == Measurement("spo2", Decimal(97), "%")
+    other = drivers.get("nonin-df8").decoder(df8_layout="extended-status")
+    assert measurements(other.feed(frame * 4))[0] == Measurement("spo2", None, "%",
+                                                                  frozenset({"sensor_off", "battery_critical"}))
+
+
+def packet(layout: nonin.StreamLayout, statuses: list[int], floats: list[int]) -> bytes:
+    return b"".join(nonin.encode_stream_frame(layout, status | (nonin.STATUS_SYNC if k == 0 else 0), 0x40, value)
+                    for k, (status, value) in enumerate(zip(statuses, floats, strict=True)))
+
+
+@pytest.mark.parametrize("layout", [nonin.DF2, nonin.DF7])
+def test_one_artifact_frame_keeps_the_packet_values_and_flags_them(layout: nonin.StreamLayout) -> None:
+    statuses = [nonin.GREEN] * 25
+    statuses[6] |= 0x20
+    events = nonin.StreamDecoder(layout).feed(packet(layout, statuses, nonin.stream_floats(72, 97, 0)))
+    assert measurements(events) == [Measurement("spo2", Decimal(97), "%", frozenset({"artifact"})),
+                                    Measurement("pulse_oximeter", Decimal(72), "/min", frozenset({"artifact"}))]
+
+
+@pytest.mark.parametrize("layout", [nonin.DF2, nonin.DF7])
+def test_packet_reports_the_display_values(layout: nonin.StreamLayout) -> None:
+    # During sustained artifact the recording values (frames 1-3) go to "missing"; the display ones stay.
+    floats = nonin.stream_floats(72, 97, 0)
+    floats[0], floats[1], floats[2] = 0x03, 0x7F, 127
+    events = nonin.StreamDecoder(layout).feed(packet(layout, [nonin.GREEN] * 25, floats))
+    assert [m.value for m in measurements(events)] == [Decimal(97), Decimal(72)]
+
+
+@pytest.mark.parametrize(("colours", "flag"), [
+    ((nonin.GREEN, nonin.RED), {"low_perfusion"}),
+    ((nonin.GREEN, nonin.YELLOW), {"marginal_perfusion"}),
+    ((nonin.GREEN, nonin.GREEN), set()),
+    ((nonin.RED, nonin.YELLOW), {"low_perfusion"}),
+])
+def test_perfusion_is_read_per_frame_not_ored(colours: tuple[int, int], flag: set[str]) -> None:
+    statuses = [colours[0]] * 12 + [colours[1]] * 13
+    events = nonin.StreamDecoder(nonin.DF2).feed(packet(nonin.DF2, statuses, nonin.stream_floats(72, 97, 0)))
+    assert all(m.flags == flag and m.value is not None for m in measurements(events))
+
+
+@pytest.mark.parametrize("data_format", ["df2", "df7", "df8", "df13"])
+def test_reserved_bits_scenario_charts_every_value(data_format: str) -> None:
+    events = decode(data_format, simulated(data_format, "reserved-bits", seconds=30.0))
+    values = measurements(events)
+    assert len(values) >= 4
+    assert not [e for e in events if isinstance(e, FrameRejected)]
+    assert all(m.value is not None and m.flags <= {"from_memory"} for m in values)
+
+
+@pytest.mark.parametrize("data_format", ["df2", "df7"])
+def test_perfusion_scenario_is_red_not_yellow(data_format: str) -> None:
+    values = measurements(decode(data_format, simulated(data_format, "perfusion")))
+    assert values and all(m.flags == {"low_perfusion"} and m.value is not None for m in values)
 
 
 @pytest.mark.parametrize(("line", "spo2", "hr", "flags"), [

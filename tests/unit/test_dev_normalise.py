@@ -111,9 +111,19 @@ def test_naive_host_time_is_refused() -> None:
 def test_decoder_events_normalise_end_to_end() -> None:
     scale_events = TanitaDecoder().feed(encode_tanita([("MO", '"WB-3000"'), ("Wp", "154.2")]))
     thermometer_events = SureTempDecoder().feed(encode_packet(
-        CMD_TEMPERATURE_RECORD, TYPE_GOOD_RESPONSE, TemperatureRecord(309.65, 309.0, 9, 0, 0, 2, 0, 1, 0).to_bytes()))
+        CMD_TEMPERATURE_RECORD, TYPE_GOOD_RESPONSE, TemperatureRecord(309.65, 309.0, 9, 0, 0, 6, 0, 1, 0).to_bytes()))
     events = [e for e in scale_events + thermometer_events if isinstance(e, Measurement)]
     assert [(r.metric, r.value, r.unit, r.mdc_code) for r in map(reading, events)] == [
         ("weight", Decimal("69.94"), "kg", 188736),
         ("temperature_oral", Decimal("36.50"), "Cel", 188424),
     ]
+
+
+def test_baby_scale_grams_become_kilograms() -> None:
+    events = TanitaDecoder().feed(b'{0,16,~0,1,MO,"BD-815",Wg,3972\r\n')
+    assert [(r.metric, r.value, r.unit) for r in map(reading, measurements_of(events))] == [
+        ("weight", Decimal("3.972"), "kg")]
+
+
+def measurements_of(events: list[object]) -> list[Measurement]:
+    return [e for e in events if isinstance(e, Measurement)]

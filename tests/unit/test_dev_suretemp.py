@@ -27,8 +27,12 @@ def hex_fixture(name: str) -> bytes:
     return read_hex(FIXTURES / name)
 
 
-def record_packet(final_k: float, *, counter: int = 1, algorithm: int = 0, error: int = 0, active: int = 1) -> bytes:
-    record = suretemp.TemperatureRecord(final_k, 300.0, counter, 0, algorithm, 2, error, active, 0)
+def record_packet(final_k: float, *, counter: int = 1, algorithm: int = 0, error: int = 0, active: int = 1,
+                  state: int | None = None, probe: int = 0, method: int = 0) -> bytes:
+    """A temperature record; by default "final" when ``final_k`` is set and "ready" when it is 0."""
+    if state is None:
+        state = 6 if final_k else 2
+    record = suretemp.TemperatureRecord(final_k, 300.0, counter, method, algorithm, state, error, active, probe)
     return suretemp.encode_packet(suretemp.CMD_TEMPERATURE_RECORD, suretemp.TYPE_GOOD_RESPONSE, record.to_bytes())
 
 
@@ -84,8 +88,58 @@ def test_next_measurement_is_reported_again() -> None:
     assert len(measurements(events)) == 2
 
 
-def test_other_algorithm_is_a_body_temperature() -> None:
-    assert measurements(decode(record_packet(310.0, algorithm=3)))[0].metric == "temperature"
+def test_repeated_final_record_is_one_reading_although_the_counter_runs() -> None:
+    # The module refreshes the record every 173 ms: same final value, new sample counter each time.
+    events = decode(b"".join(record_packet(309.75, counter=100 + k) for k in range(20)))
+    assert events == [Measurement("temperature_oral", Decimal("309.75"), "K")]
+
+
+@pytest.mark.parametrize(("algorithm", "metric"), [(0, "temperature_oral"), (1, "temperature_rectal"),
+                                                   (2, "temperature_axillary"), (4, "temperature_axillary")])
+def test_algorithm_names_the_site(algorithm: int, metric: str) -> None:
+    assert measurements(decode(record_packet(310.0, algorithm=algorithm)))[0].metric == metric
+
+
+@pytest.mark.parametrize(("algorithm", "probe"), [(3, 0), (0, 1), (3, 1)])
+def test_cal_key_is_never_a_patient_temperature(algorithm: int, probe: int) -> None:
+    events = decode(record_packet(310.93, algorithm=algorithm, probe=probe) * 3)
+    assert measurements(events) == [Measurement("temperature", None, "K", frozenset({"calibration_key"}))
+                                    if algorithm == 3 else
+                                    Measurement("temperature_oral", None, "K", frozenset({"calibration_key"}))]
+
+
+@pytest.mark.parametrize(("state", "flags"), [(8, {"over_range"}), (9, {"over_range", "probe_position"}),
+                                              (10, {"under_range"}), (11, {"under_range", "probe_position"})])
+def test_final_out_of_range_states_are_flags_only(state: int, flags: set[str]) -> None:
+    events = decode(record_packet(316.65, state=state) * 3)
+    assert events == [Measurement("temperature_oral", None, "K", frozenset(flags))]
+
+
+def test_monitor_mode_is_flags_only() -> None:
+    events = decode(record_packet(309.9, state=12, method=1) * 3 + record_packet(0.0, state=12, method=1))
+    assert events == [Measurement("temperature_oral", None, "K", frozenset({"monitor_mode"}))]
+
+
+def test_prediction_streams_as_in_progress_then_one_final() -> None:
+    data = (record_packet(0.0, state=3) + record_packet(309.55, state=4) * 2 + record_packet(309.65, state=4)
+            + record_packet(309.75) * 4 + record_packet(0.0, state=2))
+    assert decode(data) == [Measurement("temperature_oral", Decimal("309.55"), "K", frozenset({"in_progress"})),
+                            Measurement("temperature_oral", Decimal("309.65"), "K", frozenset({"in_progress"})),
+                            Measurement("temperature_oral", Decimal("309.75"), "K")]
+
+
+def test_final_position_keeps_the_value_with_a_flag() -> None:
+    assert decode(record_packet(309.75, state=7)) == [
+        Measurement("temperature_oral", Decimal("309.75"), "K", frozenset({"probe_position"}))]
+
+
+def test_error_state_and_error_code_void_the_value() -> None:
+    assert decode(record_packet(309.75, state=20)) == [
+        Measurement("temperature_oral", None, "K", frozenset({"device_error"}))]
+
+
+def test_unknown_state_is_rejected() -> None:
+    assert decode(record_packet(309.75, state=17)) == [FrameRejected("unknown state", 28)]
 
 
 def test_error_code_voids_value_and_raises_device_error() -> None:
@@ -142,15 +196,20 @@ def test_simulator_answers_commands_split_across_writes() -> None:
     assert answer.endswith(suretemp.encode_packet(suretemp.CMD_LOCK_PROBE, suretemp.TYPE_GOOD_RESPONSE))
 
 
-@pytest.mark.parametrize("scenario", ("normal", "artifact", "sensor-off", "garbage"))
+@pytest.mark.parametrize("scenario", ("normal", "artifact", "sensor-off", "garbage", "cal-key", "over-temp",
+                                      "monitor-mode"))
 def test_chunking_does_not_change_events(scenario: str) -> None:
     data = conversation(scenario)
     whole = same_events_every_split(lambda split: decode(data, split))
     assert whole
 
 
+def finals(events: list[Event]) -> list[Measurement]:
+    return [m for m in measurements(events) if "in_progress" not in m.flags]
+
+
 def test_normal_scenario_gives_one_plausible_temperature_per_measurement() -> None:
-    values = measurements(decode(conversation("normal")))
+    values = finals(decode(conversation("normal")))
     assert len(values) == 120 // 21 + 1
     assert all(m.unit == "K" and not m.flags for m in values)
     assert all(Decimal("309.5") <= m.value <= Decimal("310.6") for m in values if m.value)
@@ -160,7 +219,21 @@ def test_artifact_scenario_reports_module_errors() -> None:
     events = decode(conversation("artifact"))
     errors = [e for e in events if isinstance(e, DeviceState) and "device_error" in e.flags]
     assert errors and all(e.detail == "module error 3" for e in errors)
-    assert measurements(events)
+    assert all(m.value is None for m in finals(events) if "device_error" in m.flags)
+    assert any(m.value is not None for m in finals(events))
+
+
+@pytest.mark.parametrize(("scenario", "flag"), [("cal-key", "calibration_key"), ("monitor-mode", "monitor_mode")])
+def test_flag_only_scenarios_never_chart_a_value(scenario: str, flag: str) -> None:
+    values = measurements(decode(conversation(scenario)))
+    assert values and all(m.value is None and m.flags == {flag} for m in values)
+    assert len(values) == 120 // 21 + 1
+
+
+def test_over_temp_scenario_alternates_a_reading_and_an_over_range_flag() -> None:
+    values = finals(decode(conversation("over-temp")))
+    assert [m.flags for m in values][:2] == [frozenset(), frozenset({"over_range"})]
+    assert all((m.value is None) == ("over_range" in m.flags) for m in values)
 
 
 def test_sensor_off_scenario_has_no_temperature() -> None:
@@ -171,7 +244,7 @@ def test_sensor_off_scenario_has_no_temperature() -> None:
 def test_garbage_scenario_keeps_good_answers() -> None:
     events = decode(conversation("garbage", polls=200))
     assert any(isinstance(e, FrameRejected) for e in events)
-    assert len(measurements(events)) >= 5
+    assert len(finals(events)) >= 5
 
 
 def test_resync_and_wrong_baud() -> None:

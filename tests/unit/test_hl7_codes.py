@@ -40,6 +40,10 @@ EXPECTED = {
     "mean_arterial": (266016, "mm[Hg]", "8478-0"),
     "temperature": (268192, "Cel", "8310-5"),
     "temperature_oral": (268192, "Cel", "8310-5"),
+    "temperature_rectal": (268192, "Cel", "8310-5"),
+    "temperature_axillary": (268192, "Cel", "8310-5"),
+    "temperature_tympanic": (268192, "Cel", "8310-5"),
+    "perfusion_index": (262688, "%", "61006-3"),
     "respiration_rate": (264928, "/min", "9279-1"),
     "weight": (263875, "kg", "29463-7"),
     "height": (263441, "cm", "8302-2"),
@@ -94,6 +98,17 @@ def test_known_wrong_codes_are_absent() -> None:
 def test_device_row_codes_follow_the_plus_rule(name: str) -> None:
     (partition, term), vmd, chan = DEVICE_ROWS[name]
     assert (mdc(partition, term) + 2, mdc(partition, term) + 3) == (vmd, chan)
+
+
+@pytest.mark.parametrize(("key", "partition", "term", "code"), [
+    ("perfusion_index", 2, 19376, 150448),  # MDC_PULS_OXIM_PERF_REL
+    ("temperature_rectal", 2, 57348, 188420),  # MDC_TEMP_RECT
+    ("temperature_axillary", 2, 57380, 188452),  # MDC_TEMP_AXILLA
+    ("temperature_tympanic", 2, 19320, 150392),  # MDC_TEMP_TYMP
+])
+def test_codes_added_for_device_fixes(key: str, partition: int, term: int, code: int) -> None:
+    assert METRICS[key].mdc_term == (partition, term)
+    assert METRICS[key].mdc_code == partition << 16 | term == code
 
 
 def test_multi_parameter_mds_code() -> None:
