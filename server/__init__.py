@@ -78,6 +78,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.register_blueprint(api.health_bp)
     csrf.exempt(api.health_bp)
     csrf.exempt(api.readings)
+    csrf.exempt(api.device_status)
     return app
 
 

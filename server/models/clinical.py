@@ -66,15 +66,21 @@ class VitalsSession(Base):
 
     Only readings measured after ``started_at`` are offered (a reading from
     before the patient sat down belongs to nobody); ``not_before`` holds later
-    per-metric starts after "Take again" or "Discard". At most one session per
-    visit is ``open`` (a partial unique index), so two assistants cannot chart
-    one visit twice; ``control_id`` is the MSH-10 of the ORU that charted it.
+    per-metric starts after "Take again" or "Discard". ``captured`` keeps, per
+    metric, the latest chartable reading offered to this session, so a probe
+    taken off the finger a second before "Send to chart" does not lose the value
+    it measured. At most one session per visit and one per station is ``open``
+    (partial unique indexes): two assistants cannot chart one visit twice, and a
+    station's readings belong to exactly one patient at a time. ``control_id``
+    is the MSH-10 of the ORU that charted it.
     """
 
     __tablename__ = "vitals_session"
     __table_args__ = (
         CheckConstraint("status IN ('open', 'charted', 'cancelled')", name="status"),
         Index("uq_vitals_session_open_visit", "visit_id", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+        Index("uq_vitals_session_open_station", "station_id", unique=True,
               sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
     )
 
@@ -85,6 +91,7 @@ class VitalsSession(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     started_by: Mapped[str] = mapped_column(String(64))
     not_before: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    captured: Mapped[dict[str, dict[str, t.Any]]] = mapped_column(JSON, default=dict)
     charted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     charted_by: Mapped[str] = mapped_column(String(64), default="")
     report_id: Mapped[str] = mapped_column(String(64), default="")

@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('started_at', server.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('started_by', sa.String(length=64), nullable=False),
     sa.Column('not_before', sa.JSON(), nullable=False),
+    sa.Column('captured', sa.JSON(), nullable=False),
     sa.Column('charted_at', server.models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('charted_by', sa.String(length=64), nullable=False),
     sa.Column('report_id', sa.String(length=64), nullable=False),
@@ -48,6 +49,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_vitals_session_station_id'), ['station_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_vitals_session_visit_id'), ['visit_id'], unique=False)
         batch_op.create_index('uq_vitals_session_open_visit', ['visit_id'], unique=True, sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
+        batch_op.create_index('uq_vitals_session_open_station', ['station_id'], unique=True, sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
 
     with op.batch_alter_table('device', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stale', sa.Boolean(), nullable=False, server_default=sa.false()))
@@ -95,6 +97,7 @@ def downgrade() -> None:
         batch_op.drop_column('stale')
 
     with op.batch_alter_table('vitals_session', schema=None) as batch_op:
+        batch_op.drop_index('uq_vitals_session_open_station', sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
         batch_op.drop_index('uq_vitals_session_open_visit', sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
         batch_op.drop_index(batch_op.f('ix_vitals_session_visit_id'))
         batch_op.drop_index(batch_op.f('ix_vitals_session_station_id'))
