@@ -428,7 +428,7 @@ class Vitals:
         (and its row) started and is newer than what the session holds."""
         vitals = session.scalar(select(VitalsSession).where(VitalsSession.station_id == station,
                                                             VitalsSession.status == "open"))
-        if vitals is None or value.measured_at < _since(vitals, value.metric):
+        if vitals is None or value.measured_at <= _since(vitals, value.metric):
             return
         held = vitals.captured.get(value.metric)
         if held is not None and dt.datetime.fromisoformat(held["measured_at"]) > value.measured_at:
@@ -485,7 +485,7 @@ class Vitals:
         current: dict[str, LiveValue] = {}
         for obs in session.scalars(_live_query(vitals.station_id)):
             value = _live_value(obs)
-            if value.measured_at >= _since(vitals, value.metric):
+            if value.measured_at > _since(vitals, value.metric):
                 held = current.get(value.metric)
                 if held is None or held.measured_at < value.measured_at:
                     current[value.metric] = value
@@ -715,7 +715,7 @@ class Vitals:
         values: list[_Value] = []
         errors: dict[str, str] = {}
         for row in rules.ROWS:
-            text, unit, source = draft.fields.get(row.key, ("", "", "typed"))
+            text, unit, source = draft.fields.get(row.key, ("", "", "device"))
             captured = _latest(_captured(vitals, metric) for metric in row.metrics)
             if captured is not None and (source == "device" or row.typed is None):
                 values.append(_Value(row, captured.metric, Decimal(t.cast(str, captured.value)), captured.unit,

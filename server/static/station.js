@@ -49,7 +49,7 @@
 
   function onReading(data) {
     var tr = rows[data.row];
-    if (!tr || Date.parse(data.measured_at) < Date.parse(tr.dataset.since)) { return; }
+    if (!tr || Date.parse(data.measured_at) <= Date.parse(tr.dataset.since)) { return; }
     var cell = tr.querySelector("[data-status]");
     var flags = data.flag_text.length ? " · " + data.flag_text.join(", ") : "";
     if (data.in_progress) { setStatus(cell, "Measuring…" + flags); return; }
