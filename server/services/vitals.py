@@ -530,10 +530,13 @@ class Vitals:
 
         :raises VitalsConflict: the visit is not waiting, another assistant has it,
             or another assistant is using this station.
+        :raises SessionNotFound: for an unknown station.
         """
         now = self.clock.now()
         try:
             with self.uow.begin() as session:
+                if session.get(Station, station_id) is None:
+                    raise SessionNotFound(station_id)
                 visit = session.get(Visit, visit_id, with_for_update=True)
                 if visit is None or visit.state not in WAITING_STATES:
                     raise VitalsConflict("This patient is not waiting for vitals any more. The list is updated.")

@@ -25,6 +25,7 @@ def test_each_transition_is_recorded_with_time_and_actor(services: Services, dem
         clock.advance(minutes=5)
         if target == "vitals_taken":
             # Only charting vitals at a station moves a visit there.
+            services.stations.configure([("ox-1", "nonin-df8", "/dev/ttyUSB0", "room1")])
             session_id = services.vitals.take("room1", demo_visit, actor=NURSE)
             assert services.vitals.chart("room1", session_id, Draft({"weight": ("70", "kg", "typed")}),
                                          actor=NURSE).charted

@@ -97,6 +97,8 @@ def take(station_id: str) -> ResponseReturnValue:
         abort(400)
     try:
         services().vitals.take(station_id, int(visit_id), actor=signed_in_staff().actor(client_address()))
+    except SessionNotFound:
+        abort(404)
     except VitalsConflict as exc:
         flash(str(exc), "error")
     return redirect(url_for("stations.station", station_id=station_id))
