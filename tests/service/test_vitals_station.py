@@ -30,7 +30,8 @@ SYSTEM = Actor("system", "test")
 @pytest.fixture
 def waiting_visit(services: Services, demo_visit: int) -> int:
     services.stations.configure([("ox-1", "nonin-df8", "/dev/ttyUSB0", "room1"),
-                                 ("bp-1", "datex-as3", "/dev/ttyUSB1", "room1")])
+                                 ("bp-1", "datex-as3", "/dev/ttyUSB1", "room1"),
+                                 ("ox-2", "nonin-df8", "/dev/ttyUSB2", "room2")])
     services.visits.transition(demo_visit, "arrived", actor=SYSTEM)
     return demo_visit
 
