@@ -619,7 +619,7 @@ class Vitals:
         now = self.clock.now()
         with self.uow.begin() as session:
             vitals = self._own_open(session, station_id, session_id, actor)
-            visit = session.get(Visit, vitals.visit_id, with_for_update=True, options=[joinedload(Visit.patient)])
+            visit = session.get(Visit, vitals.visit_id, with_for_update=True)
             assert visit is not None
             values, errors = self._values(vitals, draft, now)
             if not errors and not values:

@@ -166,6 +166,8 @@ def test_two_serve_processes_on_postgresql_share_one_station(page: Page, tmp_pat
                 "FRONTDESK_WEB_SECRET_KEY": "a shared secret for both processes"}
     reader: Served | None = None
     other: Served | None = None
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     try:
         # The first process reads the device; the browser only ever talks to the second.
         reader = serve(tmp_path / "a", station_config(oximeter, records), **database)
