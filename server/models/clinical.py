@@ -48,7 +48,7 @@ class Observation(Base):
     code: Mapped[str] = mapped_column(String(32))
     value: Mapped[str | None] = mapped_column(String(32))
     unit: Mapped[str] = mapped_column(String(32))
-    method: Mapped[str] = mapped_column(String(8))
+    method: Mapped[str] = mapped_column(String(12))
     device_id: Mapped[str | None] = mapped_column(String(64))
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     measured_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -68,6 +68,8 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f('fk_observation_session_id_vitals_session'), 'vitals_session', ['session_id'], ['id'])
         batch_op.drop_constraint(op.f('ck_observation_method'), type_='check')
         batch_op.drop_constraint(op.f('ck_observation_status'), type_='check')
+        batch_op.alter_column('method', existing_type=sa.String(length=8), type_=sa.String(length=12),
+                              existing_nullable=False)
         batch_op.create_check_constraint('method', "method IN ('device', 'manual', 'calculated')")
         batch_op.create_check_constraint('status', "status IN ('preliminary', 'final', 'corrected', 'entered_in_error')")
 
@@ -79,6 +81,8 @@ def downgrade() -> None:
     with op.batch_alter_table('observation', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_observation_method'), type_='check')
         batch_op.drop_constraint(op.f('ck_observation_status'), type_='check')
+        batch_op.alter_column('method', existing_type=sa.String(length=12), type_=sa.String(length=8),
+                              existing_nullable=False)
         batch_op.create_check_constraint('method', "method IN ('device', 'manual')")
         batch_op.create_check_constraint('status', "status IN ('preliminary', 'final', 'entered_in_error')")
         batch_op.drop_constraint(batch_op.f('fk_observation_session_id_vitals_session'), type_='foreignkey')
