@@ -67,7 +67,7 @@ class DevicesPart:
 
     def _report_status(self) -> None:
         """Write device status when its state changes, and as a heartbeat."""
-        last_state: list[tuple[object, ...]] = []
+        last_state: list[tuple[bool, bool, str, tuple[str, ...]]] = []
         last_written = 0.0
         while not self._stop.wait(STATUS_INTERVAL):
             reports = self._reports()

@@ -178,7 +178,7 @@ class Stations:
         self.clock = clock
         self.live = live
 
-    def list(self) -> list[StationSummary]:
+    def all(self) -> list[StationSummary]:
         """Every station, by id, with its number of devices."""
         with self.uow.begin() as session:
             stations = session.scalars(select(Station).order_by(Station.id)).all()
@@ -192,7 +192,7 @@ class Stations:
 
         :raises StationNotFound: for an unknown id.
         """
-        for station in self.list():
+        for station in self.all():
             if station.id == station_id:
                 return station
         raise StationNotFound(station_id)

@@ -8,7 +8,6 @@ import logging
 from flask import Blueprint
 from flask import Response
 from flask import abort
-from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import request

@@ -45,7 +45,7 @@ def index() -> str:
     """Every station, with its devices' state."""
     svc = services()
     devices = svc.stations.devices()
-    return render_template("staff/stations/index.html", stations=svc.stations.list(), devices=devices,
+    return render_template("staff/stations/index.html", stations=svc.stations.all(), devices=devices,
                            staff=signed_in_staff(), sign_out=SignOutForm())
 
 
