@@ -113,6 +113,15 @@ def arrive_patient(url: str, schema: str, instance: Path) -> None:
         engine.dispose()
 
 
+def serve_with_patient(page: Page, tmp_path: Path, config_text: str) -> Served:
+    """``serve`` on SQLite with one arrived patient and the assistant signed in."""
+    served = serve(tmp_path, config_text)
+    served.add_user("ama", "assistant")
+    arrive_patient(f"sqlite:///{served.instance / 'frontdesk.db'}", "", served.instance)
+    sign_in(page, served.base, "ama")
+    return served
+
+
 def take_vitals_and_chart(page: Page, base: str, records: Records) -> None:
     """The assistant's whole job on the station page, checked against what the records system receives."""
     page.goto(base + "/staff/stations/room1")
@@ -145,11 +154,8 @@ def take_vitals_and_chart(page: Page, base: str, records: Records) -> None:
 
 def test_station_sees_the_device_types_a_weight_and_charts(page: Page, tmp_path: Path, records: Records,
                                                           oximeter: Path) -> None:
-    served = serve(tmp_path, station_config(oximeter, records))
+    served = serve_with_patient(page, tmp_path, station_config(oximeter, records))
     try:
-        served.add_user("ama", "assistant")
-        arrive_patient(f"sqlite:///{served.instance / 'frontdesk.db'}", "", served.instance)
-        sign_in(page, served.base, "ama")
         page.goto(served.base + "/staff/stations/")
         expect(page.get_by_text("ox-1: Connected")).to_be_visible(timeout=15000)
         assert_accessible(page, "station list")
@@ -190,11 +196,8 @@ def test_unplugged_device_shows_disconnected_and_values_can_be_typed(page: Page,
     simulator = start(["simulate", "nonin-df8", "--pty", "--link", str(link), "--scenario", "unplug",
                        "--unplug-every", "4", "--unplug-for", "4"], clean_env(tmp_path / "sim"))
     assert simulator.stdout is not None and simulator.stdout.readline().strip() == str(link)
-    served = serve(tmp_path, station_config(link, records))
+    served = serve_with_patient(page, tmp_path, station_config(link, records))
     try:
-        served.add_user("ama", "assistant")
-        arrive_patient(f"sqlite:///{served.instance / 'frontdesk.db'}", "", served.instance)
-        sign_in(page, served.base, "ama")
         page.goto(served.base + "/staff/stations/room1")
         page.get_by_role("button", name="Take vitals").click()
         device = page.locator('li[data-device="ox-1"] [data-state]')
@@ -216,11 +219,8 @@ def test_unplugged_device_shows_disconnected_and_values_can_be_typed(page: Page,
 def test_records_system_down_still_charts_and_says_queued(page: Page, tmp_path: Path, oximeter: Path) -> None:
     config = (f'[hl7]\ndestination_host = "127.0.0.1"\ndestination_port = {free_port()}\n'
               f'[[devices]]\nid = "ox-1"\ndriver = "nonin-df8"\nport = "{oximeter}"\nstation = "room1"\n')
-    served = serve(tmp_path, config)
+    served = serve_with_patient(page, tmp_path, config)
     try:
-        served.add_user("ama", "assistant")
-        arrive_patient(f"sqlite:///{served.instance / 'frontdesk.db'}", "", served.instance)
-        sign_in(page, served.base, "ama")
         page.goto(served.base + "/staff/stations/room1")
         page.get_by_role("button", name="Take vitals").click()
         expect(page.get_by_label("SpO2", exact=True)).not_to_have_value("", timeout=15000)
