@@ -37,11 +37,13 @@ from dataclasses import dataclass
 
 from devices.reading import Reading
 from devices.reading import measurement_fields
+from devices.status import DeviceStatus
 from devices.transport import Backoff
 
 log = logging.getLogger(__name__)
 
 READINGS_PATH = "/api/v1/readings"
+STATUS_PATH = "/api/v1/devices/status"
 
 #: Readings per POST: large enough to drain a long outage quickly, small enough for one request.
 BATCH_SIZE = 200
@@ -58,6 +60,24 @@ def reading_to_json(reading: Reading, reading_id: str) -> dict[str, t.Any]:
         "station": reading.station,
         **measurement_fields(reading),
         "host_time": reading.host_time.astimezone(dt.UTC).isoformat(),
+    }
+
+
+def status_to_json(status: DeviceStatus, station: str) -> dict[str, t.Any]:
+    """The wire form of one device's status (the server's ``/api/v1/devices/status`` contract)."""
+    return {
+        "device_id": status.device_id,
+        "driver": status.driver,
+        "port": status.port,
+        "station": station,
+        "connected": status.connected,
+        "stale": status.stale,
+        "last_frame_time": None if status.last_frame_time is None else status.last_frame_time.isoformat(),
+        "frames_accepted": status.frames_accepted,
+        "frames_rejected": status.frames_rejected,
+        "reconnects": status.reconnects,
+        "last_error": status.last_error,
+        "flags": sorted(status.flags),
     }
 
 
@@ -135,6 +155,7 @@ class Uplink:
         if scheme not in ("http", "https"):
             raise ValueError(f"server URL {server!r} must start with http:// or https://")
         self.url = server.rstrip("/") + READINGS_PATH
+        self.status_url = server.rstrip("/") + STATUS_PATH
         self.gateway = gateway
         self.buffer = buffer
         self._token = token
@@ -176,6 +197,25 @@ class Uplink:
         self.buffer.remove_through(pending[-1][0])
         self._auth_reported = False
         return Outcome(sent=len(pending), retry=False)
+
+    def post_status(self, devices: t.Sequence[dict[str, t.Any]]) -> str | None:
+        """Send the devices' status (:func:`status_to_json` items) once; returns why it failed, or ``None``.
+
+        Status is not buffered: only the latest matters, and the next report
+        (every few seconds) replaces a lost one.
+        """
+        body = json.dumps({"gateway": self.gateway, "devices": list(devices)}).encode()
+        request = urllib.request.Request(self.status_url, data=body, method="POST", headers={
+            "Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
+            "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            return f"server {self.status_url} answered HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            return f"server {self.status_url} unreachable: {getattr(exc, 'reason', exc)}"
+        return None
 
     def _refused(self, exc: urllib.error.HTTPError) -> Outcome:
         detail = exc.read(500).decode("utf-8", "replace").strip()

@@ -57,7 +57,8 @@ PCD01_PROFILE: FieldValue = ("IHE_PCD_001", "IHE PCD", "1.3.6.1.4.1.19376.1.6.1.
 
 _MONITORING: FieldValue = ("182777000", "monitoring of patient", "SCT")
 _SCORE_UNIT: FieldValue = ("{score}", "{score}", "UCUM")
-_METHOD_TEXT = {Method.DEVICE: "auto-measurement", Method.MANUAL: "manual-measurement"}
+_METHOD_TEXT = {Method.DEVICE: "auto-measurement", Method.MANUAL: "manual-measurement",
+                Method.CALCULATED: "auto-calculation"}
 
 
 def _optional_time(moment: dt.datetime | None) -> str:
@@ -230,17 +231,7 @@ class _ObxWriter:
         }))
 
     def metric_row(self, vital: VitalSign, position: str) -> None:
-        mdc_id = (str(vital.mdc_code), vital.mdc_refid, "MDC")
-        mdc_unit = (str(vital.mdc_unit_code), vital.mdc_unit_refid, "MDC")
-        ucum = (vital.ucum, vital.ucum, "UCUM")
-        if self.coding is CodingProfile.LOINC:
-            if not vital.loinc:
-                raise ValueError(f"{vital.mdc_refid} has no LOINC code for a LOINC-coded destination")
-            identifier: FieldValue = (vital.loinc, vital.loinc_name, "LN", *mdc_id)
-            unit: FieldValue = (*ucum, *mdc_unit)
-        else:
-            identifier = mdc_id
-            unit = (*mdc_unit, *ucum)
+        identifier, unit = _codes(vital, self.coding)
         self.rows.append(encode_segment("OBX", {
             1: str(len(self.rows) + 1),
             2: "NM",
@@ -252,6 +243,23 @@ class _ObxWriter:
             14: format_timestamp(vital.measured_at),
             17: (vital.method.value, _METHOD_TEXT[vital.method], "MDC"),
         }))
+
+
+def _codes(vital: VitalSign, coding: CodingProfile) -> tuple[FieldValue, FieldValue]:
+    """OBX-3 and OBX-6 for one vital: MDC first (PCD-01) or LOINC first, the other in the alternate triplet.
+
+    A measurement with no MDC term (pain score) goes under LOINC and UCUM alone in either profile.
+    """
+    ucum = (vital.ucum, vital.ucum, "UCUM")
+    if vital.mdc_code is None:
+        return (vital.loinc, vital.loinc_name, "LN"), ucum
+    mdc_id = (str(vital.mdc_code), vital.mdc_refid, "MDC")
+    mdc_unit = (str(vital.mdc_unit_code), vital.mdc_unit_refid, "MDC")
+    if coding is CodingProfile.LOINC:
+        if not vital.loinc:
+            raise ValueError(f"{vital.mdc_refid} has no LOINC code for a LOINC-coded destination")
+        return (vital.loinc, vital.loinc_name, "LN", *mdc_id), (*ucum, *mdc_unit)
+    return mdc_id, (*mdc_unit, *ucum)
 
 
 def _group(vitals: Iterable[VitalSign],
@@ -270,7 +278,7 @@ def _group(vitals: Iterable[VitalSign],
 def _vitals_observations(report: VitalsReport, coding: CodingProfile) -> list[str]:
     """OBX rows in PCD-01 containment order: MDS ``n.0.0.0``, VMD ``n.v.0.0``, channel ``n.v.1.0``,
     metrics ``n.v.1.m``; metrics without a channel are flattened to ``n.0.0.m``."""
-    writer = _ObxWriter(coding, "F" if report.validated else "R")
+    writer = _ObxWriter(coding, "C" if report.correction else "F" if report.validated else "R")
     for mds, (device, channels) in enumerate(_group(report.vitals, report.reporter).items(), start=1):
         writer.device_row(device.mds_code, device.mds_refid, f"{mds}.0.0.0", _device_identity(device))
         flat = 0

@@ -202,10 +202,11 @@ class Channel:
 
 
 class Method(enum.StrEnum):
-    """OBX-17: measured by a device, or typed by staff."""
+    """OBX-17: measured by a device, typed by staff, or calculated from other values (BMI)."""
 
     DEVICE = "AMEAS"
     MANUAL = "MMEAS"
+    CALCULATED = "ACALC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +218,13 @@ class VitalSign:
     :param device: the device that measured it; ``None`` reports it under the
         reporting station.
     :param channel: VMD/channel grouping; ``None`` flattens the metric under its MDS.
+    :param mdc_code: ``None`` for a measurement with no MDC term (pain score): it is sent
+        under its LOINC code and UCUM unit whatever the destination's coding.
     """
 
-    mdc_code: int
+    mdc_code: int | None
     mdc_refid: str
-    mdc_unit_code: int
+    mdc_unit_code: int | None
     mdc_unit_refid: str
     ucum: str
     loinc: str
@@ -247,6 +250,8 @@ class VitalsReport:
     :param report_id: unique over time; OBR-2/OBR-3 entity identifier.
     :param validated: values confirmed by staff are sent as OBX-11 ``F``, raw
         device data as ``R``.
+    :param correction: the report replaces values sent before under the same
+        ``report_id``: every value goes as OBX-11 ``C``.
     """
 
     patient: PatientInfo
@@ -255,6 +260,7 @@ class VitalsReport:
     report_id: str
     vitals: tuple[VitalSign, ...]
     validated: bool = True
+    correction: bool = False
 
     def __post_init__(self) -> None:
         _require("VitalsReport.report_id", self.report_id)

@@ -69,13 +69,16 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     _install_error_pages(app)
 
     from server.views import api
-    from server.views import staff
+    from server.views.staff import board
+    from server.views.staff import stations
 
-    app.register_blueprint(staff.bp)
+    app.register_blueprint(board.bp)
+    app.register_blueprint(stations.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     csrf.exempt(api.health_bp)
     csrf.exempt(api.readings)
+    csrf.exempt(api.device_status)
     return app
 
 

@@ -70,7 +70,10 @@ class WebConfig:
     (directly or behind a proxy); ``production`` refuses to start without it.
     ``timezone`` is the clinic's (an IANA name such as ``America/Chicago``): it
     decides what "today" is on staff pages and how HL7 times sent without an
-    offset are read.
+    offset are read. ``threads`` is how many requests are served at once: an
+    open live page (a station page, a board) holds one for as long as it is
+    open, so the default leaves room for 4 station pages and 2 boards beside 20
+    kiosks and staff pages, each of whose requests holds one only briefly.
     """
 
     @property
@@ -91,6 +94,7 @@ class WebConfig:
     login_max_failures_per_address: int = field(default=20, metadata=_range(1, 10000))
     login_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
     trusted_proxies: int = field(default=0, metadata=_range(0, 5))
+    threads: int = field(default=32, metadata=_range(4, 512))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,11 @@ Everything runs in one process against a fresh SQLite database under
 * simulated devices for station ``room1`` (pulse oximeter, blood-pressure
   monitor, thermometer, scale) on pseudo-terminals, read by the in-process
   gateway exactly as real serial devices are;
-* the web server, with staff sign-ins created and printed.
+* the web server, with staff sign-ins created and printed. The first patients
+  are checked in, so an assistant finds them waiting on the station page
+  (``/staff/stations/room1``), takes their vitals from the simulated devices,
+  types what no device measures and sends them to the chart: the ORU^R01
+  arrives at the records system above.
 
 Nothing here is used by ``serve``.
 """
@@ -49,10 +53,12 @@ from server.interfaces import service_parts
 from server.runtime import Background
 from server.runtime import run_server
 from server.services import build_services
+from server.services.context import SYSTEM
 from server.services.outbox import new_control_id
 
 RECORDS_PORT = 2576
 STATION = "room1"
+ARRIVED_AT_START = 3
 DEMO_USERS = (("frontdesk", "front_desk"), ("assistant", "assistant"), ("admin", "admin"))
 DEMO_DEVICES = (("ox-1", "nonin-df8"), ("bp-1", "datex-as3"), ("thermo-1", "suretemp"), ("scale-1", "tanita"))
 
@@ -136,11 +142,14 @@ def run_demo(config: Config, *, port: int | None) -> None:
 
     def welcome(base: str) -> None:
         loaded = send_schedule(config)
+        arrived = check_in_first(config, ARRIVED_AT_START)
         click.echo(f"\nFrontdesk demo is running at {base}/staff/  (health: {base}/healthz)")
         click.echo(f"Today's schedule: {loaded} appointments sent as SIU^S12 to our HL7 listener on "
                    f"{config.hl7.listen_host}:{config.hl7.listen_port}.")
         click.echo(f"Records system (receives our ADT/ORU): 127.0.0.1:{RECORDS_PORT}; "
                    f"devices for station {STATION}: " + ", ".join(f"{d} ({v})" for d, v in DEMO_DEVICES))
+        click.echo(f"{arrived} patients are checked in and waiting: sign in as the assistant and open "
+                   f"{base}/staff/stations/{STATION} to take their vitals.")
         click.echo("Demo staff sign-ins (new every run):")
         for username, role, password in logins:
             click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
@@ -187,3 +196,16 @@ def send_schedule(config: Config) -> int:
     finally:
         client.close()
     return accepted
+
+
+def check_in_first(config: Config, count: int) -> int:
+    """Check in the first ``count`` patients of today's schedule, as the kiosk or front desk would."""
+    engine = make_engine(config.database_url)
+    services = build_services(config, engine, secret=ensure_secret_key(config))
+    try:
+        visits = services.visits.for_day(services.visits.today(), actor=SYSTEM)[:count]
+        for visit in visits:
+            services.visits.transition(visit.visit_id, "arrived", actor=SYSTEM)
+        return len(visits)
+    finally:
+        engine.dispose()

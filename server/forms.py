@@ -34,3 +34,7 @@ class OutboxActionForm(FlaskForm):
     """Retry or discard one outbox message (the id is in the URL)."""
 
     action = SelectField("Action", choices=[SelectChoice("retry", "Retry"), SelectChoice("discard", "Discard")])
+
+
+class StationForm(FlaskForm):
+    """Only the CSRF token: station forms carry one field per vitals row, read by :mod:`server.domain.vitals`."""

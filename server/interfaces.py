@@ -24,6 +24,8 @@ from hl7.tls import client_context
 from hl7.tls import server_context
 from server.config import Config
 from server.config import HL7Config
+from server.live import PostgresHub
+from server.live import Subscription
 from server.runtime import Background
 from server.services import Services
 from server.services.outbox import OutboxRepository
@@ -75,12 +77,18 @@ class ListenerPart:
 
 
 class DispatcherPart:
-    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port``."""
+    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port``.
+
+    Woken at once by an enqueue in this process, and through the live hub by
+    one in any other process (PostgreSQL ``LISTEN/NOTIFY``), so a separate
+    ``bridge`` sends without waiting for its poll. The poll remains for retries
+    that fall due; it is longer where the hub crosses processes.
+    """
 
     name = "hl7-dispatcher"
 
     def __init__(self, services: Services, settings: HL7Config, *, owner: str | None = None,
-                 poll_interval: float = 0.5) -> None:
+                 poll_interval: float | None = None) -> None:
         self.repository = OutboxRepository(uow=services.uow, audit=services.audit, owner=owner)
         client = MLLPClient(settings.destination_host, settings.destination_port,
                             ssl_context=destination_tls(settings),
@@ -91,19 +99,32 @@ class DispatcherPart:
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                               max_attempts=settings.max_attempts),
             batch_size=settings.batch_size, on_dead=_alert_dead_letter)
-        self.poll_interval = poll_interval
+        cross_process = isinstance(services.live, PostgresHub)
+        self.poll_interval = poll_interval if poll_interval is not None else 5.0 if cross_process else 0.5
         self.outbox = services.outbox
+        self.live = services.live
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._waker: threading.Thread | None = None
 
     def start(self) -> None:
-        """Run the dispatcher; a message enqueued in this process wakes it at once instead of at the next poll."""
+        """Run the dispatcher; a message enqueued anywhere wakes it at once instead of at the next poll."""
         self.outbox.subscribe(self.dispatcher.wake)
         self._stop.clear()
+        subscription = self.live.subscribe(["outbox"])
+        self._waker = threading.Thread(target=self._wake_on_events, args=(subscription,), name="outbox-wake",
+                                       daemon=True)
+        self._waker.start()
         self._thread = threading.Thread(target=self.dispatcher.run, args=(self._stop,),
                                         kwargs={"poll_interval": self.poll_interval}, name="hl7-dispatcher",
                                         daemon=True)
         self._thread.start()
+
+    def _wake_on_events(self, subscription: Subscription) -> None:
+        with subscription:
+            while not self._stop.is_set() and not subscription.closed:
+                if subscription.get(timeout=0.5) is not None:
+                    self.dispatcher.wake()
 
     def stop(self) -> None:
         self.outbox.unsubscribe(self.dispatcher.wake)
@@ -111,6 +132,8 @@ class DispatcherPart:
         self.dispatcher.wake()
         if self._thread is not None:
             self._thread.join()
+        if self._waker is not None:
+            self._waker.join()
         self.repository.release()
 
 

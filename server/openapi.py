@@ -46,13 +46,36 @@ def document() -> dict[str, t.Any]:
         "type": "object",
         "properties": {
             "id": {"type": "string"}, "driver": {"type": "string"}, "port": {"type": "string"},
+            "station": {"type": ["string", "null"]},
+            "state": {"type": "string", "enum": ["connected", "stale", "disconnected", "silent"],
+                      "description": "silent: its reader has not reported for 10 s"},
+            "connected": {"type": "boolean"}, "stale": {"type": "boolean"},
+            "last_frame_time": {"type": ["string", "null"], "format": "date-time"},
+            "last_seen": {"type": ["string", "null"], "format": "date-time",
+                          "description": "when its reader last reported"},
+            "frames_accepted": {"type": "integer"}, "frames_rejected": {"type": "integer"},
+            "last_error": {"type": ["string", "null"]}, "reconnects": {"type": "integer"},
+            "flags": {"type": "array", "items": {"type": "string"}}, "reported_by": {"type": "string"},
+        },
+    }
+    device_report = {
+        "type": "object",
+        "required": ["device_id", "driver", "port", "station", "frames_accepted", "frames_rejected", "reconnects"],
+        "properties": {
+            "device_id": {"type": "string", "maxLength": 64}, "driver": {"type": "string", "maxLength": 32},
+            "port": {"type": "string", "maxLength": 256}, "station": {"type": "string", "maxLength": 64},
             "connected": {"type": "boolean"}, "stale": {"type": "boolean"},
             "last_frame_time": {"type": ["string", "null"], "format": "date-time"},
             "frames_accepted": {"type": "integer"}, "frames_rejected": {"type": "integer"},
-            "last_error": {"type": ["string", "null"]}, "reconnects": {"type": "integer"},
+            "reconnects": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
             "flags": {"type": "array", "items": {"type": "string"}},
         },
     }
+    per_item = _json({"type": "object", "properties": {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "array", "items": {"type": "object", "properties": {
+            "index": {"type": "integer"}, "error": {"type": "string"}}}}}},
+        "Valid items stored; each refused one listed with the field at fault")
     return {
         "openapi": "3.1.0",
         "info": {"title": "Frontdesk API", "version": "1"},
@@ -73,20 +96,34 @@ def document() -> dict[str, t.Any]:
                         "type": "object", "required": ["readings"],
                         "properties": {"gateway": {"type": "string"},
                                        "readings": {"type": "array", "maxItems": 1000, "items": reading}}}}}},
+                    "description": "A reading for a station the gateway is not registered for, or from a "
+                                   "device of another station, is refused like an invalid one.",
                     "responses": {
-                        "200": _json({"type": "object", "properties": {
-                            "accepted": {"type": "integer"},
-                            "rejected": {"type": "array", "items": {"type": "object", "properties": {
-                                "index": {"type": "integer"}, "error": {"type": "string"}}}}}},
-                            "Valid readings stored; each invalid one listed with the field at fault"),
+                        "200": per_item,
                         "400": _json(_ERROR, "Body is not an object with a list of readings, or too many"),
+                        "401": _json(_ERROR, "Unknown or revoked gateway token"),
+                    },
+                },
+            },
+            "/devices/status": {
+                "post": {
+                    "summary": "Device status from a station gateway, for the stations it is registered for",
+                    "security": [{"deviceToken": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["devices"],
+                        "properties": {"gateway": {"type": "string"},
+                                       "devices": {"type": "array", "maxItems": 64, "items": device_report}}}}}},
+                    "responses": {
+                        "200": per_item,
+                        "400": _json(_ERROR, "Body is not an object with a list of devices, or too many"),
                         "401": _json(_ERROR, "Unknown or revoked gateway token"),
                     },
                 },
             },
             "/devices": {
                 "get": {
-                    "summary": "Status of the devices this server reads itself",
+                    "summary": "Status of every device, as its reader (this server or a station gateway) last "
+                               "reported it",
                     "security": [{"staffSession": []}],
                     "responses": {
                         "200": _json({"type": "object", "properties": {

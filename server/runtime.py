@@ -49,7 +49,7 @@ def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Bac
     configure_logging()
     app = create_app(config, clock=clock)
     parts = background(app)
-    server = create_server(app, host=config.web.host, port=config.web.port, threads=8,
+    server = create_server(app, host=config.web.host, port=config.web.port, threads=config.web.threads,
                            ident="frontdesk", clear_untrusted_proxy_headers=True)
     stopping = threading.Event()
 

@@ -16,6 +16,7 @@ from server.config import Config
 from server.config import ConfigError
 from server.config import check_production
 from server.config import ensure_secret_key
+from server.live import Hub
 from server.models import ROLES
 from server.services import Services
 from server.services import build_services
@@ -141,26 +142,31 @@ def gateways() -> None:
 
 @gateways.command("add")
 @click.argument("name")
+@click.option("--station", "stations", multiple=True, required=True,
+              help="A station this gateway reads devices for; repeatable. Readings for others are refused.")
 @with_config
-def gateways_add(config: Config, name: str) -> None:
+def gateways_add(config: Config, name: str, stations: tuple[str, ...]) -> None:
     """Register a station gateway and print its token (shown once; pass it as --token)."""
-    _add_device(config, "gateway", name, "")
+    _add_device(config, "gateway", name, "", stations)
 
 
-def _add_device(config: Config, kind: str, name: str, location: str) -> None:
+def _add_device(config: Config, kind: str, name: str, location: str, stations: tuple[str, ...] = ()) -> None:
     services = open_services(config)
     try:
-        token = services.devices.add(kind, name, location=location)
+        token = services.devices.add(kind, name, location=location, stations=stations)
     except AccountError as exc:
         fail(str(exc), EXIT_CONFIG)
     click.echo(f"{kind} {name.strip().lower()} registered; token (shown once): {token}")
 
 
-def open_services(config: Config) -> Services:
-    """The services on the configured database, which must be reachable and current."""
+def open_services(config: Config, *, live: Hub | None = None) -> Services:
+    """The services on the configured database, which must be reachable and current.
+
+    :param live: the live hub for commands that wait on other processes (``bridge``); in-process by default.
+    """
     engine = open_database(config)
     require_current_schema(engine)
-    return build_services(config, engine, secret=ensure_secret_key(config))
+    return build_services(config, engine, secret=ensure_secret_key(config), live=live)
 
 
 def require_current_schema(engine: Engine) -> None:

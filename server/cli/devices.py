@@ -41,10 +41,13 @@ from devices.transport import LinkError
 from devices.transport import SerialLink
 from devices.uplink import DiskBuffer
 from devices.uplink import Uplink
+from devices.uplink import status_to_json
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
 
 BY_ID_DIR = "/dev/serial/by-id"
+STATUS_INTERVAL = 2.0
+"""Seconds between device status reports from a station gateway (the server believes one for 10 s)."""
 
 
 def register(main: click.Group) -> None:
@@ -281,12 +284,20 @@ def gateway(server: str, token: str, config_path: str | None, device_specs: tupl
              len(buffer))
     uplink.start()
     station.start()
+    stations = [device.station for device in configs]
+    ticks = 0
     try:
-        while not stop.wait(60.0):
-            for status in station.status():
-                log.info("device %s on %s: connected=%s stale=%s accepted=%d rejected=%d last error=%s",
-                         status.device_id, status.port, status.connected, status.stale,
-                         status.frames_accepted, status.frames_rejected, status.last_error)
+        while not stop.wait(STATUS_INTERVAL):
+            statuses = station.status()
+            failure = uplink.post_status([status_to_json(s, st) for s, st in zip(statuses, stations, strict=True)])
+            if failure and ticks % 30 == 0:
+                log.warning("device status not delivered: %s", failure)
+            ticks += 1
+            if ticks % 30 == 0:
+                for status in statuses:
+                    log.info("device %s on %s: connected=%s stale=%s accepted=%d rejected=%d last error=%s",
+                             status.device_id, status.port, status.connected, status.stale,
+                             status.frames_accepted, status.frames_rejected, status.last_error)
     finally:
         station.stop()
         uplink.stop()

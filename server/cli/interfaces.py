@@ -23,6 +23,7 @@ from server.cli.core import open_services
 from server.config import Config
 from server.interfaces import DispatcherPart
 from server.interfaces import ListenerPart
+from server.live import make_hub
 from server.logs import configure as configure_logging
 from server.services.context import Actor
 from server.services.outbox import OutboxError
@@ -67,13 +68,20 @@ def listen(config: Config) -> None:
 @click.command()
 @with_config
 def bridge(config: Config) -> None:
-    """Deliver the outbox to the records system ([hl7] destination_host) until stopped."""
+    """Deliver the outbox to the records system ([hl7] destination_host) until stopped.
+
+    On PostgreSQL it is woken through LISTEN/NOTIFY whenever any process queues a message.
+    """
     if not config.hl7.destination_host:
         fail("hl7.destination_host: must be set for the bridge to deliver anything", EXIT_CONFIG)
     configure_logging()
-    part = DispatcherPart(open_services(config), config.hl7)
+    live = make_hub(config.database_url, config.database.schema)
+    part = DispatcherPart(open_services(config, live=live), config.hl7)
     part.start()
-    _run_until_signal(part)
+    try:
+        _run_until_signal(part)
+    finally:
+        live.close()
 
 
 @click.group()

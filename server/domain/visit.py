@@ -56,6 +56,16 @@ class IllegalTransition(ValueError):
         self.target = target
 
 
+class VitalsNotCharted(IllegalTransition):
+    """``vitals_taken`` asked for a visit that has no charted vitals."""
+
+    def __init__(self) -> None:
+        ValueError.__init__(self, "Vitals are recorded by sending them to the chart from a station page "
+                                  "(Stations, then \"Take vitals\"); this visit has none yet.")
+        self.current = VisitState.ROOMED
+        self.target = VisitState.VITALS_TAKEN
+
+
 def next_state(current: str | VisitState, target: str | VisitState) -> VisitState:
     """Check that ``current → target`` is allowed and return ``target``.
 

@@ -5,6 +5,7 @@ from server.models.base import Base
 from server.models.base import UTCDateTime
 from server.models.clinical import Observation
 from server.models.clinical import QuestionnaireResponse
+from server.models.clinical import VitalsSession
 from server.models.messaging import InboundMessage
 from server.models.messaging import OutboxMessage
 from server.models.messaging import ServiceLease
@@ -21,9 +22,11 @@ from server.models.scheduling import VisitTransition
 from server.models.stations import Device
 from server.models.stations import Gateway
 from server.models.stations import Station
+from server.models.stations import gateway_station
 
 __all__ = [
     "ROLES", "Appointment", "AuditEvent", "Base", "Device", "Gateway", "InboundMessage", "Insurance",
     "KioskDevice", "LoginFailure", "Observation", "OutboxMessage", "Patient", "QuestionnaireResponse",
     "ServiceLease", "StaffSession", "StaffUser", "Station", "UTCDateTime", "Visit", "VisitTransition",
+    "VitalsSession", "gateway_station",
 ]

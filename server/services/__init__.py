@@ -26,6 +26,7 @@ from server.services.messages import OutboundMessages
 from server.services.outbox import Outbox
 from server.services.patients import Patients
 from server.services.staff import StaffAccounts
+from server.services.stations import Stations
 from server.services.visits import Visits
 from server.services.vitals import Vitals
 
@@ -44,6 +45,7 @@ class Services:
     visits: Visits
     inbound: Inbound
     vitals: Vitals
+    stations: Stations
     health: Health
     live: Hub
 
@@ -64,6 +66,8 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
     patients = Patients(uow=uow, clock=clock, audit=audit)
     visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
+    # A separate `frontdesk bridge` (or another `serve`) hears about new messages through the hub.
+    outbox.subscribe(lambda: live.publish("outbox", "enqueued", {}))
     return Services(
         uow=uow,
         clock=clock,
@@ -75,7 +79,8 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         outbox=outbox,
         visits=visits,
         inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits, zone=config.web.zone),
-        vitals=Vitals(uow=uow, clock=clock),
+        vitals=Vitals(uow=uow, clock=clock, live=live, audit=audit, visits=visits, messages=messages),
+        stations=Stations(uow=uow, clock=clock, live=live),
         health=Health(engine=engine),
         live=live,
     )

@@ -1,15 +1,22 @@
-"""Device principals: kiosks and station gateways, each with its own revocable token."""
+"""Device principals: kiosks and station gateways, each with its own revocable token.
+
+A gateway is registered for the stations it serves and may send readings and
+device status for those only: a stolen or misconfigured station PC cannot put
+readings on another room's screen.
+"""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from dataclasses import field
 
 from sqlalchemy import select
 
 from server.db import UnitOfWork
 from server.models import Gateway
 from server.models import KioskDevice
+from server.models import Station
 from server.models.base import DeviceCredential
 from server.services.audit import AuditTrail
 from server.services.context import SYSTEM
@@ -29,6 +36,7 @@ class DevicePrincipal:
     kind: str
     device_id: int
     name: str
+    stations: frozenset[str] = field(default_factory=frozenset)
 
     def actor(self, address: str) -> Actor:
         """This device as the actor of a service call."""
@@ -47,11 +55,15 @@ class DevicePrincipals:
         self.clock = clock
         self.audit = audit
 
-    def add(self, kind: str, name: str, *, location: str = "", actor: Actor = SYSTEM) -> str:
+    def add(self, kind: str, name: str, *, location: str = "", stations: tuple[str, ...] = (),
+            actor: Actor = SYSTEM) -> str:
         """Register a device of ``kind`` (``kiosk`` or ``gateway``) and return its new token.
 
-        :raises AccountError: for a malformed or taken name.
+        :param stations: the stations a gateway may report for (created when new); at least one.
+        :raises AccountError: for a malformed or taken name, or a gateway without a station.
         """
+        if kind == "gateway" and not stations:
+            raise AccountError("station: a gateway must be registered for at least one station (--station)")
         model = _KINDS[kind]
         name = name.strip().lower()
         if not USERNAME_RE.match(name):
@@ -64,6 +76,13 @@ class DevicePrincipals:
             row.name, row.token_hash, row.created_at = name, hash_token(token), self.clock.now()
             if isinstance(row, KioskDevice):
                 row.location = location
+            if isinstance(row, Gateway):
+                for station_id in dict.fromkeys(s.strip() for s in stations):
+                    if not USERNAME_RE.match(station_id):
+                        raise AccountError(f"station: {station_id!r} is not a station id (letters, digits, . _ -)")
+                    station = session.get(Station, station_id) or Station(id=station_id, name=station_id,
+                                                                          location="")
+                    row.stations.append(station)
             session.add(row)
             session.flush()
             self.audit.record(session, actor, f"{kind}.registered", resource_type=kind, resource_id=row.id)
@@ -77,7 +96,8 @@ class DevicePrincipals:
             if row is None or row.revoked_at is not None:
                 return None
             row.last_seen_at = self.clock.now()
-            return DevicePrincipal(kind, row.id, row.name)
+            stations = frozenset(s.id for s in row.stations) if isinstance(row, Gateway) else frozenset()
+            return DevicePrincipal(kind, row.id, row.name, stations)
 
     def revoke(self, kind: str, name: str, *, actor: Actor = SYSTEM) -> bool:
         """Revoke a device's token; ``False`` when no such active device exists."""

@@ -9,6 +9,7 @@ no message about it exists.
 from __future__ import annotations
 
 import datetime as dt
+import typing as t
 
 from sqlalchemy.orm import Session
 
@@ -16,9 +17,12 @@ from hl7 import builders
 from hl7.model import Address
 from hl7.model import CodingProfile
 from hl7.model import Destination
+from hl7.model import Device
 from hl7.model import PatientInfo
 from hl7.model import Sender
 from hl7.model import VisitInfo
+from hl7.model import VitalSign
+from hl7.model import VitalsReport
 from server.config import HL7Config
 from server.domain.visit import VisitState
 from server.models import Patient
@@ -98,5 +102,23 @@ class OutboundMessages:
         payload = _ADT_BUILDERS[event](self.sender, self.destination, patient_info(visit.patient),
                                        visit_info(visit), control_id=control_id, now=now)
         self.outbox.enqueue(session, payload, control_id=control_id, message_type=f"ADT^{event}",
+                            ordering_key=patient_key(visit.patient_id))
+        return control_id
+
+    def vitals(self, session: Session, visit: Visit, station_id: str, report_id: str,
+               vitals: t.Sequence[VitalSign], *, correction: bool = False) -> str:
+        """Enqueue the IHE PCD-01 ORU^R01 of charted vitals (or of their correction); returns its MSH-10.
+
+        The station is the reporter (PCD-01 Device Observation Reporter): typed
+        values are reported under it as manual entries, device values under
+        their own device with OBX-18.
+        """
+        control_id = new_control_id()
+        reporter = Device(69965, "MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS", serial=station_id, model=self.sender.application)
+        report = VitalsReport(patient=patient_info(visit.patient), visit=visit_info(visit), reporter=reporter,
+                              report_id=report_id, vitals=tuple(vitals), correction=correction)
+        payload = builders.build_oru_vitals(self.sender, self.destination, report, control_id=control_id,
+                                            now=self.clock.now())
+        self.outbox.enqueue(session, payload, control_id=control_id, message_type="ORU^R01",
                             ordering_key=patient_key(visit.patient_id))
         return control_id

@@ -11,8 +11,10 @@ from sqlalchemy.orm import joinedload
 
 from server.db import UnitOfWork
 from server.domain.visit import VisitState
+from server.domain.visit import VitalsNotCharted
 from server.domain.visit import next_state
 from server.models import Appointment
+from server.models import Observation
 from server.models import Visit
 from server.models import VisitTransition
 from server.services.audit import AuditTrail
@@ -81,14 +83,22 @@ class Visits:
         The transition, its audit row and the ADT it calls for (A04 on arrival,
         A03 at check-out, A11 when a check-in is undone) commit together.
 
+        ``vitals_taken`` is refused unless vitals were charted for the visit:
+        that state is what "Send to chart" on a station page sets.
+
         :raises VisitNotFound: for an unknown id.
-        :raises server.domain.visit.IllegalTransition: when the rules forbid it.
+        :raises server.domain.visit.IllegalTransition: when the rules forbid it
+            (:class:`~server.domain.visit.VitalsNotCharted` for ``vitals_taken`` without vitals).
         """
         with self.uow.begin() as session:
             # Locked (on PostgreSQL) so two concurrent changes cannot both pass the state check.
             visit = session.get(Visit, visit_id, with_for_update=True)
             if visit is None:
                 raise VisitNotFound(visit_id)
+            if target == VisitState.VITALS_TAKEN.value and session.scalar(
+                    select(Observation.id).where(Observation.visit_id == visit_id, Observation.status == "final")
+                    .limit(1)) is None:
+                raise VitalsNotCharted()
             self.transition_in(session, visit, target, actor=actor)
 
     def transition_in(self, session: Session, visit: Visit, target: str, *, actor: Actor) -> None:

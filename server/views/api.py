@@ -8,7 +8,6 @@ import logging
 from flask import Blueprint
 from flask import Response
 from flask import abort
-from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import request
@@ -19,6 +18,8 @@ from server.auth import requires
 from server.auth import services
 from server.auth import signed_in_staff
 from server.openapi import document
+from server.services.stations import DeviceReport
+from server.services.stations import check_sender
 from server.services.vitals import MAX_BATCH
 from server.services.vitals import IncomingReading
 from server.services.vitals import InvalidReading
@@ -87,8 +88,9 @@ def readings() -> tuple[Response, int]:
 
     Each reading is checked on its own: valid ones are stored and bad ones are
     listed back with the reason, so one malformed reading cannot block the
-    gateway's buffer behind it. Replays (same ``reading_id``) are accepted and
-    change nothing.
+    gateway's buffer behind it. A reading for a station the gateway is not
+    registered for, or from a device of another station, is refused the same
+    way. Replays (same ``reading_id``) are accepted and change nothing.
     """
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("readings"), list):
@@ -97,10 +99,13 @@ def readings() -> tuple[Response, int]:
         return jsonify(error=f"readings: at most {MAX_BATCH} per request"), 400
     good: list[IncomingReading] = []
     rejected = []
+    owners = services().stations.owners()
     for index, item in enumerate(body["readings"]):
         try:
-            good.append(IncomingReading.from_json(item))
-        except InvalidReading as exc:
+            reading = IncomingReading.from_json(item)
+            check_sender(g.device.stations, owners, reading.station, reading.device_id)
+            good.append(reading)
+        except (InvalidReading, ValueError) as exc:
             rejected.append({"index": index, "error": str(exc)})
     accepted = services().vitals.record(good)
     if rejected:
@@ -111,12 +116,37 @@ def readings() -> tuple[Response, int]:
 @bp.get("/devices")
 @requires("assistant", "front_desk")
 def devices() -> Response:
-    """Status of the devices this server reads itself (``[[devices]]`` in its configuration)."""
-    gateway = current_app.extensions.get("frontdesk.gateway")
-    rows = gateway.status() if gateway is not None else []
+    """Status of every known device, as its reader last reported it (the same in every process)."""
     return jsonify(devices=[{
-        "id": s.device_id, "driver": s.driver, "port": s.port, "connected": s.connected, "stale": s.stale,
-        "last_frame_time": s.last_frame_time.isoformat() if s.last_frame_time else None,
-        "frames_accepted": s.frames_accepted, "frames_rejected": s.frames_rejected,
-        "last_error": s.last_error, "reconnects": s.reconnects, "flags": sorted(s.flags),
-    } for s in rows])
+        "id": d.id, "driver": d.driver, "port": d.port, "station": d.station_id, "state": d.state,
+        "connected": d.state in ("connected", "stale"), "stale": d.stale,
+        "last_frame_time": d.last_frame_at.isoformat() if d.last_frame_at else None,
+        "last_seen": d.last_seen_at.isoformat() if d.last_seen_at else None,
+        "frames_accepted": d.frames_accepted, "frames_rejected": d.frames_rejected,
+        "last_error": d.last_error or None, "reconnects": d.reconnects, "flags": list(d.flags),
+        "reported_by": d.reported_by,
+    } for d in services().stations.devices()])
+
+
+@bp.post("/devices/status")
+@requires(principals=("gateway",))
+def device_status() -> tuple[Response, int]:
+    """Device status from a station gateway (bearer token), for the stations it is registered for.
+
+    Reports are checked one by one like readings; refused ones are listed back.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("devices"), list) or len(body["devices"]) > 64:
+        return jsonify(error="body: must be an object with a list 'devices' of at most 64"), 400
+    reports: list[DeviceReport] = []
+    positions: list[int] = []
+    rejected = []
+    for index, item in enumerate(body["devices"]):
+        try:
+            reports.append(DeviceReport.from_json(item))
+            positions.append(index)
+        except ValueError as exc:
+            rejected.append({"index": index, "error": str(exc)})
+    refused = services().stations.report(reports, reporter=g.device.name, stations=g.device.stations)
+    rejected += [{"index": positions[i], "error": reason} for i, reason in refused]
+    return jsonify(accepted=len(reports) - len(refused), rejected=rejected), 200

@@ -109,7 +109,7 @@ def test_kiosk_and_gateway_tokens_are_printed_once(env: dict[str, str]) -> None:
     kiosk = run(["kiosks", "add", "lobby-1", "--location", "Lobby"], env)
     assert kiosk.returncode == 0 and re.search(r"token \(shown once\): \S{40,}", kiosk.stdout)
     assert_one_line_error(run(["kiosks", "add", "lobby-1"], env), 2, "exists")
-    gateway = run(["gateways", "add", "room-1"], env)
+    gateway = run(["gateways", "add", "room-1", "--station", "room1"], env)
     assert gateway.returncode == 0 and "token (shown once)" in gateway.stdout
 
 

@@ -101,7 +101,7 @@ def test_station_gateway_buffers_while_server_is_down_then_delivers(
     port = free_port()
     env = clean_env(instance, FRONTDESK_WEB_PORT=str(port), FRONTDESK_HL7_LISTEN_PORT=str(free_port()))
     assert run(["db", "upgrade"], env).returncode == 0
-    registered = run(["gateways", "add", "room1-pc"], env)
+    registered = run(["gateways", "add", "room1-pc", "--station", "room1"], env)
     token = registered.stdout.rsplit(" ", 1)[-1].strip()
     buffer_dir = tmp_path / "buffer"
     gateway = start(["gateway", "--server", f"http://127.0.0.1:{port}", "--token", token, "--name", "room1-pc",

@@ -1,4 +1,5 @@
-"""POST /api/v1/readings: gateway tokens, idempotent replays, newest value wins, bad readings listed back."""
+"""POST /api/v1/readings: gateway tokens bound to stations, idempotent replays, newest value wins, device clocks
+that run ahead, bad readings listed back; POST /api/v1/devices/status and GET /api/v1/devices."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def reading(reading_id: str, value: str | None = "97", *, metric: str = "spo2", 
 
 @pytest.fixture
 def token(services: Services) -> str:
-    return services.devices.add("gateway", "station-pc-1")
+    return services.devices.add("gateway", "station-pc-1", stations=("room1",))
 
 
 def post(client: FlaskClient, token: str, readings: list[dict[str, t.Any]]) -> t.Any:
@@ -103,6 +104,7 @@ def test_tokens_are_checked_and_revocable(client: FlaskClient, token: str, servi
 
 
 def test_a_staff_session_is_not_a_gateway(client: FlaskClient, staff: t.Any, token: str) -> None:
+    """A staff session cannot post readings; with no device reported yet, the device list is empty."""
     staff.create("alice", "admin")
     staff.sign_in("alice")
     assert client.post("/api/v1/readings", json={"readings": []}).status_code == 401
@@ -129,3 +131,66 @@ def test_in_process_readings_with_a_zone_less_device_clock_are_stored(services: 
     services.vitals.record([IncomingReading.from_reading(reading, "in-process-1")])
     [row] = services.vitals.live("room1")
     assert (row.metric, row.value, row.unit, row.measured_at) == ("systolic", "128", "mm[Hg]", received)
+
+
+def test_a_gateway_may_send_only_for_its_own_stations(client: FlaskClient, token: str, services: Services) -> None:
+    other = services.devices.add("gateway", "room2-pc", stations=("room2",))
+    post(client, other, [{**reading("room2-1"), "device_id": "ox-2", "station": "room2"}])
+    response = post(client, token, [{**reading("elsewhere"), "station": "room2"}, reading("mine", "96")])
+    assert response.json["accepted"] == 1
+    assert [r["error"].split(":")[0] for r in response.json["rejected"]] == ["station"]
+    services.stations.configure([("ox-2", "nonin-df8", "/dev/ttyUSB1", "room2")])
+    response = post(client, token, [{**reading("borrowed2"), "device_id": "ox-2"}])
+    assert response.json["rejected"] == [{"index": 0, "error": "device_id: device 'ox-2' belongs to station 'room2'"}]
+    assert live(services) == [("spo2", "96", [])]
+
+
+def test_a_gateway_needs_a_station(services: Services) -> None:
+    from server.services.staff import AccountError
+
+    with pytest.raises(AccountError, match="station"):
+        services.devices.add("gateway", "nowhere-pc")
+
+
+def test_a_device_clock_far_ahead_is_flagged_and_cannot_pin_a_stale_value(
+        client: FlaskClient, token: str, services: Services) -> None:
+    post(client, token, [reading("future", "91", device_time="2099-01-01T00:00:00+00:00",
+                                 host_time="2026-11-26T14:00:01+00:00")])
+    [row] = services.vitals.live("room1")
+    assert row.value == "91" and "clock_ahead" in row.flags
+    assert row.measured_at.isoformat() == "2026-11-26T14:00:01+00:00"
+    post(client, token, [reading("later", "97", host_time="2026-11-26T14:00:02+00:00")])
+    assert live(services) == [("spo2", "97", [])]
+
+
+def test_a_device_clock_slightly_ahead_is_believed(client: FlaskClient, token: str, services: Services) -> None:
+    post(client, token, [reading("r1", "95", device_time="2026-11-26T14:02:00+00:00", host_time=NOW)])
+    [row] = services.vitals.live("room1")
+    assert row.flags == [] and row.measured_at.isoformat() == "2026-11-26T14:02:00+00:00"
+
+
+def status_item(device_id: str = "ox-1", station: str = "room1", **extra: t.Any) -> dict[str, t.Any]:
+    return {"device_id": device_id, "driver": "nonin-df8", "port": "/dev/ttyUSB0", "station": station,
+            "connected": True, "stale": False, "last_frame_time": NOW, "frames_accepted": 10,
+            "frames_rejected": 1, "reconnects": 0, "last_error": None, "flags": [], **extra}
+
+
+def test_gateway_status_becomes_device_rows_every_process_reads(client: FlaskClient, token: str, staff: t.Any,
+                                                                services: Services, clock: t.Any) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    response = client.post("/api/v1/devices/status", headers=headers, json={"gateway": "station-pc-1", "devices": [
+        status_item(), status_item("ox-9", "room9"), status_item("bp-1", frames_accepted=-1)]})
+    assert response.status_code == 200 and response.json["accepted"] == 1
+    assert [r["index"] for r in response.json["rejected"]] == [2, 1]
+    staff.create("ama", "assistant")
+    staff.sign_in("ama")
+    [device] = client.get("/api/v1/devices").json["devices"]
+    assert (device["id"], device["station"], device["state"], device["reported_by"]) == \
+        ("ox-1", "room1", "connected", "station-pc-1")
+    client.post("/api/v1/devices/status", headers=headers, json={"devices": [
+        status_item(connected=False, last_error="device disconnected")]})
+    [device] = client.get("/api/v1/devices").json["devices"]
+    assert device["state"] == "disconnected" and device["last_error"] == "device disconnected"
+    clock.advance(seconds=11)
+    [device] = client.get("/api/v1/devices").json["devices"]
+    assert device["state"] == "silent"

@@ -14,6 +14,7 @@ from server.services import Services
 from server.services.context import Actor
 from server.services.context import FrozenClock
 from server.services.visits import VisitNotFound
+from server.services.vitals import Draft
 
 NURSE = Actor("staff", "7", role="assistant", address="10.0.0.5")
 
@@ -22,7 +23,14 @@ def test_each_transition_is_recorded_with_time_and_actor(services: Services, dem
                                                          clock: FrozenClock) -> None:
     for target in ("arrived", "roomed", "vitals_taken", "checked_out"):
         clock.advance(minutes=5)
-        services.visits.transition(demo_visit, target, actor=NURSE)
+        if target == "vitals_taken":
+            # Only charting vitals at a station moves a visit there.
+            services.stations.configure([("ox-1", "nonin-df8", "/dev/ttyUSB0", "room1")])
+            session_id = services.vitals.take("room1", demo_visit, actor=NURSE)
+            assert services.vitals.chart("room1", session_id, Draft({"weight": ("70", "kg", "typed")}),
+                                         actor=NURSE).charted
+        else:
+            services.visits.transition(demo_visit, target, actor=NURSE)
     with services.uow.begin() as session:
         visit = session.get(Visit, demo_visit)
         assert visit is not None and visit.state == "checked_out"
@@ -32,8 +40,16 @@ def test_each_transition_is_recorded_with_time_and_actor(services: Services, dem
         times = [t.at for t in visit.transitions]
         assert times == sorted(times) and times[0] == dt.datetime(2026, 11, 26, 14, 5, tzinfo=dt.UTC)
         audit = session.scalars(select(AuditEvent.action).where(AuditEvent.patient_id == visit.patient_id,
-                                                                AuditEvent.actor_id == "7")).all()
+                                                                AuditEvent.actor_id == "7",
+                                                                AuditEvent.action.like("visit.%"))).all()
         assert audit == ["visit.arrived", "visit.roomed", "visit.vitals_taken", "visit.checked_out"]
+
+
+def test_vitals_taken_needs_charted_vitals(services: Services, demo_visit: int) -> None:
+    services.visits.transition(demo_visit, "arrived", actor=NURSE)
+    services.visits.transition(demo_visit, "roomed", actor=NURSE)
+    with pytest.raises(IllegalTransition, match="this visit has none yet"):
+        services.visits.transition(demo_visit, "vitals_taken", actor=NURSE)
 
 
 def test_illegal_transition_changes_nothing(services: Services, demo_visit: int) -> None:

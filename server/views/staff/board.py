@@ -1,4 +1,4 @@
-"""Staff pages: sign-in, sign-out and the day's visits."""
+"""Staff pages: sign-in, sign-out, the day's visits and the outbox."""
 
 from __future__ import annotations
 
