@@ -86,6 +86,9 @@
   }
 
   var events = new EventSource(root.dataset.events);
+  // Once a form is on its way, this page is done: a reload now would cancel the
+  // navigation and lose its answer (the confirmation message among it).
+  document.addEventListener("submit", function () { events.close(); }, true);
   events.addEventListener("reading", function (e) { onReading(JSON.parse(e.data)); });
   events.addEventListener("device", function (e) { onDevice(JSON.parse(e.data)); });
   events.addEventListener("session", function (e) {
