@@ -233,25 +233,34 @@ class CheckIn:
 
     def identify_code(self, credentials: Credentials, typed: str) -> Screen | None:
         """Identify by the code on a reminder letter (typed, or typed by a barcode scanner)."""
-        code = normalise_code(typed)
-        well_formed = len(code) == CODE_RANDOM + CODE_CHECK and all(ch in CODE_ALPHABET for ch in code)
         with self.kiosks.turn(credentials) as turn:
             row = turn.kiosk_session
             if row is None or row.step != "identify":
                 return None
-            if not well_formed:
-                return self._screen(turn, "identify", {"code": "code"}, {"code": typed[:40]})
-            key = self._key(f"code|{code}")
-            candidates = self._candidates(turn, row.mode)
-            found = None
-            if hmac.compare_digest(self._check(code[:CODE_RANDOM]), code[CODE_RANDOM:]):
-                found = turn.session.scalar(select(CheckinCode).where(
-                    CheckinCode.code_hash == hashlib.sha256(code.encode()).hexdigest(),
-                    CheckinCode.expires_at > turn.now))
-            matches = [c for c in candidates if found is not None and c[0].id == found.appointment_id]
-            if found is not None and matches:
-                row.draft = {**row.draft, "code_id": found.id}
-            self._settle(turn, row, key, matches)
+            return self._identify_code_in(turn, row, typed)
+
+    def start_with_code(self, credentials: Credentials, typed: str) -> tuple[str, Screen | None]:
+        """A code scanned on the welcome screen: start a check-in and identify with it at once."""
+        with self.kiosks.turn(credentials) as turn:
+            token = self.kiosks.start_in(turn, "checkin")
+            assert turn.kiosk_session is not None
+            return token, self._identify_code_in(turn, turn.kiosk_session, typed)
+
+    def _identify_code_in(self, turn: Turn, row: KioskSession, typed: str) -> Screen | None:
+        code = normalise_code(typed)
+        if len(code) != CODE_RANDOM + CODE_CHECK or any(ch not in CODE_ALPHABET for ch in code):
+            return self._screen(turn, "identify", {"code": "code"}, {"code": typed[:40]})
+        key = self._key(f"code|{code}")
+        candidates = self._candidates(turn, row.mode)
+        found = None
+        if hmac.compare_digest(self._check(code[:CODE_RANDOM]), code[CODE_RANDOM:]):
+            found = turn.session.scalar(select(CheckinCode).where(
+                CheckinCode.code_hash == hashlib.sha256(code.encode()).hexdigest(),
+                CheckinCode.expires_at > turn.now))
+        matches = [c for c in candidates if found is not None and c[0].id == found.appointment_id]
+        if found is not None and matches:
+            row.draft = {**row.draft, "code_id": found.id}
+        self._settle(turn, row, key, matches)
         return None
 
     def _key(self, identity: str) -> str:
