@@ -74,11 +74,13 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from kiosk import views as kiosk
     from server.views import api
     from server.views import staff
+    from server.views import staff_kiosk
 
     app.register_blueprint(staff.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(kiosk.bp)
+    app.register_blueprint(staff_kiosk.bp)
     csrf.exempt(api.health_bp)
     csrf.exempt(api.readings)
     return app

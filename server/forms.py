@@ -34,3 +34,9 @@ class OutboxActionForm(FlaskForm):
     """Retry or discard one outbox message (the id is in the URL)."""
 
     action = SelectField("Action", choices=[SelectChoice("retry", "Retry"), SelectChoice("discard", "Discard")])
+
+
+class ActionForm(FlaskForm):
+    """A button posting one action (its value); the CSRF token is what the form is for."""
+
+    action = StringField("Action", validators=[Length(max=16)])
