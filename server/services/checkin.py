@@ -694,7 +694,8 @@ class CheckIn:
             self.visits.transition_in(turn.session, visit, S.CHECKED_OUT.value, actor=turn.actor)
             upcoming = turn.session.scalar(select(Appointment).where(
                 Appointment.patient_id == visit.patient_id, Appointment.start_at > turn.now,
-                Appointment.id != visit.appointment_id, Appointment.status != "cancelled").order_by(Appointment.start_at).limit(1))
+                Appointment.id != visit.appointment_id, Appointment.status != "cancelled")
+                .order_by(Appointment.start_at).limit(1))
             row.draft = {**row.draft, "next": {"start": upcoming.start_at.isoformat(),
                                                "provider": upcoming.provider_name} if upcoming else None}
             row.step = "checked_out"
