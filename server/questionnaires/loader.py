@@ -45,6 +45,7 @@ EXT_CALCULATED = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnai
 EXT_CALCULATED_OLD = "http://hl7.org/fhir/StructureDefinition/questionnaire-calculatedExpression"
 OPERATORS = frozenset({"exists", "=", "!=", ">", "<", ">=", "<="})
 MAX_DEPTH = 6
+STATUSES = ("draft", "active", "retired", "unknown")
 
 
 class QuestionnaireError(ValueError):
@@ -83,6 +84,9 @@ def load(raw: t.Any, path: str | Path = "<questionnaire>") -> Questionnaire:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         raise QuestionnaireError(path, f"not valid FHIR R4: {where}: {first['msg']}") from None
+    # The R4 model checks structure and types, not required code bindings; the one on status is checked here.
+    if raw.get("status") not in STATUSES:
+        raise QuestionnaireError(path, f"not valid FHIR R4: status: must be one of {', '.join(STATUSES)}")
     if not raw.get("item"):
         raise QuestionnaireError(path, "has no items")
     builder = _Builder(path)

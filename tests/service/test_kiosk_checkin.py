@@ -334,3 +334,22 @@ def test_enrolment_code_works_once_and_revocation_ends_the_kiosk(services: Servi
 
     with pytest.raises(NotEnrolled):
         kiosk.step()
+
+
+def test_text_typed_at_the_kiosk_is_inert_on_staff_pages_and_in_the_api(kiosk: Kiosk, visit: int, services: Services,
+                                                                       client: FlaskClient,
+                                                                       staff: StaffActions) -> None:
+    from server.services.checkin import ChangeRequest
+
+    kiosk.start()
+    kiosk.identify("O'Brien-Müller", "03/09/1958")
+    services.checkin.confirm_appointment(kiosk.creds, True)
+    services.checkin.confirm_details(kiosk.creds, True)
+    services.checkin.request_change(kiosk.creds, ChangeRequest({"city": '<img src=x onerror="alert(1)">'}))
+    staff.create("fd", "front_desk")
+    staff.sign_in("fd")
+    page = client.get("/staff/kiosk/").text
+    assert '<img src=x' not in page and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in page
+    api = client.get("/api/v1/pending-changes")
+    assert api.headers["Content-Type"] == "application/json"
+    assert api.json["changes"][0]["fields"][0]["requested"] == '<img src=x onerror="alert(1)">'
