@@ -19,10 +19,7 @@ from playwright.sync_api import Browser
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
-from hl7.er7 import encode_message
-from hl7.er7 import encode_msh
-from hl7.er7 import encode_segment
-from hl7.er7 import format_timestamp
+from server.demo import siu_s12
 from tests.browsers import assert_accessible
 from tests.e2e.conftest import Served
 from tests.e2e.conftest import serve
@@ -49,21 +46,10 @@ PATIENTS = (
 
 def schedule_file(path: Path) -> Path:
     """Today's SIU^S12 messages for :data:`PATIENTS`, as a scheduler would send them."""
-    messages = []
-    for n, (mrn, family, given, born, minutes, provider_id, provider) in enumerate(PATIENTS, start=1):
-        when = NOW + dt.timedelta(minutes=minutes)
-        messages.append(encode_message([
-            encode_msh({3: "E2E_EHR", 4: "E2E", 5: "FRONTDESK", 6: "CLINIC", 7: format_timestamp(NOW),
-                        9: ("SIU", "S12", "SIU_S12"), 10: f"E2E-SIU-{n}", 11: "P", 12: "2.5.1", 18: "UNICODE UTF-8"}),
-            encode_segment("SCH", {1: f"P{mrn}", 2: f"A{mrn}", 7: ("FU", "Follow-up"), 8: ("FU", "Follow-up"),
-                                   9: "20", 10: "min", 11: ("", "", "20", format_timestamp(when)), 25: "Booked"}),
-            encode_segment("PID", {1: "1", 3: (mrn, "", "", "E2E", "MR"), 5: (family, given, "", "", "", "", "L"),
-                                   7: born, 8: "F", 11: ("1 Elm Street", "", "Springfield", "IL", "62701", "USA"),
-                                   13: ("", "PRN", "PH", "", "", "", "", "", "", "", "", "555-010-0142"), 15: "en"}),
-            encode_segment("AIL", {1: "1", 3: ("EXAM1", "", "", "CLINIC")}),
-            encode_segment("AIP", {1: "1", 3: (provider_id, provider, "")}),
-        ]))
-    path.write_bytes(b"".join(messages))
+    path.write_bytes(b"".join(
+        siu_s12(f"E2E-SIU-{n}", NOW, NOW + dt.timedelta(minutes=minutes), mrn, family, given, born, "F", "en",
+                (provider_id, provider, ""), "EXAM1")
+        for n, (mrn, family, given, born, minutes, provider_id, provider) in enumerate(PATIENTS, start=1)))
     return path
 
 
@@ -189,7 +175,7 @@ def test_full_check_in_in_english_reaches_the_records_system(kiosk_page: Page, s
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Rosa")
     scan(page, "appointment")
     page.get_by_role("button", name="Yes, that's me").click()
-    expect(page.get_by_text("Number ending in 0142")).to_be_visible()
+    expect(page.get_by_text("Number ending in 0100")).to_be_visible()
     scan(page, "details")
     page.get_by_role("button", name="Change", exact=True).click()
     scan(page, "change details", large=False)
@@ -254,7 +240,7 @@ def test_idle_timeout_wipes_the_session_and_back_shows_nothing(kiosk_page: Page,
     identify(page, "Idle", "08/08/1985")
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Ida")
     page.get_by_role("button", name="Yes, that's me").click()
-    expect(page.get_by_text("Number ending in 0142")).to_be_visible()
+    expect(page.get_by_text("Number ending in 0100")).to_be_visible()
     page.clock.run_for(90_000)
     dialog = page.get_by_role("dialog", name="Are you still there?")
     expect(dialog).to_be_visible()
@@ -269,7 +255,7 @@ def test_idle_timeout_wipes_the_session_and_back_shows_nothing(kiosk_page: Page,
     page.go_back()
     expect(page.get_by_role("button", name="Check in", exact=True)).to_be_visible()
     content = page.content()
-    assert "Ida" not in content and "0142" not in content and "Okafor" not in content
+    assert "Ida" not in content and "0100" not in content and "Okafor" not in content
 
 
 def test_timeout_dialog_is_accessible_in_spanish_and_large_text(kiosk_page: Page, site: Site) -> None:
