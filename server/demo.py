@@ -11,7 +11,7 @@ Everything runs in one process against a fresh SQLite database under
 * simulated devices for station ``room1`` (pulse oximeter, blood-pressure
   monitor, thermometer, scale) on pseudo-terminals, read by the in-process
   gateway exactly as real serial devices are;
-* the web server, with staff sign-ins created and printed.
+* the web server, with staff sign-ins and a kiosk enrollment code created and printed.
 
 Nothing here is used by ``serve``.
 """
@@ -128,6 +128,7 @@ def run_demo(config: Config, *, port: int | None) -> None:
         password = "-".join(secrets.token_hex(3) for _ in range(3))
         services.staff.add_user(username, role, password)
         logins.append((username, role, password))
+    kiosk_code = services.devices.add("kiosk", "demo-lobby", location="Lobby")
     engine.dispose()
 
     def parts(app: Flask) -> list[Background]:
@@ -141,6 +142,8 @@ def run_demo(config: Config, *, port: int | None) -> None:
                    f"{config.hl7.listen_host}:{config.hl7.listen_port}.")
         click.echo(f"Records system (receives our ADT/ORU): 127.0.0.1:{RECORDS_PORT}; "
                    f"devices for station {STATION}: " + ", ".join(f"{d} ({v})" for d, v in DEMO_DEVICES))
+        click.echo(f"Patient kiosk: {base}/kiosk/  (enrollment code: {kiosk_code}); lobby screen: {base}/kiosk/lobby")
+        click.echo("  check in as Rivera 03/09/1984 (Spanish speaker), Chen 11/23/1971, O'Brien 06/02/1990 …")
         click.echo("Demo staff sign-ins (new every run):")
         for username, role, password in logins:
             click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
