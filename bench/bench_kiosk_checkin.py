@@ -14,7 +14,10 @@ threads, hit by the same 20 clients. Runs on SQLite, then on PostgreSQL when it 
 ``FRONTDESK_BENCH_DATABASE_URL``; default ``postgresql://postgres@127.0.0.1:5432/test``). Also the size
 of each kiosk page with its CSS and script (target 100 KB), against the bare endpoint's response.
 
-    python bench/bench_kiosk_checkin.py [--kiosks 20] [--rounds 3]
+    python bench/bench_kiosk_checkin.py [--kiosks 20] [--rounds 3] [--think 1.0]
+
+Each simulated patient spends ``--think`` seconds on a screen (default 1 s, several times faster than
+people); ``--think 0`` sends requests back to back and measures the server saturated.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ RADIO = re.compile(r'<input type="radio" id="[^"]+" name="([^"]+)" value="([^"]+
 TEXTAREA = re.compile(r'<textarea id="[^"]+" name="([^"]+)"')
 ASSET = re.compile(r'(?:href|src)="(/kiosk/static/[^"]+)"')
 BARE_APP = """
+import logging
 import sys
 from flask import Flask
 from waitress import serve
+logging.getLogger("waitress").setLevel(logging.ERROR)
 app = Flask("bare")
 @app.get("/ping")
 def ping():
@@ -86,6 +91,7 @@ class Browser:
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.cookies: dict[str, str] = {}
         self.timings = timings
+        self.think = 0.0
 
     def request(self, method: str, path: str, form: dict[str, str | list[str]] | None = None) -> tuple[str, str]:
         """One request and the redirects it leads to; returns the final path and body."""
@@ -114,13 +120,14 @@ class Browser:
             method, path, form = "GET", response.headers["Location"], None
 
     def post(self, path: str, page: str, **fields: str | list[str]) -> tuple[str, str]:
+        time.sleep(self.think)
         token = CSRF.search(page)
         assert token, f"no CSRF token on the page before {path}"
         return self.request("POST", path, {"csrf_token": token.group(1), **fields})
 
 
 def check_in(browser: Browser, last: str, born: str) -> None:
-    """One full check-in, as a patient at a kiosk does it."""
+    """One full check-in, as a patient at a kiosk does it (``browser.think`` seconds on each screen)."""
     _, page = browser.request("GET", "/kiosk/")
     _, page = browser.post("/kiosk/start", page, mode="checkin")
     where, page = browser.post("/kiosk/identify", page, last_name=last, birth_date=born)
@@ -188,7 +195,7 @@ def bare_floor(kiosks: int, requests_each: int) -> list[float]:
         process.wait()
 
 
-def run_backend(name: str, kiosks: int, rounds: int, extra_env: dict[str, str]) -> None:
+def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         port = free_port()
@@ -218,8 +225,11 @@ def run_backend(name: str, kiosks: int, rounds: int, extra_env: dict[str, str]) 
                 _, page = browser.request("GET", "/kiosk/")
                 browser.post("/kiosk/enroll", page, code=code)
                 browser.timings = timings
+                browser.think = think
                 browsers.append(browser)
+            browsers[0].think = 0.0
             sizes = page_sizes(browsers[0], patients[0][1], patients[0][2])
+            browsers[0].think = think
             failures: list[str] = []
             started = time.perf_counter()
 
@@ -246,7 +256,7 @@ def run_backend(name: str, kiosks: int, rounds: int, extra_env: dict[str, str]) 
         per_step = sum(len(v) for v in timings.values())
         floor = bare_floor(kiosks, max(50, per_step // kiosks))
         server_side = server_times(log)
-        print(f"\n== {name}: {kiosks} kiosks, {completed} check-ins in {wall:.1f} s = "
+        print(f"\n== {name}: {kiosks} kiosks, {think:.1f} s on each screen, {completed} check-ins in {wall:.1f} s = "
               f"{completed / wall * 60:.0f} check-ins/min ({per_step} requests); failures: {len(failures)}")
         for failure in failures[:3]:
             print(f"   {failure}")
@@ -312,9 +322,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kiosks", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="check-ins per kiosk")
+    parser.add_argument("--think", type=float, default=1.0,
+                        help="seconds each simulated patient spends on a screen (people take 5-30 s; 0 saturates)")
     args = parser.parse_args()
     limits = {"FRONTDESK_KIOSK_LOOKUP_MAX_FAILURES_PER_KIOSK": "1000"}
-    run_backend("SQLite", args.kiosks, args.rounds, limits)
+    run_backend("SQLite", args.kiosks, args.rounds, args.think, limits)
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.Error as exc:
@@ -324,7 +336,7 @@ def main() -> None:
     with psycopg.connect(PG_URL, autocommit=True) as connection:
         connection.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        run_backend("PostgreSQL", args.kiosks, args.rounds,
+        run_backend("PostgreSQL", args.kiosks, args.rounds, args.think,
                     {**limits, "FRONTDESK_DATABASE_URL": PG_URL, "FRONTDESK_DATABASE_SCHEMA": schema})
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as connection:
