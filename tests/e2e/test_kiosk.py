@@ -266,6 +266,8 @@ def test_timeout_dialog_is_accessible_in_spanish_and_large_text(kiosk_page: Page
     page.get_by_role("button", name="Español").click()
     page.get_by_role("button", name="Letra grande").click()
     page.get_by_role("button", name="Registrarse", exact=True).click()
+    expect(page.get_by_label("Apellido")).to_be_visible()
+    expect(page.locator("body.large")).to_have_count(1)
     page.clock.run_for(90_000)
     expect(page.get_by_role("dialog", name="¿Sigue ahí?")).to_be_visible()
     assert_accessible(page, "diálogo de tiempo, letra grande")
