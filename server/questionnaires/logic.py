@@ -14,9 +14,12 @@ and the ``variable`` extensions in scope, as SDC describes.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import functools
+import json
 import re
+import threading
 import typing as t
 import unicodedata
 from collections.abc import Mapping
@@ -76,7 +79,33 @@ def _exists(questionnaire: Questionnaire, link_id: str) -> bool:
     return True
 
 
+_EVALUATIONS: collections.OrderedDict[tuple[int, str], Evaluation] = collections.OrderedDict()
+_EVALUATIONS_LOCK = threading.Lock()
+EVALUATION_CACHE = 512
+
+
 def evaluate(questionnaire: Questionnaire, answers: Answers) -> Evaluation:
+    """Enabled items and calculated values for ``answers``, remembered for the last few hundred answer sets.
+
+    One kiosk request asks this several times for the same answers (which page is next, is this page
+    complete, which flags it raises), and FHIRPath evaluation is the costliest step of a request.
+    Questionnaires live as long as the process, so their identity is a safe part of the key.
+    """
+    key = (id(questionnaire), json.dumps(answers, sort_keys=True))
+    with _EVALUATIONS_LOCK:
+        found = _EVALUATIONS.get(key)
+        if found is not None:
+            _EVALUATIONS.move_to_end(key)
+            return found
+    result = _evaluate(questionnaire, answers)
+    with _EVALUATIONS_LOCK:
+        _EVALUATIONS[key] = result
+        while len(_EVALUATIONS) > EVALUATION_CACHE:
+            _EVALUATIONS.popitem(last=False)
+    return result
+
+
+def _evaluate(questionnaire: Questionnaire, answers: Answers) -> Evaluation:
     """Enabled items and calculated values for ``answers`` (see the module docstring).
 
     Starts from "everything enabled" and narrows: a condition reads the answers
