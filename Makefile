@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 PEERS := $(VENV)/peers
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: demo test test-postgres bench lint clean chromium
+CATALOG := server/translations
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard $(CATALOG)/*/LC_MESSAGES/messages.po))
+
+.PHONY: demo test test-postgres bench lint clean chromium catalog translations
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +22,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade --target $(PEERS)/python-hl7 'hl7==0.4.5'
 	touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) translations
 	$(BIN)/frontdesk demo
 
-test: $(STAMP) chromium
+test: $(STAMP) translations chromium
 	$(BIN)/pytest
+
+# One message catalog for the product. `make catalog` re-extracts the texts and merges them into
+# each language's .po; the compiled .mo files are built here, at install, and never committed.
+translations: $(CATALOGS)
+
+$(CATALOG)/%/LC_MESSAGES/messages.mo: $(CATALOG)/%/LC_MESSAGES/messages.po $(STAMP)
+	$(BIN)/pybabel compile --statistics -d $(CATALOG) -l $*
+
+catalog: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --omit-header -o $(CATALOG)/messages.pot .
+	$(BIN)/pybabel update --no-fuzzy-matching -i $(CATALOG)/messages.pot -d $(CATALOG)
 
 # End-to-end tests drive the system Chromium (Playwright cannot download its own
 # browser here). As root, install Debian's package when it is missing; otherwise
@@ -36,10 +50,10 @@ chromium:
 	    echo "The end-to-end tests need Chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu)."; exit 1; \
 	  fi; }
 
-test-postgres: $(STAMP) chromium
+test-postgres: $(STAMP) translations chromium
 	FRONTDESK_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -m postgres
 
-bench: $(STAMP)
+bench: $(STAMP) translations
 	set -e; for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 lint: $(STAMP)

@@ -27,6 +27,7 @@ from server.config import Config
 from server.config import ensure_secret_key
 from server.config import load_config
 from server.db import make_engine
+from server.extensions import babel
 from server.extensions import csrf
 from server.live import make_hub
 from server.services import build_services
@@ -64,18 +65,24 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
                                                  live=make_hub(config.database_url, config.database.schema))
     app.extensions["frontdesk.engine"] = engine
     csrf.init_app(app)
+    # Pages set g.language (the kiosk: the patient's choice); everything else is English.
+    babel.init_app(app, locale_selector=lambda: g.get("language", "en"))
     security.install(app, secure=config.web.secure_cookies)
     _install_request_log(app)
     _install_error_pages(app)
 
+    from kiosk import views as kiosk
     from server.views import api
     from server.views.staff import board
+    from server.views.staff import kiosk as staff_kiosk
     from server.views.staff import stations
 
     app.register_blueprint(board.bp)
     app.register_blueprint(stations.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
+    app.register_blueprint(kiosk.bp)
+    app.register_blueprint(staff_kiosk.bp)
     csrf.exempt(api.health_bp)
     csrf.exempt(api.readings)
     csrf.exempt(api.device_status)

@@ -136,12 +136,29 @@ class HL7Config:
 
 @dataclass(frozen=True)
 class KioskConfig:
-    """``[kiosk]``: the patient-facing check-in screens."""
+    """``[kiosk]``: the patient-facing check-in screens.
+
+    Idle limits are per screen (questionnaire pages get longer); after the
+    limit a warning with a countdown of ``warning_seconds`` appears, then the
+    kiosk session is destroyed. Only today's appointments between
+    ``arrival_window_before_minutes`` before and ``arrival_window_after_minutes``
+    after their start can be checked in. ``questionnaires_dir`` and
+    ``consents_dir`` default to the files shipped with Frontdesk.
+    """
 
     idle_seconds: int = field(default=90, metadata=_range(15, 3600))
-    arrival_window_before_minutes: int = field(default=30, metadata=_range(0, 24 * 60))
-    arrival_window_after_minutes: int = field(default=15, metadata=_range(0, 24 * 60))
+    questionnaire_idle_seconds: int = field(default=240, metadata=_range(15, 3600))
+    warning_seconds: int = field(default=30, metadata=_range(30, 300))
+    done_seconds: int = field(default=15, metadata=_range(5, 120))
+    arrival_window_before_minutes: int = field(default=60, metadata=_range(0, 24 * 60))
+    arrival_window_after_minutes: int = field(default=30, metadata=_range(0, 24 * 60))
     lookup_max_failures: int = field(default=5, metadata=_range(1, 100))
+    lookup_max_failures_per_kiosk: int = field(default=15, metadata=_range(1, 1000))
+    lookup_max_per_identity: int = field(default=6, metadata=_range(1, 1000))
+    lookup_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    minutes_per_patient: int = field(default=12, metadata=_range(1, 240))
+    questionnaires_dir: str = ""
+    consents_dir: str = ""
     languages: tuple[str, ...] = ("en", "es")
 
 

@@ -38,3 +38,9 @@ class OutboxActionForm(FlaskForm):
 
 class StationForm(FlaskForm):
     """Only the CSRF token: station forms carry one field per vitals row, read by :mod:`server.domain.vitals`."""
+
+
+class ActionForm(FlaskForm):
+    """A button posting one action (its value); the CSRF token is what the form is for."""
+
+    action = StringField("Action", validators=[Length(max=16)])

@@ -6,6 +6,13 @@ from server.models.base import UTCDateTime
 from server.models.clinical import Observation
 from server.models.clinical import QuestionnaireResponse
 from server.models.clinical import VitalsSession
+from server.models.kiosk import CheckinCode
+from server.models.kiosk import ConsentSignature
+from server.models.kiosk import KioskSession
+from server.models.kiosk import LookupAttempt
+from server.models.kiosk import PendingChange
+from server.models.kiosk import StaffFlag
+from server.models.kiosk import Ticket
 from server.models.messaging import InboundMessage
 from server.models.messaging import OutboxMessage
 from server.models.messaging import ServiceLease
@@ -25,8 +32,9 @@ from server.models.stations import Station
 from server.models.stations import gateway_station
 
 __all__ = [
-    "ROLES", "Appointment", "AuditEvent", "Base", "Device", "Gateway", "InboundMessage", "Insurance",
-    "KioskDevice", "LoginFailure", "Observation", "OutboxMessage", "Patient", "QuestionnaireResponse",
-    "ServiceLease", "StaffSession", "StaffUser", "Station", "UTCDateTime", "Visit", "VisitTransition",
-    "VitalsSession", "gateway_station",
+    "ROLES", "Appointment", "AuditEvent", "Base", "CheckinCode", "ConsentSignature", "Device", "Gateway",
+    "InboundMessage", "Insurance", "KioskDevice", "KioskSession", "LoginFailure", "LookupAttempt", "Observation",
+    "OutboxMessage", "Patient", "PendingChange", "QuestionnaireResponse", "ServiceLease", "StaffFlag",
+    "StaffSession", "StaffUser", "Station", "Ticket", "UTCDateTime", "Visit", "VisitTransition", "VitalsSession",
+    "gateway_station",
 ]

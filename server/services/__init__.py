@@ -9,6 +9,7 @@ clock. :func:`build_services` wires one set for an app or a CLI command.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -16,12 +17,18 @@ from server.config import Config
 from server.db import UnitOfWork
 from server.live import Hub
 from server.live import LocalHub
+from server.questionnaires import load_library
 from server.services.audit import AuditTrail
+from server.services.checkin import CheckIn
+from server.services.consents import load_consents
 from server.services.context import Clock
 from server.services.context import SystemClock
 from server.services.devices import DevicePrincipals
+from server.services.flags import PendingChanges
+from server.services.flags import StaffFlags
 from server.services.health import Health
 from server.services.inbound import Inbound
+from server.services.kiosks import KioskSessions
 from server.services.messages import OutboundMessages
 from server.services.outbox import Outbox
 from server.services.patients import Patients
@@ -48,6 +55,10 @@ class Services:
     stations: Stations
     health: Health
     live: Hub
+    kiosks: KioskSessions
+    checkin: CheckIn
+    flags: StaffFlags
+    changes: PendingChanges
 
 
 def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None,
@@ -68,6 +79,15 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
     # A separate `frontdesk bridge` (or another `serve`) hears about new messages through the hub.
     outbox.subscribe(lambda: live.publish("outbox", "enqueued", {}))
+    kiosk = config.kiosk
+    kiosks = KioskSessions(uow=uow, clock=clock, audit=audit, settings=kiosk)
+    flags = StaffFlags(uow=uow, clock=clock, audit=audit)
+    changes = PendingChanges(uow=uow, clock=clock, audit=audit, messages=messages)
+    checkin = CheckIn(
+        kiosks=kiosks, uow=uow, clock=clock, audit=audit, visits=visits, messages=messages, flags=flags,
+        changes=changes, settings=kiosk, pepper=secret, live=live,
+        library=load_library(Path(kiosk.questionnaires_dir) if kiosk.questionnaires_dir else None),
+        consents=load_consents(Path(kiosk.consents_dir) if kiosk.consents_dir else None))
     return Services(
         uow=uow,
         clock=clock,
@@ -83,4 +103,8 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         stations=Stations(uow=uow, clock=clock, live=live),
         health=Health(engine=engine),
         live=live,
+        kiosks=kiosks,
+        checkin=checkin,
+        flags=flags,
+        changes=changes,
     )
