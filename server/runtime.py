@@ -46,7 +46,8 @@ def waitress_limits(web: WebConfig) -> dict[str, t.Any]:
     ``Content-Length`` (or once a chunked body passes the limit) instead of being
     spooled to disk and only then refused by Flask. ``channel_timeout`` closes
     connections that stop sending half-way (slow clients), and
-    ``connection_limit`` caps how many sockets are held open at once. Forwarded
+    ``connection_limit`` caps how many sockets are held open at once
+    (idle ones are swept every half timeout). Forwarded
     headers are stripped unless proxies are trusted; then :class:`ProxyFix` in
     the app reads exactly ``trusted_proxies`` hops of them.
     """
@@ -55,6 +56,7 @@ def waitress_limits(web: WebConfig) -> dict[str, t.Any]:
         "max_request_header_size": 64 * 1024,
         "connection_limit": web.connection_limit,
         "channel_timeout": web.channel_timeout_seconds,
+        "cleanup_interval": max(1, web.channel_timeout_seconds // 2),
         "clear_untrusted_proxy_headers": not web.trusted_proxies,
     }
 
