@@ -23,6 +23,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import security
 from server.auth import wants_json
+from server.bounds import BoundedIntConverter
+from server.bounds import BoundedJSONProvider
 from server.config import Config
 from server.config import ensure_secret_key
 from server.config import load_config
@@ -42,6 +44,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     """
     config = config or load_config()
     app = Flask(__name__, instance_path=str(config.instance_dir))
+    app.url_map.converters["int"] = BoundedIntConverter
+    app.json = BoundedJSONProvider(app)
     secret = ensure_secret_key(config)
     app.config.update(
         SECRET_KEY=secret,
