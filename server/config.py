@@ -86,6 +86,7 @@ class WebConfig:
     login_max_failures_per_user: int = field(default=5, metadata=_range(1, 1000))
     login_max_failures_per_address: int = field(default=20, metadata=_range(1, 10000))
     login_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    login_address_delay_cap_seconds: int = field(default=30, metadata=_range(1, 300))
     trusted_proxies: int = field(default=0, metadata=_range(0, 5))
     connection_limit: int = field(default=500, metadata=_range(10, 1000))
     channel_timeout_seconds: int = field(default=30, metadata=_range(2, 3600))

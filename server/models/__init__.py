@@ -12,18 +12,23 @@ from server.models.patients import Insurance
 from server.models.patients import Patient
 from server.models.principals import ROLES
 from server.models.principals import KioskDevice
-from server.models.principals import LoginFailure
 from server.models.principals import StaffSession
 from server.models.principals import StaffUser
 from server.models.scheduling import Appointment
 from server.models.scheduling import Visit
 from server.models.scheduling import VisitTransition
+from server.models.security import AuditChainHead
+from server.models.security import LoginThrottle
+from server.models.security import MfaRecoveryCode
+from server.models.security import SecurityAlert
+from server.models.security import StaffMfa
 from server.models.stations import Device
 from server.models.stations import Gateway
 from server.models.stations import Station
 
 __all__ = [
-    "ROLES", "Appointment", "AuditEvent", "Base", "Device", "Gateway", "InboundMessage", "Insurance",
-    "KioskDevice", "LoginFailure", "Observation", "OutboxMessage", "Patient", "QuestionnaireResponse",
-    "ServiceLease", "StaffSession", "StaffUser", "Station", "UTCDateTime", "Visit", "VisitTransition",
+    "ROLES", "Appointment", "AuditChainHead", "AuditEvent", "Base", "Device", "Gateway", "InboundMessage",
+    "Insurance", "KioskDevice", "LoginThrottle", "MfaRecoveryCode", "Observation", "OutboxMessage", "Patient",
+    "QuestionnaireResponse", "SecurityAlert", "ServiceLease", "StaffMfa", "StaffSession", "StaffUser", "Station",
+    "UTCDateTime", "Visit", "VisitTransition",
 ]

@@ -14,7 +14,9 @@ from sqlalchemy import Engine
 
 from server.config import Config
 from server.db import UnitOfWork
+from server.services.alerts import SecurityAlerts
 from server.services.audit import AuditTrail
+from server.services.audit import AuditVerifier
 from server.services.context import Clock
 from server.services.context import SystemClock
 from server.services.devices import DevicePrincipals
@@ -35,6 +37,8 @@ class Services:
     uow: UnitOfWork
     clock: Clock
     audit: AuditTrail
+    audit_verifier: AuditVerifier
+    alerts: SecurityAlerts
     staff: StaffAccounts
     devices: DevicePrincipals
     outbox: Outbox
@@ -57,11 +61,14 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
     patients = Patients(uow=uow, clock=clock, audit=audit)
     visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
+    alerts = SecurityAlerts(uow=uow, clock=clock, audit=audit)
     return Services(
         uow=uow,
         clock=clock,
         audit=audit,
-        staff=StaffAccounts(uow=uow, clock=clock, audit=audit, policy=config.web,
+        audit_verifier=AuditVerifier(uow=uow),
+        alerts=alerts,
+        staff=StaffAccounts(uow=uow, clock=clock, audit=audit, alerts=alerts, policy=config.web,
                             pepper=secret),
         devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
         patients=patients,

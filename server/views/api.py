@@ -120,3 +120,12 @@ def devices() -> Response:
         "frames_accepted": s.frames_accepted, "frames_rejected": s.frames_rejected,
         "last_error": s.last_error, "reconnects": s.reconnects, "flags": sorted(s.flags),
     } for s in rows])
+
+
+@bp.get("/security/alerts")
+@requires("admin")
+def security_alerts() -> Response:
+    """Open security alerts (locked sign-ins, throttled addresses), newest first."""
+    return jsonify(alerts=[{
+        "id": a.id, "kind": a.kind, "subject": a.subject, "detail": a.detail, "raised_at": a.raised_at.isoformat(),
+    } for a in services().alerts.open()])
