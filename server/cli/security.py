@@ -12,8 +12,10 @@ import sys
 
 import click
 
+from server import migrate
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
+from server.cli.common import open_database
 from server.cli.common import with_config
 from server.cli.core import open_services
 from server.config import Config
@@ -32,6 +34,9 @@ def register(main: click.Group) -> None:
         group.add_command(_device_list(kind))
         group.add_command(_device_revoke(kind))
     main.add_command(audit)
+    db = main.commands["db"]
+    assert isinstance(db, click.Group)
+    db.add_command(db_grant)
 
 
 def _when(moment: dt.datetime | None) -> str:
@@ -124,3 +129,17 @@ def audit_verify(config: Config) -> None:
     if result.finding is not None:
         fail(f"audit trail broken: {result.finding} ({result.checked} rows before it are intact)")
     click.echo(f"audit trail intact: {result.checked} rows; head {result.head_seq} {result.head_hash}")
+
+
+@click.command("grant")
+@click.argument("role")
+@with_config
+def db_grant(config: Config, role: str) -> None:
+    """PostgreSQL: give the runtime ROLE row access only (SELECT and INSERT on audit_event). Run as the owner."""
+    if not config.database_url.startswith("postgresql"):
+        fail("db grant: only for PostgreSQL (SQLite has no roles; protect the file instead)", EXIT_CONFIG)
+    try:
+        migrate.grant_runtime(open_database(config), role, config.database.schema or "public")
+    except ValueError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    click.echo(f"role {role}: rows of every table; audit_event SELECT and INSERT only")
