@@ -118,6 +118,7 @@ class HL7Config:
     tls_key: str = ""
     tls_ca: str = ""
     tls_require_client_cert: bool = False
+    allow_plain_mllp: bool = False
     destination_tls_ca: str = ""
     destination_tls_cert: str = ""
     destination_tls_key: str = ""
@@ -332,8 +333,10 @@ def ensure_secret_key(config: Config) -> str:
 def check_production(config: Config) -> None:
     """Refuse settings that are unsafe once real patients use the service.
 
-    :raises ConfigError: for cookies without ``Secure`` or a PostgreSQL URL
-        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1).
+    :raises ConfigError: for cookies without ``Secure``, a PostgreSQL URL
+        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1), or an
+        HL7 listener without mutual TLS unless ``hl7.allow_plain_mllp`` says
+        plain MLLP is meant (a TLS tunnel or a private link in front of it).
     """
     if not config.web.production:
         return
@@ -342,3 +345,19 @@ def check_production(config: Config) -> None:
     url = config.database_url
     if url.startswith("postgresql") and "sslmode=verify-full" not in url:
         raise ConfigError("database.url: must use sslmode=verify-full when web.production is true")
+    hl7 = config.hl7
+    if not hl7.allow_plain_mllp and not (hl7.tls_cert and hl7.tls_require_client_cert):
+        raise ConfigError("hl7.tls_require_client_cert: the HL7 listener must use mutual TLS (tls_cert, tls_key, "
+                          "tls_ca) when web.production is true, or set hl7.allow_plain_mllp = true to accept "
+                          "plain MLLP (e.g. behind a TLS tunnel)")
+
+
+def listener_security(hl7: HL7Config) -> str:
+    """How the HL7 listener admits senders, in words for the one line logged at start."""
+    if hl7.tls_cert and hl7.tls_require_client_cert:
+        return "mutual TLS: only senders with a certificate from hl7.tls_ca"
+    if hl7.tls_cert:
+        return "TLS without client certificates"
+    if hl7.allow_plain_mllp:
+        return "plain MLLP, allowed by hl7.allow_plain_mllp"
+    return "plain MLLP"

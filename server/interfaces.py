@@ -24,6 +24,7 @@ from hl7.tls import client_context
 from hl7.tls import server_context
 from server.config import Config
 from server.config import HL7Config
+from server.config import listener_security
 from server.runtime import Background
 from server.services import Services
 from server.services.outbox import OutboxRepository
@@ -66,9 +67,13 @@ class ListenerPart:
             on_unreadable=lambda raw, peer, _reason: services.inbound.handle(raw, _describe(peer)),
             host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
             max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
+        self.security = listener_security(settings)
 
     def start(self) -> None:
         self.listener.start()
+        plain = self.security.startswith("plain")
+        log.log(logging.WARNING if plain else logging.INFO, "hl7.listener_security",
+                extra={"reason": self.security})
 
     def stop(self) -> None:
         self.listener.close()

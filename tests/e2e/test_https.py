@@ -92,3 +92,4 @@ def test_sign_in_submit_a_form_and_sign_out_over_https(tls_page: Page, behind_tl
     expect(tls_page).to_have_url(proxy.base + "/staff/login")
     tls_page.goto(proxy.base + "/staff/")
     expect(tls_page).to_have_url(proxy.base + "/staff/login")
+    assert "plain MLLP, allowed by hl7.allow_plain_mllp" in served.stop()
