@@ -128,6 +128,7 @@ class HL7Config:
     retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
     batch_size: int = field(default=50, metadata=_range(1, 1000))
+    keep_days: int = field(default=0, metadata=_range(0, 3650))
 
 
 @dataclass(frozen=True)

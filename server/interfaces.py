@@ -28,6 +28,7 @@ from server.config import listener_security
 from server.runtime import Background
 from server.services import Services
 from server.services.outbox import OutboxRepository
+from server.services.retention import RetentionPart
 from server.stations import DevicesPart
 
 log = logging.getLogger("frontdesk.interfaces")
@@ -135,11 +136,14 @@ def _describe(peer: PeerInfo) -> str:
 
 def service_parts(app: Flask, config: Config) -> list[Background]:
     """What ``serve`` runs beside the web server: the HL7 listener, the dispatcher once a
-    destination is set, and the device gateway when ``[[devices]]`` are configured."""
+    destination is set, the device gateway when ``[[devices]]`` are configured, and the
+    retention purge when ``keep_days`` is set."""
     services: Services = app.extensions["frontdesk"]
     parts: list[Background] = [ListenerPart(services, config.hl7)]
     if config.hl7.destination_host:
         parts.append(DispatcherPart(services, config.hl7))
     if config.devices:
         parts.append(DevicesPart(app, config))
+    if config.hl7.keep_days:
+        parts.append(RetentionPart(services.retention))
     return parts

@@ -1,4 +1,4 @@
-"""Security administration: staff passwords, lock-outs and second factors, device tokens, the audit chain.
+"""Security administration: staff passwords and lock-outs, device tokens, the audit chain, retention.
 
 The logic lives in services (``StaffAccounts``, ``DevicePrincipals``,
 ``AuditVerifier``) so the administration pages can call the same functions.
@@ -34,6 +34,7 @@ def register(main: click.Group) -> None:
         group.add_command(_device_list(kind))
         group.add_command(_device_revoke(kind))
     main.add_command(audit)
+    main.add_command(purge)
     db = main.commands["db"]
     assert isinstance(db, click.Group)
     db.add_command(db_grant)
@@ -143,3 +144,14 @@ def db_grant(config: Config, role: str) -> None:
     except ValueError as exc:
         fail(str(exc), EXIT_CONFIG)
     click.echo(f"role {role}: rows of every table; audit_event SELECT and INSERT only")
+
+
+@click.command()
+@with_config
+def purge(config: Config) -> None:
+    """Delete HL7 messages older than [hl7] keep_days: raw inbound, and outbound once delivered (never others)."""
+    if not config.hl7.keep_days:
+        fail("hl7.keep_days is 0 (keep every message): set it to the days to keep", EXIT_CONFIG)
+    purged = open_services(config).retention.purge()
+    click.echo(f"deleted {purged.inbound} inbound and {purged.outbound} delivered outbound message(s) "
+               f"older than {config.hl7.keep_days} days")

@@ -25,6 +25,7 @@ from server.services.inbound import Inbound
 from server.services.messages import OutboundMessages
 from server.services.outbox import Outbox
 from server.services.patients import Patients
+from server.services.retention import Retention
 from server.services.staff import StaffAccounts
 from server.services.visits import Visits
 from server.services.vitals import Vitals
@@ -47,6 +48,7 @@ class Services:
     inbound: Inbound
     vitals: Vitals
     health: Health
+    retention: Retention
 
 
 def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None) -> Services:
@@ -77,4 +79,5 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits, zone=config.web.zone),
         vitals=Vitals(uow=uow, clock=clock),
         health=Health(engine=engine),
+        retention=Retention(uow=uow, clock=clock, audit=audit, keep_days=config.hl7.keep_days),
     )
