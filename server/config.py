@@ -30,6 +30,7 @@ from devices import drivers
 from hl7.listener import parse_allowed_sender
 
 ENV_PREFIX = "FRONTDESK_"
+STAFF_ROLES = ("front_desk", "assistant", "admin")
 CONFIG_ENV = "FRONTDESK_CONFIG"
 
 
@@ -87,6 +88,7 @@ class WebConfig:
     login_max_failures_per_address: int = field(default=20, metadata=_range(1, 10000))
     login_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
     login_address_delay_cap_seconds: int = field(default=30, metadata=_range(1, 300))
+    mfa_roles: tuple[str, ...] = ("admin",)
     trusted_proxies: int = field(default=0, metadata=_range(0, 5))
     connection_limit: int = field(default=500, metadata=_range(10, 1000))
     channel_timeout_seconds: int = field(default=30, metadata=_range(2, 3600))
@@ -213,6 +215,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"web.timezone: must be an IANA time zone such as America/Chicago, "
                           f"got {sections['web'].timezone!r}") from None
+    for role in sections["web"].mfa_roles:
+        if role not in STAFF_ROLES:
+            raise ConfigError(f"web.mfa_roles: each must be one of {', '.join(STAFF_ROLES)}, got {role!r}")
     for entry in sections["hl7"].allowed_senders:
         try:
             parse_allowed_sender(entry)

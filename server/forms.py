@@ -34,3 +34,9 @@ class OutboxActionForm(FlaskForm):
     """Retry or discard one outbox message (the id is in the URL)."""
 
     action = SelectField("Action", choices=[SelectChoice("retry", "Retry"), SelectChoice("discard", "Discard")])
+
+
+class SecondFactorForm(FlaskForm):
+    """A six-digit code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=32)])

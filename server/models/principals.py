@@ -11,11 +11,12 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
+from server.config import STAFF_ROLES
 from server.models.base import Base
 from server.models.base import DeviceCredential
 from server.models.base import UTCDateTime
 
-ROLES = ("front_desk", "assistant", "admin")
+ROLES = STAFF_ROLES
 
 
 class StaffUser(Base):

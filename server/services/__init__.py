@@ -23,6 +23,7 @@ from server.services.devices import DevicePrincipals
 from server.services.health import Health
 from server.services.inbound import Inbound
 from server.services.messages import OutboundMessages
+from server.services.mfa import SecondFactors
 from server.services.outbox import Outbox
 from server.services.patients import Patients
 from server.services.retention import Retention
@@ -41,6 +42,7 @@ class Services:
     audit_verifier: AuditVerifier
     alerts: SecurityAlerts
     staff: StaffAccounts
+    mfa: SecondFactors
     devices: DevicePrincipals
     outbox: Outbox
     patients: Patients
@@ -64,14 +66,15 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     patients = Patients(uow=uow, clock=clock, audit=audit)
     visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
     alerts = SecurityAlerts(uow=uow, clock=clock, audit=audit)
+    staff = StaffAccounts(uow=uow, clock=clock, audit=audit, alerts=alerts, policy=config.web, pepper=secret)
     return Services(
         uow=uow,
         clock=clock,
         audit=audit,
         audit_verifier=AuditVerifier(uow=uow),
         alerts=alerts,
-        staff=StaffAccounts(uow=uow, clock=clock, audit=audit, alerts=alerts, policy=config.web,
-                            pepper=secret),
+        staff=staff,
+        mfa=SecondFactors(uow=uow, clock=clock, audit=audit, throttle=staff.throttle, secret=secret),
         devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
         patients=patients,
         outbox=outbox,

@@ -76,6 +76,7 @@ class StaffPrincipal:
     display_name: str
     role: str
     session_id: int
+    needs_second_factor: bool = False
 
     def actor(self, address: str) -> Actor:
         """This principal as the actor of a service call."""
@@ -209,7 +210,10 @@ class StaffAccounts:
             if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
                 row.last_seen_at = now
             user = row.user
-            return StaffPrincipal(user.id, user.username, user.display_name, user.role, row.id)
+            pending = row.second_factor_at is None and (
+                user.role in self.policy.mfa_roles
+                or session.scalar(select(StaffMfa.confirmed_at).where(StaffMfa.user_id == user.id)) is not None)
+            return StaffPrincipal(user.id, user.username, user.display_name, user.role, row.id, pending)
 
     def sign_out(self, token: str, address: str) -> None:
         """Revoke the session behind ``token`` (idempotent)."""

@@ -120,6 +120,7 @@ def test_an_address_slow_down_raises_an_alert_the_api_shows_to_admins(services: 
     staff.create("root", "admin")
     clock.advance(seconds=60)
     assert staff.sign_in("root").status_code == 302
+    staff.pass_second_factor()
     body = client.get("/api/v1/security/alerts").json
     assert [(a["kind"], a["subject"]) for a in body["alerts"]] == [("address_throttled", A)]
     staff.create("fatima", "front_desk")
