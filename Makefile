@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Both (re)create .venv when pyproject.toml is newer than the last install.
+# Both (re)create .venv when pyproject.toml or a lock file is newer than the last install,
+# installing exactly the versions in requirements.lock (every file checked against its hash).
+# After changing dependencies in pyproject.toml, run `make lock` and commit the lock files.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,17 +9,30 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PEERS := $(VENV)/peers
 PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+LOCK := requirements.lock
+PEERS_LOCK := requirements-peers.lock
+LOCK_VENV := .venv-lock
+PIP_COMPILE := $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
 
-.PHONY: demo test test-postgres bench lint clean chromium
+.PHONY: demo test test-postgres bench lint clean chromium lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK) $(PEERS_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	# python-hl7 is an independent test peer; its import name `hl7` is ours too,
 	# so it lives apart and tests load it in a subprocess with PYTHONPATH.
-	$(BIN)/python -m pip install --quiet --upgrade --target $(PEERS)/python-hl7 'hl7==0.4.5'
+	$(BIN)/python -m pip install --quiet --upgrade --require-hashes --target $(PEERS)/python-hl7 -r $(PEERS_LOCK)
 	touch $@
+
+# Re-resolve every dependency (runtime and dev extra) to its newest allowed version, with hashes.
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
+	  $(LOCK_VENV)/bin/python -m pip install --quiet pip-tools; }
+	$(PIP_COMPILE) --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) -o $(PEERS_LOCK) requirements-peers.in
 
 demo: $(STAMP)
 	$(BIN)/frontdesk demo
@@ -47,4 +62,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .hypothesis .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) instance .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ def register(main: click.Group) -> None:
     """Attach these commands to the ``frontdesk`` group and its ``users``, ``kiosks`` and ``gateways`` groups."""
     users = main.commands["users"]
     assert isinstance(users, click.Group)
-    for command in (users_list, users_passwd, users_unlock):
+    for command in (users_list, users_passwd, users_unlock, users_reset_mfa):
         users.add_command(command)
     for kind in ("kiosk", "gateway"):
         group = main.commands[f"{kind}s"]
@@ -90,6 +90,18 @@ def users_unlock(config: Config, username: str | None, address: str) -> None:
     except AccountError as exc:
         fail(str(exc), EXIT_CONFIG)
     click.echo(f"user {username.strip().lower()} unlocked ({forgotten} address(es) had failures)")
+
+
+@click.command("reset-mfa")
+@click.argument("username")
+@with_config
+def users_reset_mfa(config: Config, username: str) -> None:
+    """Remove a user's second factor (a lost phone) and end their sessions; they set it up again at sign-in."""
+    try:
+        open_services(config).mfa.reset(username)
+    except AccountError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    click.echo(f"second factor of {username.strip().lower()} removed; their sessions ended")
 
 
 def _device_list(kind: str) -> click.Command:
