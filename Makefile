@@ -21,17 +21,18 @@ $(STAMP): pyproject.toml $(LOCK) $(PEERS_LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	# python-hl7 is an independent test peer; its import name `hl7` is ours too,
 	# so it lives apart and tests load it in a subprocess with PYTHONPATH.
 	$(BIN)/python -m pip install --quiet --upgrade --require-hashes --target $(PEERS)/python-hl7 -r $(PEERS_LOCK)
 	touch $@
 
-# Re-resolve every dependency (runtime and dev extra) to its newest allowed version, with hashes.
+# Re-resolve every dependency (runtime, dev extra and the build backend) to its newest allowed version,
+# with hashes; the project itself is then built with the locked setuptools (no unpinned build isolation).
 lock:
 	test -x $(LOCK_VENV)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_VENV) && \
 	  $(LOCK_VENV)/bin/python -m pip install --quiet pip-tools; }
-	$(PIP_COMPILE) --extra dev -o $(LOCK) pyproject.toml
+	$(PIP_COMPILE) --extra dev --all-build-deps -o $(LOCK) pyproject.toml
 	$(PIP_COMPILE) -o $(PEERS_LOCK) requirements-peers.in
 
 demo: $(STAMP)
