@@ -72,10 +72,10 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
 
     from server.views import api
     from server.views import staff
-    from server.views import staff_mfa
+    from server.views import staff_account
 
     app.register_blueprint(staff.bp)
-    app.register_blueprint(staff_mfa.bp)
+    app.register_blueprint(staff_account.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     csrf.exempt(api.health_bp)

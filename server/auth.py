@@ -101,7 +101,7 @@ def requires(*roles: str, principals: tuple[str, ...] = ("staff",),
                     if staff.needs_second_factor and not before_second_factor:
                         if wants_json():
                             return jsonify(error="second factor required"), 401
-                        return redirect(url_for("staff_mfa.second_factor"))
+                        return redirect(url_for("account.second_factor"))
                     if roles and staff.role not in roles and staff.role != "admin":
                         return forbid(staff)
                     return view(*args, **kwargs)

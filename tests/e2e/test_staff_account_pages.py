@@ -1,4 +1,4 @@
-"""The second-factor pages in a real Chromium: set up with the key shown, recovery codes, the code at sign-in.
+"""A staff member's own sign-in pages in a real Chromium: the second factor and changing the password.
 
 Each page is scanned with axe-core. The code is computed from the key the page
 shows, as a person's authenticator app would.
@@ -11,6 +11,7 @@ from playwright.sync_api import Page
 from playwright.sync_api import expect
 
 from tests.browsers import assert_accessible
+from tests.e2e.conftest import PASSWORD
 from tests.e2e.conftest import Served
 from tests.e2e.conftest import sign_in
 
@@ -44,4 +45,26 @@ def test_an_administrator_sets_up_and_uses_the_second_factor(page: Page, served:
     assert_accessible(page, "second-factor code page")
     page.get_by_label("Code from your app").fill(codes[0])
     page.get_by_role("button", name="Verify").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Visits on")
+
+
+def test_a_member_of_staff_changes_their_password(page: Page, served: Served) -> None:
+    served.add_user("fatima", "front_desk")
+    sign_in(page, served.base, "fatima")
+    page.get_by_role("link", name="Change password").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Change your password")
+    assert_accessible(page, "change password page")
+    page.get_by_label("Current password").fill("not my password")
+    page.get_by_label("New password", exact=True).fill("a fresh long passphrase")
+    page.get_by_label("New password again").fill("a fresh long passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("alert")).to_have_text("Your current password is not correct.")
+    assert_accessible(page, "change password page with an error")
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password", exact=True).fill("a fresh long passphrase")
+    page.get_by_label("New password again").fill("a fresh long passphrase")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_role("alert")).to_contain_text("Your password is changed")
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, served.base, "fatima", "a fresh long passphrase")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Visits on")

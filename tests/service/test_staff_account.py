@@ -1,8 +1,13 @@
-"""Staff second factor (TOTP, RFC 6238): required per role, skew window, replay refused, recovery codes, audited."""
+"""A staff member's own sign-in: the second factor (TOTP, RFC 6238) and their password.
+
+The second factor is required per role, accepts one step of skew, refuses replays, has single-use recovery
+codes and is audited.
+"""
 
 from __future__ import annotations
 
 import re
+import typing as t
 
 import pyotp
 import pytest
@@ -128,3 +133,26 @@ def test_the_secret_is_not_stored_in_clear(services: Services, enrolled_admin: t
     with services.uow.begin() as session:
         stored = session.scalars(select(StaffMfa.secret)).one()
     assert secret not in stored and not re.fullmatch(r"[A-Z2-7]+", stored)
+
+
+def test_staff_change_their_own_password_and_other_browsers_are_signed_out(
+        staff: StaffActions, client: FlaskClient, app: t.Any, services: Services) -> None:
+    staff.create("fatima", "front_desk")
+    other = StaffActions(app.test_client(), services)
+    other.sign_in("fatima")
+    staff.sign_in("fatima")
+    page = client.get("/staff/password").text
+
+    def change(current: str, new: str, confirm: str) -> str:
+        return client.post("/staff/password", data={"csrf_token": csrf_token(page), "current": current,
+                                                    "new": new, "confirm": confirm}, follow_redirects=True).text
+
+    new = "a new passphrase here"
+    assert "Your current password is not correct." in change("wrong one", new, new)
+    assert "The new passwords differ." in change("correct horse battery", "a new passphrase here", "another")
+    assert "at least 12 characters" in change("correct horse battery", "short", "short")
+    assert "Your password is changed" in change("correct horse battery", "a new passphrase here",
+                                                "a new passphrase here")
+    assert client.get("/staff/").status_code == 200
+    assert other.client.get("/staff/").headers["Location"] == "/staff/login"
+    assert ("failure", "") in audit_of(services, "staff.password_changed")
