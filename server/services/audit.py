@@ -21,7 +21,7 @@ from server.services.context import Clock
 # Built once: the values come as parameters, so nothing is constructed per event.
 INSERT_AUDIT_EVENT = insert(table_of(AuditEvent))
 _LOCK_HEAD = text("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
-_LOCK_HEAD_SQLITE = text("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
+_READ_HEAD = text("SELECT seq, hash FROM audit_chain_head WHERE id = 1")
 _MOVE_HEAD = text("UPDATE audit_chain_head SET seq = :seq, hash = :hash WHERE id = 1")
 _PENDING = "frontdesk.audit_pending"
 
@@ -73,7 +73,8 @@ def _chain_pending(session: Session) -> None:
     if not pending:
         return
     session.flush()
-    lock = _LOCK_HEAD_SQLITE if session.get_bind().dialect.name == "sqlite" else _LOCK_HEAD
+    # SQLite: no FOR UPDATE; every transaction already holds the write lock (BEGIN IMMEDIATE, see server.db).
+    lock = _READ_HEAD if session.get_bind().dialect.name == "sqlite" else _LOCK_HEAD
     seq, previous = session.execute(lock).one()
     for values in pending:
         seq += 1
@@ -109,7 +110,7 @@ class AuditVerifier:
         """Walk every row in ``seq`` order and report the first one that was altered, deleted or reordered."""
         columns = [table_of(AuditEvent).c[name] for name in audit_chain.FIELDS]
         with self.uow.begin() as session:
-            head_seq, head_hash = session.execute(_LOCK_HEAD_SQLITE).one()
+            head_seq, head_hash = session.execute(_READ_HEAD).one()
             unchained = session.execute(select(AuditEvent.id).where(AuditEvent.seq.is_(None)).limit(1)).first()
             query = (select(AuditEvent.id, AuditEvent.seq, AuditEvent.chain_hash, *columns)
                      .order_by(AuditEvent.seq).execution_options(yield_per=batch))

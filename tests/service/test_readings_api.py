@@ -105,6 +105,7 @@ def test_tokens_are_checked_and_revocable(client: FlaskClient, token: str, servi
 def test_a_staff_session_is_not_a_gateway(client: FlaskClient, staff: t.Any, token: str) -> None:
     staff.create("alice", "admin")
     staff.sign_in("alice")
+    staff.pass_second_factor()
     assert client.post("/api/v1/readings", json={"readings": []}).status_code == 401
     assert client.get("/api/v1/devices").json == {"devices": []}
 
