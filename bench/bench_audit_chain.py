@@ -14,15 +14,14 @@ Run: ``.venv/bin/python bench/bench_audit_chain.py``
 
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 import time
 import typing as t
-import uuid
 from pathlib import Path
 
-import psycopg
+from _postgres import bench_schemas
+from _postgres import bench_url
 
 from server import migrate
 from server.config import Config
@@ -32,7 +31,6 @@ from server.services import build_services
 from server.services.audit import INSERT_AUDIT_EVENT
 from server.services.context import Actor
 
-PG_ENV = "FRONTDESK_BENCH_DATABASE_URL"
 EVENTS = 2000
 WRITERS = 4
 ACTOR = Actor("staff", "7", role="front_desk", address="10.0.0.7")
@@ -96,21 +94,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         measure("SQLite    ", services_for(f"sqlite:///{Path(tmp) / 'a.db'}", Path(tmp)))
         verify_time(services_for(f"sqlite:///{Path(tmp) / 'b.db'}", Path(tmp)))
-        url = os.environ.get(PG_ENV, "")
+        url = bench_url()
         if not url:
-            print(f"PostgreSQL skipped: set {PG_ENV} to run it")
             return
-        schemas = [f"bench_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-        with psycopg.connect(url, autocommit=True) as connection:
-            for schema in schemas:
-                connection.execute(f'CREATE SCHEMA "{schema}"')
-        try:
+        with bench_schemas(url, 2) as schemas:
             measure("PostgreSQL", services_for(url, Path(tmp), schemas[0]))
             verify_time(services_for(url, Path(tmp), schemas[1]))
-        finally:
-            with psycopg.connect(url, autocommit=True) as connection:
-                for schema in schemas:
-                    connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

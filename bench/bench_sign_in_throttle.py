@@ -22,16 +22,15 @@ Run: ``.venv/bin/python bench/bench_sign_in_throttle.py``
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import threading
 import time
 import typing as t
-import uuid
 from pathlib import Path
 
-import psycopg
+from _postgres import bench_schemas
+from _postgres import bench_url
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy import Column
@@ -51,7 +50,6 @@ from server.services import Services
 from server.services import build_services
 from server.services.staff import SignInFailed
 
-PG_ENV = "FRONTDESK_BENCH_DATABASE_URL"
 PASSWORD = "correct horse battery"
 SAMPLES = 100
 CROWD = 30
@@ -148,20 +146,13 @@ def main() -> None:
         services = services_for(f"sqlite:///{Path(tmp) / 'bench.db'}", Path(tmp))
         measure("SQLite    ", services)
         services.uow.engine.dispose()
-        url = os.environ.get(PG_ENV, "")
+        url = bench_url()
         if not url:
-            print(f"PostgreSQL skipped: set {PG_ENV} to run it")
             return
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(url, autocommit=True) as connection:
-            connection.execute(f'CREATE SCHEMA "{schema}"')
-        try:
+        with bench_schemas(url) as [schema]:
             services = services_for(url, Path(tmp), schema)
             measure("PostgreSQL", services)
             services.uow.engine.dispose()
-        finally:
-            with psycopg.connect(url, autocommit=True) as connection:
-                connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ Every change is audited as done by ``system`` (an operator at the console).
 from __future__ import annotations
 
 import datetime as dt
-import sys
 
 import click
 
@@ -16,6 +15,7 @@ from server import migrate
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
 from server.cli.common import open_database
+from server.cli.common import read_password
 from server.cli.common import with_config
 from server.cli.core import open_services
 from server.config import Config
@@ -61,10 +61,7 @@ def users_list(config: Config) -> None:
 @with_config
 def users_passwd(config: Config, username: str, password_stdin: bool) -> None:
     """Set a staff user's password; their open sessions end."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin, "New password")
     try:
         open_services(config).staff.set_password(username, password)
     except AccountError as exc:
