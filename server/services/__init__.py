@@ -74,7 +74,7 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         audit_verifier=AuditVerifier(uow=uow),
         alerts=alerts,
         staff=staff,
-        mfa=SecondFactors(uow=uow, clock=clock, audit=audit, throttle=staff.throttle, secret=secret),
+        mfa=SecondFactors(uow=uow, clock=clock, audit=audit, staff=staff, secret=secret),
         devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
         patients=patients,
         outbox=outbox,

@@ -42,8 +42,8 @@ from server.services.context import SYSTEM
 from server.services.context import Actor
 from server.services.context import Clock
 from server.services.staff import AccountError
+from server.services.staff import StaffAccounts
 from server.services.staff import StaffPrincipal
-from server.services.throttle import SignInThrottle
 
 ISSUER = "Frontdesk"
 SKEW_STEPS = 1
@@ -75,12 +75,13 @@ def _recovery_hash(code: str) -> str:
 class SecondFactors:
     """Enrols staff in TOTP and checks their codes (see the module docstring)."""
 
-    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, throttle: SignInThrottle,
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, staff: StaffAccounts,
                  secret: str) -> None:
         self.uow = uow
         self.clock = clock
         self.audit = audit
-        self.throttle = throttle
+        self.staff = staff
+        self.throttle = staff.throttle
         key = hashlib.sha256(b"frontdesk-totp:" + secret.encode("utf-8")).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(key))
 
@@ -123,6 +124,8 @@ class SecondFactors:
             if step is None:
                 self.audit.record(session, actor, "mfa.enrol", outcome="failure", resource_type="staff_user",
                                   resource_id=principal.user_id)
+                if not attempt.throttled:
+                    self.staff.record_failure(session, attempt, address)
             else:
                 assert row is not None
                 self.throttle.give_back(session, attempt)
@@ -155,6 +158,8 @@ class SecondFactors:
             if how:
                 self.throttle.give_back(session, attempt)
                 self._pass_session(session, principal, now)
+            elif not attempt.throttled:
+                self.staff.record_failure(session, attempt, address)
             self.audit.record(session, actor, "mfa.verify", outcome="success" if how else "failure",
                               resource_type="staff_user", resource_id=principal.user_id,
                               detail=how or ("throttled" if attempt.throttled else "bad_code"))

@@ -35,6 +35,7 @@ from server.services.throttle import SignInThrottle
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 12
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=15)
+_SIGN_IN = Actor("system", "sign-in")
 
 
 class AccountError(ValueError):
@@ -138,7 +139,9 @@ class StaffAccounts:
         The attempt is counted first (:class:`SignInThrottle`), in a short
         transaction of its own, then the password is checked outside any lock,
         then the session is opened or the failure audited. A locked pair or a
-        throttled address raises one staff alert per state change.
+        throttled address raises one staff alert per state change; the alert
+        names the account only when it exists (a "username" typed by mistake
+        is sometimes a password, and never goes on a board).
 
         :raises SignInFailed: for any failure, throttling included.
         """
@@ -148,13 +151,18 @@ class StaffAccounts:
             attempt = self.throttle.reserve(session, name, address, now)
             user = session.scalar(select(StaffUser).where(StaffUser.username == name))
             stored_hash = user.password_hash if user else self._dummy_hash
-            self._alert_on_change(session, attempt, user, address)
+            if attempt.pair_locked_now:
+                subject = user.username if user else "(unknown username)"
+                self.alerts.raise_in(session, "sign_in_locked", subject,
+                                     f"repeated failed sign-ins for {subject} from {address}", actor=_SIGN_IN)
         verified = self._verify(stored_hash, password)
         with self.uow.begin() as session:
             if attempt.throttled or user is None or not user.active or not verified:
                 actor = Actor("staff", str(user.id) if user else "unknown", address=address)
                 self.audit.record(session, actor, "auth.sign_in", outcome="failure",
                                   detail="throttled" if attempt.throttled else "bad_credentials")
+                if not attempt.throttled:
+                    self.record_failure(session, attempt, address)
                 failed = True
             else:
                 self.throttle.give_back(session, attempt)
@@ -173,20 +181,12 @@ class StaffAccounts:
             raise SignInFailed()
         return token
 
-    def _alert_on_change(self, session: Session, attempt: Attempt, user: StaffUser | None, address: str) -> None:
-        """Tell staff when this attempt locked a user's sign-in from an address, or started slowing an address.
-
-        The subject is the account's username only when it exists: a "username"
-        typed by mistake is sometimes a password, and never goes on a board.
-        """
-        actor = Actor("system", "sign-in", address=address)
-        if attempt.pair_locked_now:
-            subject = user.username if user else "(unknown username)"
-            self.alerts.raise_in(session, "sign_in_locked", subject,
-                                 f"repeated failed sign-ins for {subject} from {address}", actor=actor)
-        if attempt.address_throttled_now:
+    def record_failure(self, session: Session, attempt: Attempt, address: str) -> None:
+        """Count a failed password or code against the address, and tell staff when that starts slowing it."""
+        if self.throttle.record_failure(session, attempt, self.clock.now()):
             self.alerts.raise_in(session, "address_throttled", address,
-                                 f"many failed sign-ins from {address}: every sign-in there is slowed", actor=actor)
+                                 f"many failed sign-ins from {address}: every sign-in there is slowed",
+                                 actor=_SIGN_IN)
 
     def resume(self, token: str, address: str) -> StaffPrincipal | None:
         """The principal behind a session cookie, or ``None`` when it is unknown, revoked or expired.

@@ -153,3 +153,22 @@ def test_backoff_is_free_then_doubles_up_to_its_cap() -> None:
     minute = dt.timedelta(minutes=1)
     assert [backoff(n, 5, minute, 15 * minute) / minute for n in (0, 4, 5, 6, 7, 8, 9, 60)] == \
         [0, 0, 1, 2, 4, 8, 15, 15]
+
+
+def test_thirty_staff_signing_in_at_once_from_one_address_all_get_in(services: Services) -> None:
+    """A clinic behind one NAT at the start of a shift: correct passwords in flight never trip the address limit."""
+    for number in range(30):
+        services.staff.add_user(f"staff{number}", "front_desk", PASSWORD)
+    start = threading.Barrier(30)
+    results: list[bool] = []
+
+    def sign_in(number: int) -> None:
+        start.wait()
+        results.append(signs_in(services, f"staff{number}"))
+
+    threads = [threading.Thread(target=sign_in, args=(n,)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 30
