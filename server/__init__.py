@@ -23,6 +23,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import security
 from server.auth import wants_json
+from server.bounds import BoundedIntConverter
+from server.bounds import BoundedJSONProvider
 from server.config import Config
 from server.config import ensure_secret_key
 from server.config import load_config
@@ -44,6 +46,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     """
     config = config or load_config()
     app = Flask(__name__, instance_path=str(config.instance_dir))
+    app.url_map.converters["int"] = BoundedIntConverter
+    app.json = BoundedJSONProvider(app)
     secret = ensure_secret_key(config)
     app.config.update(
         SECRET_KEY=secret,
@@ -73,11 +77,13 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
 
     from kiosk import views as kiosk
     from server.views import api
+    from server.views.staff import account as staff_account
     from server.views.staff import board
     from server.views.staff import kiosk as staff_kiosk
     from server.views.staff import stations
 
     app.register_blueprint(board.bp)
+    app.register_blueprint(staff_account.bp)
     app.register_blueprint(stations.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)

@@ -30,6 +30,7 @@ from devices import drivers
 from hl7.listener import parse_allowed_sender
 
 ENV_PREFIX = "FRONTDESK_"
+STAFF_ROLES = ("front_desk", "assistant", "admin")
 CONFIG_ENV = "FRONTDESK_CONFIG"
 OTHER_ENV = (CONFIG_ENV, f"{ENV_PREFIX}INSTANCE_DIR", f"{ENV_PREFIX}TEST_DATABASE_URL")
 """``FRONTDESK_*`` variables that are not ``SECTION_KEY`` overrides (the last one is read by the test suite)."""
@@ -93,8 +94,12 @@ class WebConfig:
     login_max_failures_per_user: int = field(default=5, metadata=_range(1, 1000))
     login_max_failures_per_address: int = field(default=20, metadata=_range(1, 10000))
     login_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    login_address_delay_cap_seconds: int = field(default=30, metadata=_range(1, 300))
+    mfa_roles: tuple[str, ...] = ("admin",)
     trusted_proxies: int = field(default=0, metadata=_range(0, 5))
     threads: int = field(default=32, metadata=_range(4, 512))
+    connection_limit: int = field(default=500, metadata=_range(10, 1000))
+    channel_timeout_seconds: int = field(default=30, metadata=_range(2, 3600))
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ class HL7Config:
     tls_key: str = ""
     tls_ca: str = ""
     tls_require_client_cert: bool = False
+    allow_plain_mllp: bool = False
     destination_tls_ca: str = ""
     destination_tls_cert: str = ""
     destination_tls_key: str = ""
@@ -132,6 +138,7 @@ class HL7Config:
     retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
     batch_size: int = field(default=50, metadata=_range(1, 1000))
+    keep_days: int = field(default=0, metadata=_range(0, 3650))
 
 
 @dataclass(frozen=True)
@@ -235,6 +242,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"web.timezone: must be an IANA time zone such as America/Chicago, "
                           f"got {sections['web'].timezone!r}") from None
+    for role in sections["web"].mfa_roles:
+        if role not in STAFF_ROLES:
+            raise ConfigError(f"web.mfa_roles: each must be one of {', '.join(STAFF_ROLES)}, got {role!r}")
     for entry in sections["hl7"].allowed_senders:
         try:
             parse_allowed_sender(entry)
@@ -389,8 +399,10 @@ def ensure_secret_key(config: Config) -> str:
 def check_production(config: Config) -> None:
     """Refuse settings that are unsafe once real patients use the service.
 
-    :raises ConfigError: for cookies without ``Secure`` or a PostgreSQL URL
-        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1).
+    :raises ConfigError: for cookies without ``Secure``, a PostgreSQL URL
+        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1), or an
+        HL7 listener without mutual TLS unless ``hl7.allow_plain_mllp`` says
+        plain MLLP is meant (a TLS tunnel or a private link in front of it).
     """
     if not config.web.production:
         return
@@ -399,3 +411,19 @@ def check_production(config: Config) -> None:
     url = config.database_url
     if url.startswith("postgresql") and "sslmode=verify-full" not in url:
         raise ConfigError("database.url: must use sslmode=verify-full when web.production is true")
+    hl7 = config.hl7
+    if not hl7.allow_plain_mllp and not (hl7.tls_cert and hl7.tls_require_client_cert):
+        raise ConfigError("hl7.tls_require_client_cert: the HL7 listener must use mutual TLS (tls_cert, tls_key, "
+                          "tls_ca) when web.production is true, or set hl7.allow_plain_mllp = true to accept "
+                          "plain MLLP (e.g. behind a TLS tunnel)")
+
+
+def listener_security(hl7: HL7Config) -> str:
+    """How the HL7 listener admits senders, in words for the one line logged at start."""
+    if hl7.tls_cert and hl7.tls_require_client_cert:
+        return "mutual TLS: only senders with a certificate from hl7.tls_ca"
+    if hl7.tls_cert:
+        return "TLS without client certificates"
+    if hl7.allow_plain_mllp:
+        return "plain MLLP, allowed by hl7.allow_plain_mllp"
+    return "plain MLLP"

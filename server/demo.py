@@ -156,6 +156,9 @@ def run_demo(config: Config, *, port: int | None) -> None:
         click.echo("Demo staff sign-ins (new every run):")
         for username, role, password in logins:
             click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
+        if config.web.mfa_roles:
+            click.echo(f"Roles {', '.join(config.web.mfa_roles)} set up a second factor at first sign-in "
+                       "(any authenticator app; web.mfa_roles).")
         click.echo("Stop with Ctrl+C.\n")
 
     try:

@@ -190,6 +190,22 @@ def document() -> dict[str, t.Any]:
                     },
                 },
             },
+            "/security/alerts": {
+                "get": {
+                    "summary": "Open security alerts: a sign-in locked for a user and address, an address slowed down",
+                    "security": [{"staffSession": []}],
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {"alerts": {"type": "array", "items": {
+                            "type": "object", "properties": {
+                                "id": {"type": "integer"},
+                                "kind": {"type": "string", "enum": ["sign_in_locked", "address_throttled"]},
+                                "subject": {"type": "string"}, "detail": {"type": "string"},
+                                "raised_at": {"type": "string", "format": "date-time"}}}}}}, "Open alerts"),
+                        "401": _json(_ERROR, "Not signed in"),
+                        "403": _json(_ERROR, "Administrators only"),
+                    },
+                },
+            },
             "/visits": {
                 "get": {
                     "summary": "Visits of one day",

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from sqlalchemy import Engine
 
@@ -12,6 +10,7 @@ from server import migrate
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
 from server.cli.common import open_database
+from server.cli.common import read_password
 from server.cli.common import with_config
 from server.config import Config
 from server.config import ConfigError
@@ -119,10 +118,7 @@ def users() -> None:
 @with_config
 def users_add(config: Config, username: str, role: str, display_name: str, password_stdin: bool) -> None:
     """Create a staff user; the password is prompted for (or read with --password-stdin)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     services = open_services(config)
     try:
         user_id = services.staff.add_user(username, role, password, display_name=display_name)

@@ -18,7 +18,9 @@ from server.db import UnitOfWork
 from server.live import Hub
 from server.live import LocalHub
 from server.questionnaires import load_library
+from server.services.alerts import SecurityAlerts
 from server.services.audit import AuditTrail
+from server.services.audit import AuditVerifier
 from server.services.checkin import CheckIn
 from server.services.consents import load_consents
 from server.services.context import Clock
@@ -30,8 +32,10 @@ from server.services.health import Health
 from server.services.inbound import Inbound
 from server.services.kiosks import KioskSessions
 from server.services.messages import OutboundMessages
+from server.services.mfa import SecondFactors
 from server.services.outbox import Outbox
 from server.services.patients import Patients
+from server.services.retention import Retention
 from server.services.staff import StaffAccounts
 from server.services.stations import Stations
 from server.services.visits import Visits
@@ -45,7 +49,10 @@ class Services:
     uow: UnitOfWork
     clock: Clock
     audit: AuditTrail
+    audit_verifier: AuditVerifier
+    alerts: SecurityAlerts
     staff: StaffAccounts
+    mfa: SecondFactors
     devices: DevicePrincipals
     outbox: Outbox
     patients: Patients
@@ -59,6 +66,7 @@ class Services:
     checkin: CheckIn
     flags: StaffFlags
     changes: PendingChanges
+    retention: Retention
 
 
 def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None,
@@ -77,6 +85,8 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
     patients = Patients(uow=uow, clock=clock, audit=audit)
     visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
+    alerts = SecurityAlerts(uow=uow, clock=clock, audit=audit)
+    staff = StaffAccounts(uow=uow, clock=clock, audit=audit, alerts=alerts, policy=config.web, pepper=secret)
     # A separate `frontdesk bridge` (or another `serve`) hears about new messages through the hub.
     outbox.subscribe(lambda: live.publish("outbox", "enqueued", {}))
     kiosk = config.kiosk
@@ -92,8 +102,10 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         uow=uow,
         clock=clock,
         audit=audit,
-        staff=StaffAccounts(uow=uow, clock=clock, audit=audit, policy=config.web,
-                            pepper=secret),
+        audit_verifier=AuditVerifier(uow=uow),
+        alerts=alerts,
+        staff=staff,
+        mfa=SecondFactors(uow=uow, clock=clock, audit=audit, staff=staff, secret=secret),
         devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
         patients=patients,
         outbox=outbox,
@@ -107,4 +119,5 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         checkin=checkin,
         flags=flags,
         changes=changes,
+        retention=Retention(uow=uow, clock=clock, audit=audit, keep_days=config.hl7.keep_days),
     )

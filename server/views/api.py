@@ -175,3 +175,12 @@ def pending_changes() -> Response:
         "id": c.change_id, "patient_name": c.patient_name, "created_at": c.created_at.isoformat(),
         "fields": [{"field": name, "on_file": now, "requested": asked} for name, now, asked in c.fields],
     } for c in rows])
+
+
+@bp.get("/security/alerts")
+@requires("admin")
+def security_alerts() -> Response:
+    """Open security alerts (locked sign-ins, throttled addresses), newest first."""
+    return jsonify(alerts=[{
+        "id": a.id, "kind": a.kind, "subject": a.subject, "detail": a.detail, "raised_at": a.raised_at.isoformat(),
+    } for a in services().alerts.open()])
