@@ -31,7 +31,7 @@ class Simulator:
     def stop(self) -> tuple[int, str]:
         """SIGTERM, as a service manager would; returns the exit status and stderr."""
         self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=10)
+        _, err = self.process.communicate(timeout=30)
         return self.process.returncode, err
 
 
