@@ -64,6 +64,7 @@ class ListenerPart:
         self.listener = MLLPListener(
             lambda raw, peer: services.inbound.handle(raw, _describe(peer)),
             on_unreadable=lambda raw, peer, _reason: services.inbound.handle(raw, _describe(peer)),
+            group_handler=lambda frames, peer: services.inbound.handle_group(frames, _describe(peer)),
             host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
             max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
 

@@ -2,7 +2,15 @@
 
 Upserts are keyed by what the sender keys them by (MRN within its assigning
 authority; appointment id within its source) so that replaying the same
-message changes nothing.
+message changes nothing. They take :mod:`hl7.inbound` records, whose fields are
+each *unchanged*, *cleared* or a value, and write only what changed: an
+unchanged field keeps the stored value, a cleared one stores "no value" (the
+empty string, or no date). This module knows columns, never HL7 field numbers.
+
+Both upserts are safe when two connections create the same patient or
+appointment at once (PostgreSQL): the insert is ``ON CONFLICT DO NOTHING``, so
+the second waits for the first to commit, inserts nothing, and then finds and
+updates the row the first created, in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,13 +21,28 @@ from dataclasses import dataclass
 from dataclasses import field
 from dataclasses import fields
 
+from sqlalchemy import Insert
+from sqlalchemy import String
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from hl7.inbound import CLEARED
+from hl7.inbound import UNCHANGED
+from hl7.inbound import AppointmentUpdate
+from hl7.inbound import Coverage
+from hl7.inbound import Identifier
+from hl7.inbound import Marker
+from hl7.inbound import PatientUpdate
+from hl7.inbound import PersonName
+from hl7.inbound import Phone
+from hl7.inbound import Provider
+from hl7.model import Address
 from server.db import UnitOfWork
 from server.domain.visit import VisitState
 from server.models import Appointment
@@ -34,7 +57,7 @@ from server.services.context import Clock
 
 @dataclass(frozen=True)
 class InsuranceRecord:
-    """One coverage as received (IN1)."""
+    """One coverage, every value known (seed data, tests)."""
 
     payer_name: str
     member_id: str
@@ -43,12 +66,11 @@ class InsuranceRecord:
     plan_name: str = ""
     group_number: str = ""
     subscriber_name: str = ""
-    relationship_to_subscriber: str = "self"
 
 
 @dataclass(frozen=True)
 class PatientRecord:
-    """Demographics as received (PID); empty strings mean "not sent"."""
+    """A patient whose every detail is known (seed data, tests); empty strings mean "none"."""
 
     mrn: str
     mrn_authority: str
@@ -68,10 +90,25 @@ class PatientRecord:
     preferred_language: str = "en"
     insurance: tuple[InsuranceRecord, ...] = field(default_factory=tuple)
 
+    def as_update(self) -> PatientUpdate:
+        """The same details as an update that sets every field."""
+        return PatientUpdate(
+            mrn=Identifier(self.mrn, self.mrn_authority),
+            name=PersonName(self.family_name, self.given_name, self.middle_name),
+            birth_date=CLEARED if self.birth_date is None else self.birth_date,
+            sex=self.sex,
+            address=Address(self.address_line1, self.address_line2, self.city, self.state, self.postal_code,
+                            self.country),
+            phone=_phone_update(self.phone),
+            email=self.email,
+            language=self.preferred_language,
+            insurance=tuple(Coverage(**_values(plan)) for plan in self.insurance) or UNCHANGED,
+        )
+
 
 @dataclass(frozen=True)
 class AppointmentRecord:
-    """A booked slot as received (SCH, AIL, AIP)."""
+    """A booked slot whose every detail is known (seed data, tests)."""
 
     source: str
     external_id: str
@@ -83,6 +120,13 @@ class AppointmentRecord:
     appointment_type: str = ""
     status: str = "booked"
 
+    def as_update(self) -> AppointmentUpdate:
+        """The same details as an update that sets every field; the name is kept whole as the family name."""
+        return AppointmentUpdate(
+            source=self.source, key=self.external_id, start=self.start_at, filler_id=Identifier(self.external_id),
+            duration_minutes=self.duration_minutes, provider=Provider(self.provider_id, self.provider_name),
+            location=self.location, appointment_type=self.appointment_type, status=self.status)
+
 
 class Patients:
     """Writes patients and appointments, and opens the day's visits."""
@@ -91,69 +135,94 @@ class Patients:
         self.uow = uow
         self.clock = clock
         self.audit = audit
+        dialect = uow.engine.dialect.name
+        self._insert_patient = _insert_if_new(PATIENT, ("mrn", "mrn_authority"), dialect)
+        self._insert_appointment = _insert_if_new(APPOINTMENT, ("source", "external_id"), dialect)
 
-    def upsert(self, record: PatientRecord, *, actor: Actor) -> int:
+    def upsert(self, record: PatientRecord | PatientUpdate, *, actor: Actor) -> int:
         """Create or update a patient in its own transaction; returns the patient id."""
         with self.uow.begin() as session:
             return self.upsert_in(session, record, actor=actor)
 
-    def upsert_in(self, session: Session, record: PatientRecord, *, actor: Actor) -> int:
+    def upsert_in(self, session: Session, record: PatientRecord | PatientUpdate, *, actor: Actor) -> int:
         """:meth:`upsert` inside the caller's transaction (an inbound message is one transaction).
 
         Written as plain statements rather than through the session's unit of
         work: this runs for every schedule and patient message, and the ORM's
-        bookkeeping cost more than the SQL. Only the fields that changed are
-        written, with HL7's meaning of empty: an empty value was not sent and
-        changes nothing, ``""`` (:data:`HL7_NULL`) clears the field. Insurance is
-        replaced when the message carries any. A patient merged into another
-        (A40) is not revived: later messages about them are recorded against the
-        surviving patient, whose details they do not change.
+        bookkeeping cost more than the SQL. Insurance is replaced when the
+        update carries any. A patient merged into another (A40) is not revived:
+        later messages about them are recorded against the surviving patient,
+        whose details they do not change.
         """
+        update_ = record.as_update() if isinstance(record, PatientRecord) else record
         now = self.clock.now()
-        given = _values(record, exclude=("insurance",))
-        sent = {key: value for key, value in given.items() if value not in ("", None)}
-        row = session.execute(_FIND_PATIENT, {"find_mrn": record.mrn, "find_authority": record.mrn_authority}).first()
+        columns = _patient_columns(update_)
+        key = {"find_mrn": update_.mrn.value, "find_authority": update_.mrn.authority}
+        row = session.execute(_FIND_PATIENT, key).first()
+        created: int | None = None
         if row is None:
-            written = {key: _cleared(value) for key, value in given.items()}
-            patient_id = _inserted_id(session.execute(_INSERT_PATIENT, {**written, "created_at": now,
-                                                                        "updated_at": now}))
-            action = "patient.created"
+            created = session.execute(self._insert_patient, {
+                **{name: _stored(name, value) for name, value in columns.items()},
+                "mrn": update_.mrn.value, "mrn_authority": update_.mrn.authority,
+                "created_at": now, "updated_at": now}).scalar()
+            if created is None:
+                # Created by another connection since our look-up, and committed: ours to update now.
+                row = session.execute(_FIND_PATIENT, key).one()
+        if row is None:
+            patient_id, action = int(t.cast(int, created)), "patient.created"
         elif row.merged_into_id is not None:
-            patient_id = row.merged_into_id
-            action = "patient.confirmed"
+            patient_id, action = row.merged_into_id, "patient.confirmed"
         else:
             patient_id = row.id
-            changed = {key: _cleared(value) for key, value in sent.items() if row._mapping[key] != _cleared(value)}
+            changed = _changes(row._mapping, columns)
             if changed:
                 session.execute(_UPDATE_PATIENT, {**changed, "updated_at": now, "row_id": patient_id})
             action = "patient.updated" if changed else "patient.confirmed"
-        if record.insurance:
+        if not isinstance(update_.insurance, Marker) or update_.insurance is CLEARED:
+            plans = () if isinstance(update_.insurance, Marker) else update_.insurance
             session.execute(_DELETE_INSURANCE, {"row_id": patient_id})
-            session.execute(insert(INSURANCE),
-                            [{"patient_id": patient_id, **_values(plan)} for plan in record.insurance])
+            if plans:
+                session.execute(insert(INSURANCE), [{"patient_id": patient_id, **_values(plan)} for plan in plans])
             action = "patient.updated" if action == "patient.confirmed" else action
         self.audit.record(session, actor, action, patient_id=patient_id, resource_type="patient",
                           resource_id=patient_id)
         return patient_id
 
-    def schedule_in(self, session: Session, patient_id: int, record: AppointmentRecord, *,
+    def find_in(self, session: Session, identifier: Identifier) -> tuple[int, int | None] | None:
+        """A patient's id and the id it was merged into, by MRN within its authority."""
+        row = session.execute(_FIND_PATIENT, {"find_mrn": identifier.value,
+                                              "find_authority": identifier.authority}).first()
+        return None if row is None else (row.id, row.merged_into_id)
+
+    def schedule_in(self, session: Session, patient_id: int, record: AppointmentRecord | AppointmentUpdate, *,
                     actor: Actor) -> int:
         """Create or update an appointment and, for a new one, its expected visit; returns the appointment id."""
+        update_ = record.as_update() if isinstance(record, AppointmentRecord) else record
         now = self.clock.now()
-        values = {**_values(record), "patient_id": patient_id, "updated_at": now}
-        appointment_id = session.scalar(_FIND_APPOINTMENT, {"find_source": record.source,
-                                                            "find_external_id": record.external_id})
-        if appointment_id is None:
-            appointment_id = _inserted_id(session.execute(_INSERT_APPOINTMENT, values))
-            session.execute(_INSERT_VISIT, {
-                "patient_id": patient_id, "appointment_id": appointment_id,
-                "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
-                "created_at": now, "updated_at": now})
-        else:
-            session.execute(_UPDATE_APPOINTMENT, {**values, "row_id": appointment_id})
+        columns = _appointment_columns(update_)
+        key = {"find_source": update_.source, "find_external_id": update_.key}
+        fixed = {"patient_id": patient_id, "start_at": update_.start, "updated_at": now}
+        row = session.execute(_FIND_APPOINTMENT, key).first()
+        appointment_id: int | None = None
+        if row is None:
+            appointment_id = session.execute(self._insert_appointment, {
+                **{name: _stored(name, value) for name, value in columns.items()}, **fixed,
+                "source": update_.source, "external_id": update_.key}).scalar()
+            if appointment_id is None:
+                row = session.execute(_FIND_APPOINTMENT, key).one()
+            else:
+                session.execute(_INSERT_VISIT, {
+                    "patient_id": patient_id, "appointment_id": appointment_id,
+                    "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
+                    "created_at": now, "updated_at": now})
+        if row is not None:
+            appointment_id = int(row.id)
+            changed = _changes(row._mapping, columns)
+            session.execute(_UPDATE_APPOINTMENT, {**changed, **fixed, "row_id": appointment_id})
             # A slot rebooked for another patient takes its visit along, or staff and the ADT would name the wrong one.
             session.execute(_MOVE_VISIT, {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now,
                                           "row_id": appointment_id})
+        assert appointment_id is not None
         self.audit.record(session, actor, "appointment.scheduled", patient_id=patient_id,
                           resource_type="appointment", resource_id=appointment_id)
         return appointment_id
@@ -162,35 +231,93 @@ class Patients:
 PATIENT = table_of(Patient)
 INSURANCE = table_of(Insurance)
 APPOINTMENT = table_of(Appointment)
+VISIT = table_of(Visit)
 
 # Built once; values come as parameters. Parameter names that are not column
 # names (find_*, row_id) keep WHERE values apart from the values being written.
 _FIND_PATIENT = select(PATIENT).where(PATIENT.c.mrn == bindparam("find_mrn"),
                                       PATIENT.c.mrn_authority == bindparam("find_authority"))
-_INSERT_PATIENT = insert(PATIENT)
 _UPDATE_PATIENT = update(PATIENT).where(PATIENT.c.id == bindparam("row_id"))
 _DELETE_INSURANCE = delete(INSURANCE).where(INSURANCE.c.patient_id == bindparam("row_id"))
-_FIND_APPOINTMENT = select(APPOINTMENT.c.id).where(APPOINTMENT.c.source == bindparam("find_source"),
-                                                   APPOINTMENT.c.external_id == bindparam("find_external_id"))
-_INSERT_APPOINTMENT = insert(APPOINTMENT)
+_FIND_APPOINTMENT = select(APPOINTMENT).where(APPOINTMENT.c.source == bindparam("find_source"),
+                                              APPOINTMENT.c.external_id == bindparam("find_external_id"))
 _UPDATE_APPOINTMENT = update(APPOINTMENT).where(APPOINTMENT.c.id == bindparam("row_id"))
-VISIT = table_of(Visit)
 _INSERT_VISIT = insert(VISIT)
 _MOVE_VISIT = (update(VISIT)
                .where(VISIT.c.appointment_id == bindparam("row_id"), VISIT.c.patient_id != bindparam("new_patient")))
 
-HL7_NULL = '""'
-"""HL7's explicit null: the sender asks for the stored value to be removed."""
+_NAME_LENGTH = t.cast(String, APPOINTMENT.c.provider_name.type).length  # given and family together may be longer
+
+# What a column holds when it has no value; a column not listed holds the empty string.
+_NO_VALUE: dict[str, t.Any] = {"birth_date": None, "duration_minutes": 15, "status": "booked"}
 
 
-def _cleared(value: t.Any) -> t.Any:
-    return "" if value == HL7_NULL else value
+def _insert_if_new(table: t.Any, key: tuple[str, ...], dialect: str) -> Insert:
+    """``INSERT … ON CONFLICT (key) DO NOTHING RETURNING id`` for the backend: the race-safe half of an upsert."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return make(table).on_conflict_do_nothing(index_elements=list(key)).returning(table.c.id)
+
+
+def _stored(column: str, value: t.Any) -> t.Any:
+    """What to write into ``column`` for a new row: the value, or the column's "no value"."""
+    return _NO_VALUE.get(column, "") if isinstance(value, Marker) else value
+
+
+def _changes(row: t.Mapping[t.Any, t.Any], columns: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The columns an update changes: unchanged fields are left out, cleared ones become "no value"."""
+    changed = {}
+    for name, value in columns.items():
+        if value is UNCHANGED:
+            continue
+        new = _stored(name, value)
+        if row[name] != new:
+            changed[name] = new
+    return changed
+
+
+def _spread(value: t.Any, names: tuple[str, ...], parts: t.Callable[[t.Any], tuple[t.Any, ...]]) -> dict[str, t.Any]:
+    """One field that fills several columns: each column takes the field's marker, or its part of the value."""
+    if isinstance(value, Marker):
+        return dict.fromkeys(names, value)
+    return dict(zip(names, parts(value), strict=True))
+
+
+def _patient_columns(update_: PatientUpdate) -> dict[str, t.Any]:
+    return {
+        "family_name": update_.name.family,
+        "given_name": update_.name.given,
+        "middle_name": update_.name.middle,
+        "birth_date": update_.birth_date,
+        "sex": update_.sex,
+        **_spread(update_.address, ("address_line1", "address_line2", "city", "state", "postal_code", "country"),
+                  lambda a: (a.street, a.other, a.city, a.state, a.postal_code, a.country)),
+        **_spread(update_.phone, ("phone", "phone_country_code", "phone_area_code", "phone_local_number",
+                                  "phone_extension"),
+                  lambda p: (p.text, p.country_code, p.area_code, p.local_number, p.extension)),
+        "email": update_.email,
+        "preferred_language": update_.language,
+    }
+
+
+def _appointment_columns(update_: AppointmentUpdate) -> dict[str, t.Any]:
+    return {
+        "duration_minutes": update_.duration_minutes,
+        **_spread(update_.provider, ("provider_id", "provider_name", "provider_family", "provider_given",
+                                     "provider_authority"),
+                  lambda p: (p.id, p.display_name[:_NAME_LENGTH], p.family, p.given, p.authority)),
+        "location": update_.location,
+        "appointment_type": update_.appointment_type,
+        "status": update_.status,
+        **_spread(update_.placer_id, ("placer_id", "placer_authority"), lambda i: (i.value, i.authority)),
+        **_spread(update_.filler_id, ("filler_id", "filler_authority"), lambda i: (i.value, i.authority)),
+        **_spread(update_.visit_number, ("visit_number", "visit_authority"), lambda i: (i.value, i.authority)),
+    }
+
+
+def _phone_update(text: str) -> Phone | Marker:
+    return Phone(text) if text else CLEARED
 
 
 def _values(record: t.Any, exclude: tuple[str, ...] = ()) -> dict[str, t.Any]:
     """A record's fields as column values (shallow, unlike ``dataclasses.asdict``)."""
     return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in exclude}
-
-
-def _inserted_id(result: t.Any) -> int:
-    return int(result.inserted_primary_key[0])

@@ -80,11 +80,15 @@ def test_ack_from_custom_delimiters_uses_ours() -> None:
 
 
 def test_ack_for_header_with_control_characters_is_still_built() -> None:
+    # No MSH-18: the sender writes ASCII, so the ACK is ASCII too and U+FFFD goes out as "?".
     original = b"MSH|^~\\&|SEND\x0bER|FAC|||20261126||ADT^A04|ID\x1c1|P\r"
     ack = parse_message(build_ack(original, "AR", control_id="A", now=NOW))
-    assert ack.value("MSH", 5) == "SEND\ufffdER"
-    assert ack.value("MSA", 2) == "ID\ufffd1"
+    assert ack.value("MSH", 5) == "SEND?ER"
+    assert ack.value("MSA", 2) == "ID?1"
     assert ack.value("MSH", 12) == "2.6"
+    utf8 = original.replace(b"|P\r", b"|P|2.5||||||UNICODE UTF-8\r")
+    ack = parse_message(build_ack(utf8, "AR", control_id="A", now=NOW))
+    assert (ack.value("MSH", 5), ack.value("MSH", 18)) == ("SEND\ufffdER", "UNICODE UTF-8")
 
 
 def test_error_text_quoting_control_characters_is_still_sent() -> None:
