@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import typing as t
 import uuid
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from server.services.audit import AuditTrail
 from server.services.context import SYSTEM
 from server.services.context import Actor
 from server.services.context import Clock
+
+log = logging.getLogger("frontdesk.outbox")
 
 UNDELIVERED = ("pending", "sending", "dead")
 DISPATCHER_LEASE = "outbox-dispatcher"
@@ -107,19 +110,27 @@ class Outbox:
             callback()
 
     def enqueue(self, session: Session, payload: bytes, *, control_id: str, message_type: str,
-                ordering_key: str, destination: str = "default") -> int:
+                ordering_key: str, destination: str = "default", dead_reason: str = "") -> int:
         """Add a message inside the caller's transaction; returns its row id.
 
         :param control_id: the MSH-10 already written into ``payload``.
         :param ordering_key: messages with the same key are delivered in order (the patient).
+        :param dead_reason: when set, the message is known to be unsendable as it stands and is
+            written as a dead letter with this reason, for staff to retry or discard.
         """
         now = self.clock.now()
         row = OutboxMessage(control_id=control_id, message_type=message_type, destination=destination,
                             ordering_key=ordering_key, payload=payload,
-                            sha256=hashlib.sha256(payload).hexdigest(), status="pending", attempts=0,
-                            next_attempt_at=now, created_at=now)
+                            sha256=hashlib.sha256(payload).hexdigest(), status="dead" if dead_reason else "pending",
+                            attempts=0, next_attempt_at=now, created_at=now, last_error=dead_reason)
         session.add(row)
         session.flush()
+        if dead_reason:
+            # The reason may quote patient text: it is stored for staff and kept out of the log.
+            log.error("outbox.dead_letter", extra={"control_id": control_id, "attempts": 0,
+                                                   "reason": "not sendable to this destination"})
+            self.audit.record(session, SYSTEM, "outbox.dead_letter", outcome="failure",
+                              resource_type="outbox_message", resource_id=row.id)
         if self._subscribers and not session.info.get("outbox.notify"):
             session.info["outbox.notify"] = True
             event.listen(session, "after_commit", self._notify, once=True)
