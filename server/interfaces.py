@@ -76,19 +76,21 @@ class ListenerPart:
 
 
 class DispatcherPart:
-    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port``."""
+    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port``, over
+    ``destination_connections`` connections."""
 
     name = "hl7-dispatcher"
 
     def __init__(self, services: Services, settings: HL7Config, *, owner: str | None = None,
                  poll_interval: float = 0.5) -> None:
         self.repository = OutboxRepository(uow=services.uow, audit=services.audit, owner=owner)
-        client = MLLPClient(settings.destination_host, settings.destination_port,
-                            ssl_context=destination_tls(settings),
-                            connect_timeout=settings.connect_timeout_seconds,
-                            ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
+        tls = destination_tls(settings)
+        clients = [MLLPClient(settings.destination_host, settings.destination_port, ssl_context=tls,
+                              connect_timeout=settings.connect_timeout_seconds,
+                              ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
+                   for _ in range(settings.destination_connections)]
         self.dispatcher = Dispatcher(
-            self.repository, client, clock=services.clock.now, rng=random.Random(),
+            self.repository, clients, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                               max_attempts=settings.max_attempts),
             batch_size=settings.batch_size, on_dead=_alert_dead_letter)

@@ -1,4 +1,5 @@
-"""HL7 interface: appointment ids and visit number as sent, provider name parts, phone number parts.
+"""HL7 interface: appointment ids and visit number as sent, provider name parts, phone number parts,
+and an index on undelivered outbox rows per patient for the dispatcher's claim.
 
 New columns default to the empty string, so rows written before this revision
 read as "not sent": their ADT falls back to our own visit number and to the
@@ -32,6 +33,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('visit_number', sa.String(length=64), server_default='', nullable=False))
         batch_op.add_column(sa.Column('visit_authority', sa.String(length=64), server_default='', nullable=False))
 
+    with op.batch_alter_table('outbox_message', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_message_undelivered_key', ['ordering_key', 'id'], unique=False,
+                              postgresql_where=sa.text("status IN ('pending', 'sending', 'dead')"),
+                              sqlite_where=sa.text("status IN ('pending', 'sending', 'dead')"))
+
     with op.batch_alter_table('patient', schema=None) as batch_op:
         batch_op.add_column(sa.Column('phone_country_code', sa.String(length=8), server_default='', nullable=False))
         batch_op.add_column(sa.Column('phone_area_code', sa.String(length=8), server_default='', nullable=False))
@@ -46,6 +52,9 @@ def downgrade() -> None:
         batch_op.drop_column('phone_local_number')
         batch_op.drop_column('phone_area_code')
         batch_op.drop_column('phone_country_code')
+
+    with op.batch_alter_table('outbox_message', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_message_undelivered_key')
 
     with op.batch_alter_table('appointment', schema=None) as batch_op:
         batch_op.drop_column('visit_authority')
