@@ -254,7 +254,8 @@ def segment_lines(text: str, separator: str = "|") -> list[str]:
     """
     if "\n" not in text:
         return [line for line in text.split("\r") if line]
-    return [line for line in _segment_end(separator).split(text) if line]
+    # An LF before a blank line stays on the line before it; it ends that segment all the same.
+    return [line for line in (part.rstrip("\n") for part in _segment_end(separator).split(text)) if line]
 
 
 def _header(msh: str) -> tuple[Delimiters, str]:
@@ -354,21 +355,24 @@ _BATCH_ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
 def load_messages(data: bytes) -> list[bytes]:
     """Split the contents of an HL7 file into messages, each ending in CR.
 
-    Line ends are normalised, blank lines dropped, batch envelope segments
-    (FHS, BHS, BTS, FTS) skipped, and a new message starts at every MSH.
+    Segments may end in CR, CRLF or LF (see :func:`segment_lines`), blank lines
+    are dropped, batch envelope segments (FHS, BHS, BTS, FTS) skipped, and a
+    new message starts at every MSH.
 
     :raises ParseError: if anything other than a batch envelope precedes the first MSH.
     """
-    messages: list[list[bytes]] = []
-    for line in normalise_line_endings(data).split(b"\r"):
-        if not line.strip() or line[:3] in _BATCH_ENVELOPE:
+    text = data.decode("latin-1")  # one character per byte: splitting cannot shift a byte
+    separator = text[3] if text.startswith(("MSH", "FHS", "BHS")) and len(text) > 3 else "|"
+    messages: list[list[str]] = []
+    for line in segment_lines(text, separator):
+        if not line.strip() or line[:3].encode("latin-1") in _BATCH_ENVELOPE:
             continue
-        if line.startswith(b"MSH"):
+        if line.startswith("MSH"):
             messages.append([])
         elif not messages:
             raise ParseError(f"segment {line[:3]!r} before the first MSH")
         messages[-1].append(line)
-    return [b"\r".join(m) + b"\r" for m in messages]
+    return [("\r".join(m) + "\r").encode("latin-1") for m in messages]
 
 
 # Writing ---------------------------------------------------------------------------------------
