@@ -38,6 +38,7 @@ from hl7.er7 import Segment
 from hl7.escape import CharsetError
 from hl7.escape import find_unsendable
 from hl7.model import Address
+from hl7.model import Telephone
 
 __all__ = [
     "CLEARED",
@@ -52,7 +53,6 @@ __all__ = [
     "MessageKey",
     "PatientUpdate",
     "PersonName",
-    "Phone",
     "Provider",
     "Rejection",
     "Update",
@@ -178,23 +178,6 @@ class PersonName:
 
 
 @dataclass(frozen=True, slots=True)
-class Phone:
-    """A telephone number (XTN) in both of the forms senders use.
-
-    :param text: the number as people read it: XTN-1 where the sender wrote one
-        (the form before v2.5), else composed from the components.
-    :param country_code: XTN-5; ``area_code`` XTN-6; ``local_number`` XTN-7;
-        ``extension`` XTN-8. Empty when the sender wrote XTN-1 only.
-    """
-
-    text: str
-    country_code: str = ""
-    area_code: str = ""
-    local_number: str = ""
-    extension: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class Coverage:
     """One insurance plan (IN1)."""
 
@@ -216,7 +199,7 @@ class PatientUpdate:
     birth_date: Update[dt.date] = UNCHANGED
     sex: Update[str] = UNCHANGED
     address: Update[Address] = UNCHANGED
-    phone: Update[Phone] = UNCHANGED
+    phone: Update[Telephone] = UNCHANGED
     email: Update[str] = UNCHANGED
     language: Update[str] = UNCHANGED
     insurance: Update[tuple[Coverage, ...]] = UNCHANGED
@@ -472,12 +455,12 @@ class _Reader:
             ("street", "other", "city", "state", "postal_code", "country"), start=1)]
         return Address(*parts)
 
-    def _contacts(self, pid: Segment) -> tuple[Update[Phone], Update[str]]:
+    def _contacts(self, pid: Segment) -> tuple[Update[Telephone], Update[str]]:
         """PID-13: the first telephone (not a fax) and the first e-mail address; the field replaces both."""
         state = self._state(pid, 13)
         if state is not None:
             return state, state
-        phone: Update[Phone] = CLEARED
+        phone: Update[Telephone] = CLEARED
         email: Update[str] = CLEARED
         for r in range(1, pid.repetition_count(13) + 1):
             use, equipment = pid.value(13, 2, repetition=r).upper(), pid.value(13, 3, repetition=r).upper()
@@ -490,7 +473,7 @@ class _Reader:
                 phone = self._phone(pid, r) or CLEARED
         return phone, email
 
-    def _phone(self, pid: Segment, r: int) -> Phone | None:
+    def _phone(self, pid: Segment, r: int) -> Telephone | None:
         def part(component: int, key: str) -> str:
             return self._text(pid, 13, component, repetition=r, key=key)
 
@@ -502,7 +485,7 @@ class _Reader:
             text = self._clean(format_phone(country, area, local, extension), "PID", 13, "phone")
         if not text:
             return None
-        return Phone(text, country, area, local, extension)
+        return Telephone(text, country, area, local, extension)
 
     def _insurance(self) -> Update[tuple[Coverage, ...]]:
         segments = self.message.all("IN1")

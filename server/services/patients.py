@@ -40,9 +40,9 @@ from hl7.inbound import Identifier
 from hl7.inbound import Marker
 from hl7.inbound import PatientUpdate
 from hl7.inbound import PersonName
-from hl7.inbound import Phone
 from hl7.inbound import Provider
 from hl7.model import Address
+from hl7.model import Telephone
 from server.db import UnitOfWork
 from server.domain.visit import VisitState
 from server.models import Appointment
@@ -314,8 +314,8 @@ def _appointment_columns(update_: AppointmentUpdate) -> dict[str, t.Any]:
     }
 
 
-def _phone_update(text: str) -> Phone | Marker:
-    return Phone(text) if text else CLEARED
+def _phone_update(text: str) -> Telephone | Marker:
+    return Telephone(text) if text else CLEARED
 
 
 def _values(record: t.Any, exclude: tuple[str, ...] = ()) -> dict[str, t.Any]:
