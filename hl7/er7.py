@@ -170,14 +170,29 @@ class Segment:
     def value(self, field: int, component: int = 1, subcomponent: int = 1, *, repetition: int = 1) -> str:
         """One leaf value, unescaped.
 
+        Each level is split only as far as the wanted part: this runs for every
+        field of every inbound message and every ACK.
+
         :raises CharsetError: if a ``\\X..\\`` escape holds bytes invalid in the message charset.
         """
-        subs = self._subcomponents(field, component, repetition)
-        if not 0 < subcomponent <= len(subs):
+        if not 0 < field < len(self.fields):
             return ""
+        text = self.fields[field]
         if self._is_msh_header(field):
-            return subs[0]
-        return unescape_text(subs[subcomponent - 1], self.delimiters, self.charset)
+            return text if component == subcomponent == repetition == 1 else ""
+        d = self.delimiters
+        for separator, index in ((d.repetition, repetition), (d.component, component), (d.subcomponent,
+                                                                                        subcomponent)):
+            if index < 1:
+                return ""
+            if separator in text:
+                parts = text.split(separator, index)
+                if len(parts) < index:
+                    return ""
+                text = parts[index - 1]
+            elif index != 1:
+                return ""
+        return unescape_text(text, d, self.charset)
 
     def values(self, field: int, component: int = 1, subcomponent: int = 1) -> tuple[str, ...]:
         """The same leaf across every repetition of a field (PID-3 identifiers, PID-13 phones)."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import typing as t
+
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -31,8 +34,11 @@ class AuditTrail:
     def record(self, session: Session, actor: Actor, action: str, *, patient_id: int | None = None,
                resource_type: str = "", resource_id: str | int = "", outcome: str = "success",
                detail: str = "") -> None:
-        """Append one event. ``detail`` must hold no patient identifiers (ids only)."""
-        session.execute(INSERT_AUDIT_EVENT, {
+        """Append one event. ``detail`` must hold no patient identifiers (ids only).
+
+        Inside :meth:`deferred` the row is held and written with the others at its end.
+        """
+        row = {
             "at": self.clock.now(),
             "actor_type": actor.actor_type,
             "actor_id": actor.actor_id,
@@ -44,4 +50,29 @@ class AuditTrail:
             "address": actor.address,
             "correlation_id": actor.correlation_id,
             "detail": detail,
-        })
+        }
+        pending = session.info.get(_PENDING)
+        if pending is None:
+            session.execute(INSERT_AUDIT_EVENT, row)
+        else:
+            pending.append(row)
+
+    @contextlib.contextmanager
+    def deferred(self, session: Session) -> t.Iterator[None]:
+        """Hold the events recorded in ``session`` and write them in one statement when the block ends.
+
+        For a transaction that records many events (a group of inbound
+        messages): one multi-row insert instead of a round trip per event. The
+        rows are still written inside the transaction, before it commits.
+        """
+        session.info[_PENDING] = []
+        try:
+            yield
+            rows = session.info[_PENDING]
+            if rows:
+                session.execute(INSERT_AUDIT_EVENT, rows)
+        finally:
+            del session.info[_PENDING]
+
+
+_PENDING = "audit.pending"

@@ -45,7 +45,6 @@ from sqlalchemy import Column
 from sqlalchemy import bindparam
 from sqlalchemy import insert
 from sqlalchemy import select
-from sqlalchemy import tuple_
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -84,6 +83,7 @@ from server.services.outbox import new_control_id
 from server.services.patients import APPOINTMENT
 from server.services.patients import INSURANCE
 from server.services.patients import PATIENT
+from server.services.patients import KnownRows
 from server.services.patients import Patients
 from server.services.visits import Visits
 
@@ -91,8 +91,11 @@ log = logging.getLogger("frontdesk.inbound")
 
 INBOUND = table_of(InboundMessage)
 _LOG_INBOUND = insert(INBOUND)
-_FIND_INBOUND = select(INBOUND.c.sending_application, INBOUND.c.sending_facility, INBOUND.c.control_id,
-                       INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error, INBOUND.c.raw)
+# Built once, with the control ids as one expanding parameter, so every group reuses the compiled statement.
+_FIND_INBOUND = (select(INBOUND.c.control_id, INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error, INBOUND.c.raw)
+                 .where(INBOUND.c.sending_application == bindparam("find_app"),
+                        INBOUND.c.sending_facility == bindparam("find_facility"),
+                        INBOUND.c.control_id.in_(bindparam("find_ids", expanding=True))))
 
 # What a schedule status means for a visit still waiting.
 STATUS_VISIT = {"cancelled": VisitState.CANCELLED, "deleted": VisitState.CANCELLED, "noshow": VisitState.NO_SHOW}
@@ -244,7 +247,7 @@ class Inbound:
                                                              "message_type": item.message_type})
         ack = self._ack(item.message, "AR", (ErrorDetail("receiver error, resend later", code="207"),))
         with self.uow.begin() as session:
-            self._log(session, _unique_key(item), item, "AR", "receiver error", ack, peer)
+            session.execute(_LOG_INBOUND, self._log_row(_unique_key(item), item, "AR", "receiver error", ack, peer))
         return InboundResult(_control_id(item), item.message_type, "AR", False, ack, "receiver error")
 
     # Reading (no database) ------------------------------------------------------------------------
@@ -278,14 +281,25 @@ class Inbound:
     # Storing --------------------------------------------------------------------------------------
 
     def _settle_all(self, session: Session, items: Sequence[_Prepared], peer: str) -> list[InboundResult]:
+        """Answer every message of a group in one transaction; audit and log rows are written together at the end
+        (one statement each instead of one per row)."""
         stored = self._stored_in(session, [_key(item.key) for item in items if item.key is not None])
-        return [self._settle(session, item, stored, peer) for item in items]
+        updates = [item.update for item in items if item.update is not None]
+        known = self.patients.prefetch(session, [u.patient.mrn for u in updates],
+                                       [(u.appointment.source, u.appointment.key) for u in updates if u.appointment])
+        logged: list[dict[str, t.Any]] = []
+        with self.audit.deferred(session):
+            results = [self._settle(session, item, stored, peer, logged, known) for item in items]
+        if logged:
+            session.execute(_LOG_INBOUND, logged)
+        return results
 
-    def _settle(self, session: Session, item: _Prepared, stored: dict[_Key, _Stored], peer: str) -> InboundResult:
+    def _settle(self, session: Session, item: _Prepared, stored: dict[_Key, _Stored], peer: str,
+                logged: list[dict[str, t.Any]], known: KnownRows) -> InboundResult:
         """Answer one message inside the group's transaction; ``stored`` grows with each message kept."""
         if item.key is None:
             rejection = item.rejection or Rejection("AE")
-            return self._keep(session, _unique_key(item), item, rejection.code, rejection, peer)
+            return self._keep(logged, _unique_key(item), item, rejection.code, rejection, peer)
         key = _key(item.key)
         earlier = stored.get(key)
         if earlier is not None:
@@ -295,25 +309,25 @@ class Inbound:
                 f"MSH-10 {item.key.control_id!r} was already used for a different message from this sender; "
                 "this message was not applied and is kept for review", code="205", segment="MSH", sequence=1,
                 field=10))
-            return self._keep(session, _unique_key(item), item, "AE", reuse, peer)
+            return self._keep(logged, _unique_key(item), item, "AE", reuse, peer)
         if item.rejection is not None:
             where = key if item.rejection.keyed else _unique_key(item)
-            result = self._keep(session, where, item, item.rejection.code, item.rejection, peer)
+            result = self._keep(logged, where, item, item.rejection.code, item.rejection, peer)
         else:
             assert item.update is not None and item.message is not None
-            self._apply(session, item.update, Actor("peer", f"{key[0]}^{key[1]}"[:64], address=peer))
+            self._apply(session, item.update, Actor("peer", f"{key[0]}^{key[1]}"[:64], address=peer), known)
             ack = self._ack(item.message, "AA")
-            self._log(session, key, item, "AA", "", ack, peer)
+            logged.append(self._log_row(key, item, "AA", "", ack, peer))
             result = InboundResult(key[2], item.message_type, "AA", False, ack, "")
         stored[key] = _Stored(result.outcome, result.ack, result.error, item.raw)
         return result
 
-    def _keep(self, session: Session, key: _Key, item: _Prepared, outcome: str, rejection: Rejection,
-              peer: str) -> InboundResult:
-        """Store a message that was not applied, with the answer it gets."""
+    def _keep(self, logged: list[dict[str, t.Any]], key: _Key, item: _Prepared, outcome: str,
+              rejection: Rejection, peer: str) -> InboundResult:
+        """Keep a message that was not applied, with the answer it gets."""
         ack = self._ack(item.message, outcome, rejection.errors)
         error = str(rejection)
-        self._log(session, key, item, outcome, error, ack, peer)
+        logged.append(self._log_row(key, item, outcome, error, ack, peer))
         return InboundResult(_control_id(item), item.message_type, outcome, False, ack, error)
 
     @staticmethod
@@ -326,20 +340,24 @@ class Inbound:
 
     @staticmethod
     def _stored_in(session: Session, keys: list[_Key]) -> dict[_Key, _Stored]:
-        """The messages already received under any of ``keys`` (sender and MSH-10)."""
-        if not keys:
-            return {}
-        columns = tuple_(INBOUND.c.sending_application, INBOUND.c.sending_facility, INBOUND.c.control_id)
-        rows = session.execute(_FIND_INBOUND.where(columns.in_(keys))).all()
-        return {(r.sending_application, r.sending_facility, r.control_id): _Stored(r.outcome, r.ack, r.error, r.raw)
-                for r in rows}
+        """The messages already received under any of ``keys`` (sender and MSH-10): one query per sender."""
+        by_sender: dict[tuple[str, str], list[str]] = {}
+        for application, facility, control_id in keys:
+            by_sender.setdefault((application, facility), []).append(control_id)
+        found = {}
+        for (application, facility), control_ids in by_sender.items():
+            rows = session.execute(_FIND_INBOUND, {"find_app": application, "find_facility": facility,
+                                                   "find_ids": control_ids})
+            found.update({(application, facility, r.control_id): _Stored(r.outcome, r.ack, r.error, r.raw)
+                          for r in rows})
+        return found
 
-    def _log(self, session: Session, key: _Key, item: _Prepared, outcome: str, error: str, ack: bytes,
-             peer: str) -> None:
-        session.execute(_LOG_INBOUND, {
-            "sending_application": key[0], "sending_facility": key[1], "control_id": key[2],
-            "message_type": item.message_type[:32], "raw": item.raw, "outcome": outcome, "error": error, "ack": ack,
-            "peer": peer[:128], "received_at": self.clock.now()})
+    def _log_row(self, key: _Key, item: _Prepared, outcome: str, error: str, ack: bytes,
+                 peer: str) -> dict[str, t.Any]:
+        """The inbound log row keeping a message, its outcome and our ACK."""
+        return {"sending_application": key[0], "sending_facility": key[1], "control_id": key[2],
+                "message_type": item.message_type[:32], "raw": item.raw, "outcome": outcome, "error": error,
+                "ack": ack, "peer": peer[:128], "received_at": self.clock.now()}
 
     def _ack(self, message: Message | None, code: str, errors: Sequence[ErrorDetail] = ()) -> bytes:
         if message is None:
@@ -348,15 +366,17 @@ class Inbound:
 
     # Applying -------------------------------------------------------------------------------------
 
-    def _apply(self, session: Session, update_: InboundUpdate, actor: Actor) -> None:
-        patient_id = self.patients.upsert_in(session, update_.patient, actor=actor)
+    def _apply(self, session: Session, update_: InboundUpdate, actor: Actor, known: KnownRows) -> None:
+        patient_id = self.patients.upsert_in(session, update_.patient, actor=actor, known=known)
         if update_.appointment is not None:
-            self._schedule(session, update_.appointment, patient_id, actor)
+            self._schedule(session, update_.appointment, patient_id, actor, known)
         if update_.merge_from is not None:
             self._merge(session, update_.merge_from, patient_id, actor)
+            known.forget()
 
-    def _schedule(self, session: Session, record: AppointmentUpdate, patient_id: int, actor: Actor) -> None:
-        appointment_id = self.patients.schedule_in(session, patient_id, record, actor=actor)
+    def _schedule(self, session: Session, record: AppointmentUpdate, patient_id: int, actor: Actor,
+                  known: KnownRows) -> None:
+        appointment_id = self.patients.schedule_in(session, patient_id, record, actor=actor, known=known)
         target = STATUS_VISIT.get(record.status) if isinstance(record.status, str) else None
         if target is None:
             return

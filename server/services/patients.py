@@ -128,6 +128,28 @@ class AppointmentRecord:
             location=self.location, appointment_type=self.appointment_type, status=self.status)
 
 
+_Row = dict[str, t.Any]
+
+
+@dataclass
+class KnownRows:
+    """Patient and appointment rows already read in this transaction, by key; ``None``: known not to exist.
+
+    A group of inbound messages reads all of its rows in two queries
+    (:meth:`Patients.prefetch`) instead of two per message, and keeps them
+    current as it writes, so a later message of the group sees what an earlier
+    one did.
+    """
+
+    patients: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
+    appointments: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
+
+    def forget(self) -> None:
+        """Drop everything (after a change these rows do not follow, such as a merge)."""
+        self.patients.clear()
+        self.appointments.clear()
+
+
 class Patients:
     """Writes patients and appointments, and opens the day's visits."""
 
@@ -144,7 +166,22 @@ class Patients:
         with self.uow.begin() as session:
             return self.upsert_in(session, record, actor=actor)
 
-    def upsert_in(self, session: Session, record: PatientRecord | PatientUpdate, *, actor: Actor) -> int:
+    def prefetch(self, session: Session, patients: t.Iterable[Identifier],
+                 appointments: t.Iterable[tuple[str, str]]) -> KnownRows:
+        """Read the rows of these patients (MRN, authority) and appointments (source, id) in one query each."""
+        known = KnownRows()
+        for authority, mrns in _grouped((p.authority, p.value) for p in patients).items():
+            rows = session.execute(_FIND_PATIENTS, {"find_authority": authority, "find_mrns": mrns})
+            found = {row.mrn: dict(row._mapping) for row in rows}
+            known.patients.update({(mrn, authority): found.get(mrn) for mrn in mrns})
+        for source, keys in _grouped(appointments).items():
+            rows = session.execute(_FIND_APPOINTMENTS, {"find_source": source, "find_ids": keys})
+            found = {row.external_id: dict(row._mapping) for row in rows}
+            known.appointments.update({(source, key): found.get(key) for key in keys})
+        return known
+
+    def upsert_in(self, session: Session, record: PatientRecord | PatientUpdate, *, actor: Actor,
+                  known: KnownRows | None = None) -> int:
         """:meth:`upsert` inside the caller's transaction (an inbound message is one transaction).
 
         Written as plain statements rather than through the session's unit of
@@ -157,26 +194,32 @@ class Patients:
         update_ = record.as_update() if isinstance(record, PatientRecord) else record
         now = self.clock.now()
         columns = _patient_columns(update_)
-        key = {"find_mrn": update_.mrn.value, "find_authority": update_.mrn.authority}
-        row = session.execute(_FIND_PATIENT, key).first()
+        cache = known.patients if known is not None else {}
+        key = (update_.mrn.value, update_.mrn.authority)
+        params = {"find_mrn": key[0], "find_authority": key[1]}
+        row = _look_up(session, cache, key, _FIND_PATIENT, params)
         created: int | None = None
         if row is None:
+            written = {name: _stored(name, value) for name, value in columns.items()}
             created = session.execute(self._insert_patient, {
-                **{name: _stored(name, value) for name, value in columns.items()},
-                "mrn": update_.mrn.value, "mrn_authority": update_.mrn.authority,
-                "created_at": now, "updated_at": now}).scalar()
+                **written, "mrn": key[0], "mrn_authority": key[1], "created_at": now, "updated_at": now}).scalar()
             if created is None:
                 # Created by another connection since our look-up, and committed: ours to update now.
-                row = session.execute(_FIND_PATIENT, key).one()
+                cache.pop(key, None)
+                row = _look_up(session, cache, key, _FIND_PATIENT, params)
+                assert row is not None
+            else:
+                cache[key] = {**written, "id": created, "merged_into_id": None}
         if row is None:
             patient_id, action = int(t.cast(int, created)), "patient.created"
-        elif row.merged_into_id is not None:
-            patient_id, action = row.merged_into_id, "patient.confirmed"
+        elif row["merged_into_id"] is not None:
+            patient_id, action = int(row["merged_into_id"]), "patient.confirmed"
         else:
-            patient_id = row.id
-            changed = _changes(row._mapping, columns)
+            patient_id = int(row["id"])
+            changed = _changes(row, columns)
             if changed:
                 session.execute(_UPDATE_PATIENT, {**changed, "updated_at": now, "row_id": patient_id})
+                row.update(changed)
             action = "patient.updated" if changed else "patient.confirmed"
         if not isinstance(update_.insurance, Marker) or update_.insurance is CLEARED:
             plans = () if isinstance(update_.insurance, Marker) else update_.insurance
@@ -195,30 +238,35 @@ class Patients:
         return None if row is None else (row.id, row.merged_into_id)
 
     def schedule_in(self, session: Session, patient_id: int, record: AppointmentRecord | AppointmentUpdate, *,
-                    actor: Actor) -> int:
+                    actor: Actor, known: KnownRows | None = None) -> int:
         """Create or update an appointment and, for a new one, its expected visit; returns the appointment id."""
         update_ = record.as_update() if isinstance(record, AppointmentRecord) else record
         now = self.clock.now()
         columns = _appointment_columns(update_)
-        key = {"find_source": update_.source, "find_external_id": update_.key}
+        cache = known.appointments if known is not None else {}
+        key = (update_.source, update_.key)
+        params = {"find_source": key[0], "find_external_id": key[1]}
         fixed = {"patient_id": patient_id, "start_at": update_.start, "updated_at": now}
-        row = session.execute(_FIND_APPOINTMENT, key).first()
+        row = _look_up(session, cache, key, _FIND_APPOINTMENT, params)
         appointment_id: int | None = None
         if row is None:
+            written = {name: _stored(name, value) for name, value in columns.items()}
             appointment_id = session.execute(self._insert_appointment, {
-                **{name: _stored(name, value) for name, value in columns.items()}, **fixed,
-                "source": update_.source, "external_id": update_.key}).scalar()
+                **written, **fixed, "source": key[0], "external_id": key[1]}).scalar()
             if appointment_id is None:
-                row = session.execute(_FIND_APPOINTMENT, key).one()
+                cache.pop(key, None)
+                row = _look_up(session, cache, key, _FIND_APPOINTMENT, params)
             else:
+                cache[key] = {**written, "id": appointment_id}
                 session.execute(_INSERT_VISIT, {
                     "patient_id": patient_id, "appointment_id": appointment_id,
                     "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
                     "created_at": now, "updated_at": now})
         if row is not None:
-            appointment_id = int(row.id)
-            changed = _changes(row._mapping, columns)
+            appointment_id = int(row["id"])
+            changed = _changes(row, columns)
             session.execute(_UPDATE_APPOINTMENT, {**changed, **fixed, "row_id": appointment_id})
+            row.update(changed)
             # A slot rebooked for another patient takes its visit along, or staff and the ADT would name the wrong one.
             session.execute(_MOVE_VISIT, {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now,
                                           "row_id": appointment_id})
@@ -241,6 +289,10 @@ _UPDATE_PATIENT = update(PATIENT).where(PATIENT.c.id == bindparam("row_id"))
 _DELETE_INSURANCE = delete(INSURANCE).where(INSURANCE.c.patient_id == bindparam("row_id"))
 _FIND_APPOINTMENT = select(APPOINTMENT).where(APPOINTMENT.c.source == bindparam("find_source"),
                                               APPOINTMENT.c.external_id == bindparam("find_external_id"))
+_FIND_PATIENTS = select(PATIENT).where(PATIENT.c.mrn_authority == bindparam("find_authority"),
+                                       PATIENT.c.mrn.in_(bindparam("find_mrns", expanding=True)))
+_FIND_APPOINTMENTS = select(APPOINTMENT).where(APPOINTMENT.c.source == bindparam("find_source"),
+                                               APPOINTMENT.c.external_id.in_(bindparam("find_ids", expanding=True)))
 _UPDATE_APPOINTMENT = update(APPOINTMENT).where(APPOINTMENT.c.id == bindparam("row_id"))
 _INSERT_VISIT = insert(VISIT)
 _MOVE_VISIT = (update(VISIT)
@@ -250,6 +302,23 @@ _NAME_LENGTH = t.cast(String, APPOINTMENT.c.provider_name.type).length  # given 
 
 # What a column holds when it has no value; a column not listed holds the empty string.
 _NO_VALUE: dict[str, t.Any] = {"birth_date": None, "duration_minutes": 15, "status": "booked"}
+
+
+def _look_up(session: Session, cache: dict[tuple[str, str], _Row | None], key: tuple[str, str], statement: t.Any,
+              params: dict[str, str]) -> _Row | None:
+    """The row for ``key``: from the transaction's cache when it was read before, else from the database."""
+    if key not in cache:
+        row = session.execute(statement, params).first()
+        cache[key] = None if row is None else dict(row._mapping)
+    return cache[key]
+
+
+def _grouped(pairs: t.Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """``(group, key)`` pairs as ``{group: [keys…]}``, each key once: one query per group."""
+    grouped: dict[str, dict[str, None]] = {}
+    for group, key in pairs:
+        grouped.setdefault(group, {})[key] = None
+    return {group: list(keys) for group, keys in grouped.items()}
 
 
 def _insert_if_new(table: t.Any, key: tuple[str, ...], dialect: str) -> Insert:
@@ -263,7 +332,7 @@ def _stored(column: str, value: t.Any) -> t.Any:
     return _NO_VALUE.get(column, "") if isinstance(value, Marker) else value
 
 
-def _changes(row: t.Mapping[t.Any, t.Any], columns: dict[str, t.Any]) -> dict[str, t.Any]:
+def _changes(row: _Row, columns: dict[str, t.Any]) -> dict[str, t.Any]:
     """The columns an update changes: unchanged fields are left out, cleared ones become "no value"."""
     changed = {}
     for name, value in columns.items():
