@@ -43,6 +43,7 @@ from sqlalchemy import case
 from sqlalchemy import event
 from sqlalchemy import func
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import aliased
@@ -220,6 +221,10 @@ class OutboxRepository:
             query = select(OutboxMessage.id).where(self._due(now)).order_by(OutboxMessage.id).limit(limit)
             if not self._sqlite:
                 query = query.with_for_update(skip_locked=True, of=OutboxMessage)
+                # Walk the primary key in order and stop at ``limit``, whatever the table statistics say: right
+                # after a backlog arrives they are stale, and the planner would collect and sort every due row.
+                for setting in _ORDERED_SCAN:
+                    session.execute(setting)
             ids = list(session.scalars(query))
             if not ids:
                 return []
@@ -310,6 +315,9 @@ class OutboxRepository:
             lease.owner, lease.expires_at = self.owner, renewed
         return True
 
+
+_ORDERED_SCAN = (text("SET LOCAL enable_bitmapscan = off"), text("SET LOCAL enable_seqscan = off"),
+                 text("SET LOCAL enable_sort = off"))
 
 # Core UPDATE run once per batch with one parameter set per delivered message.
 _OUTBOX = table_of(OutboxMessage)
