@@ -47,7 +47,6 @@ __all__ = [
     "Repeated",
     "Repetition",
     "Segment",
-    "UTF8_CHARSET",
     "codec_for",
     "encode_header",
     "encode_message",
@@ -56,7 +55,6 @@ __all__ = [
     "format_date",
     "format_timestamp",
     "load_messages",
-    "normalise_line_endings",
     "parse_header",
     "parse_message",
     "segment_lines",
@@ -64,9 +62,6 @@ __all__ = [
 
 NULL = '""'
 """The HL7 explicit null: the receiver should clear the stored value."""
-
-UTF8_CHARSET = "UNICODE UTF-8"
-"""The MSH-18 value for UTF-8, the charset of every message we build."""
 
 _CHARSETS: dict[str, str] = {
     "": "ascii",
@@ -353,15 +348,6 @@ def _line_end(data: t.AnyStr) -> int:
     else:
         ends = (data.find("\r"), data.find("\n"))
     return min((i for i in ends if i >= 0), default=len(data))
-
-
-def normalise_line_endings(data: bytes) -> bytes:
-    """Turn CRLF and LF segment ends into CR.
-
-    Only for files (fixtures, ``import-hl7``), which editors save with LF or
-    CRLF. Never apply it to bytes from the wire: there an LF belongs to a value.
-    """
-    return data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
 
 
 _BATCH_ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")

@@ -18,7 +18,6 @@ from hl7.er7 import encode_segment
 from hl7.er7 import format_date
 from hl7.er7 import format_timestamp
 from hl7.er7 import load_messages
-from hl7.er7 import normalise_line_endings
 from hl7.er7 import parse_message
 from hl7.escape import Delimiters
 
@@ -127,10 +126,6 @@ def test_batch_file_splits_into_messages_and_skips_envelope() -> None:
 def test_segment_before_first_msh_is_refused() -> None:
     with pytest.raises(ParseError, match="before the first MSH"):
         load_messages(b"PID|1\nMSH|^~\\&|A\n")
-
-
-def test_normalise_line_endings() -> None:
-    assert normalise_line_endings(b"A\r\nB\nC\rD") == b"A\rB\rC\rD"
 
 
 def test_msh_numbering_and_out_of_range_access() -> None:
