@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from bench_outbox_drain import frontdesk_env
 
 from hl7.ack import parse_ack
 from hl7.client import MLLPClient
@@ -53,28 +53,7 @@ PYTHON_HL7 = REPO / ".venv" / "peers" / "python-hl7"
 PG_ENV = "FRONTDESK_BENCH_DATABASE_URL"
 GOAL_PER_S = 1000.0
 
-PEER_SERVER = r"""
-import asyncio, sys
-import hl7
-from hl7.mllp import start_hl7_server
-
-async def handle(reader, writer):
-    try:
-        while not writer.is_closing():
-            message = await reader.readmessage()
-            writer.writemessage(message.create_ack("AA"))
-            await writer.drain()
-    except asyncio.IncompleteReadError:
-        writer.close()
-
-async def main():
-    server = await start_hl7_server(handle, "127.0.0.1", 0, encoding="utf-8")
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-
-asyncio.run(main())
-"""
-
+PEER_SERVER = REPO / "tests" / "peers" / "python_hl7_server.py"
 OLD_FRONTDESK = "import sys\nfrom server.cli import main\nsys.argv[0] = 'frontdesk'\nmain()\n"
 
 Messages = list[tuple[str, bytes]]
@@ -174,7 +153,7 @@ def frontdesk_listener(command: list[str], env: dict[str, str], log: Path) -> It
 def python_hl7_server() -> Iterator[int]:
     env = {**os.environ, "PYTHONPATH": str(PYTHON_HL7)}
     with tempfile.TemporaryDirectory() as outside:
-        process = subprocess.Popen([sys.executable, "-c", PEER_SERVER], env=env, cwd=outside, stdin=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, str(PEER_SERVER)], env=env, cwd=outside, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
         try:
             assert process.stdout is not None and process.stdin is not None
@@ -185,25 +164,16 @@ def python_hl7_server() -> Iterator[int]:
             process.wait(timeout=30)
 
 
-def database_env(url: str, instance: Path, schema: str = "") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDESK_")}
-    env.update(FRONTDESK_DATABASE_URL=url, FRONTDESK_INSTANCE_DIR=str(instance),
-               FRONTDESK_WEB_SECRET_KEY=secrets.token_hex(32))
-    if schema:
-        env["FRONTDESK_DATABASE_SCHEMA"] = schema
-    return env
-
-
 @contextmanager
 def databases(work: Path, label: str) -> Iterator[list[tuple[str, dict[str, str]]]]:
     """A fresh SQLite file, and a fresh PostgreSQL schema when a server is named: ``(backend, environment)``."""
-    found = [("SQLite", database_env(f"sqlite:///{work / (label + '.db')}", work / f"{label}-instance"))]
+    found = [("SQLite", frontdesk_env(f"sqlite:///{work / (label + '.db')}", work / f"{label}-instance"))]
     pg_url = os.environ.get(PG_ENV, "")
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     if pg_url:
         with psycopg.connect(pg_url, autocommit=True) as connection:
             connection.execute(f'CREATE SCHEMA "{schema}"')
-        found.append(("PostgreSQL", database_env(pg_url, work / f"{label}-instance", schema)))
+        found.append(("PostgreSQL", frontdesk_env(pg_url, work / f"{label}-instance", schema)))
     try:
         yield found
     finally:

@@ -194,24 +194,14 @@ class Patients:
         update_ = record.as_update() if isinstance(record, PatientRecord) else record
         now = self.clock.now()
         columns = _patient_columns(update_)
-        cache = known.patients if known is not None else {}
-        key = (update_.mrn.value, update_.mrn.authority)
-        params = {"find_mrn": key[0], "find_authority": key[1]}
-        row = _look_up(session, cache, key, _FIND_PATIENT, params)
-        created: int | None = None
-        if row is None:
-            written = {name: _stored(name, value) for name, value in columns.items()}
-            created = session.execute(self._insert_patient, {
-                **written, "mrn": key[0], "mrn_authority": key[1], "created_at": now, "updated_at": now}).scalar()
-            if created is None:
-                # Created by another connection since our look-up, and committed: ours to update now.
-                cache.pop(key, None)
-                row = _look_up(session, cache, key, _FIND_PATIENT, params)
-                assert row is not None
-            else:
-                cache[key] = {**written, "id": created, "merged_into_id": None}
-        if row is None:
-            patient_id, action = int(t.cast(int, created)), "patient.created"
+        mrn, authority = update_.mrn.value, update_.mrn.authority
+        row, created = _find_or_create(
+            session, known.patients if known is not None else {}, (mrn, authority), _FIND_PATIENT,
+            {"find_mrn": mrn, "find_authority": authority}, self._insert_patient,
+            {**_new_row(columns), "mrn": mrn, "mrn_authority": authority, "merged_into_id": None,
+             "created_at": now, "updated_at": now})
+        if created:
+            patient_id, action = int(row["id"]), "patient.created"
         elif row["merged_into_id"] is not None:
             patient_id, action = int(row["merged_into_id"]), "patient.confirmed"
         else:
@@ -243,34 +233,25 @@ class Patients:
         update_ = record.as_update() if isinstance(record, AppointmentRecord) else record
         now = self.clock.now()
         columns = _appointment_columns(update_)
-        cache = known.appointments if known is not None else {}
-        key = (update_.source, update_.key)
-        params = {"find_source": key[0], "find_external_id": key[1]}
         fixed = {"patient_id": patient_id, "start_at": update_.start, "updated_at": now}
-        row = _look_up(session, cache, key, _FIND_APPOINTMENT, params)
-        appointment_id: int | None = None
-        if row is None:
-            written = {name: _stored(name, value) for name, value in columns.items()}
-            appointment_id = session.execute(self._insert_appointment, {
-                **written, **fixed, "source": key[0], "external_id": key[1]}).scalar()
-            if appointment_id is None:
-                cache.pop(key, None)
-                row = _look_up(session, cache, key, _FIND_APPOINTMENT, params)
-            else:
-                cache[key] = {**written, "id": appointment_id}
-                session.execute(_INSERT_VISIT, {
-                    "patient_id": patient_id, "appointment_id": appointment_id,
-                    "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
-                    "created_at": now, "updated_at": now})
-        if row is not None:
-            appointment_id = int(row["id"])
+        row, created = _find_or_create(
+            session, known.appointments if known is not None else {}, (update_.source, update_.key),
+            _FIND_APPOINTMENT, {"find_source": update_.source, "find_external_id": update_.key},
+            self._insert_appointment, {**_new_row(columns), **fixed, "source": update_.source,
+                                       "external_id": update_.key})
+        appointment_id = int(row["id"])
+        if created:
+            session.execute(_INSERT_VISIT, {
+                "patient_id": patient_id, "appointment_id": appointment_id,
+                "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
+                "created_at": now, "updated_at": now})
+        else:
             changed = _changes(row, columns)
             session.execute(_UPDATE_APPOINTMENT, {**changed, **fixed, "row_id": appointment_id})
             row.update(changed)
             # A slot rebooked for another patient takes its visit along, or staff and the ADT would name the wrong one.
             session.execute(_MOVE_VISIT, {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now,
                                           "row_id": appointment_id})
-        assert appointment_id is not None
         self.audit.record(session, actor, "appointment.scheduled", patient_id=patient_id,
                           resource_type="appointment", resource_id=appointment_id)
         return appointment_id
@@ -311,6 +292,33 @@ def _look_up(session: Session, cache: dict[tuple[str, str], _Row | None], key: t
         row = session.execute(statement, params).first()
         cache[key] = None if row is None else dict(row._mapping)
     return cache[key]
+
+
+def _find_or_create(session: Session, cache: dict[tuple[str, str], _Row | None], key: tuple[str, str],
+                    find: t.Any, params: dict[str, str], insert_if_new: Insert,
+                    values: _Row) -> tuple[_Row, bool]:
+    """The row for ``key``, found or inserted with ``values``; True when this call inserted it.
+
+    When the insert finds the key taken (another connection created the row
+    since our look-up, and has committed), that row is read and returned.
+    """
+    row = _look_up(session, cache, key, find, params)
+    if row is not None:
+        return row, False
+    created = session.execute(insert_if_new, values).scalar()
+    if created is None:
+        cache.pop(key, None)
+        row = _look_up(session, cache, key, find, params)
+        assert row is not None
+        return row, False
+    row = {**values, "id": created}
+    cache[key] = row
+    return row, True
+
+
+def _new_row(columns: dict[str, t.Any]) -> _Row:
+    """Column values for a new row: the values sent, and "no value" for the fields that were not."""
+    return {name: _stored(name, value) for name, value in columns.items()}
 
 
 def _grouped(pairs: t.Iterable[tuple[str, str]]) -> dict[str, list[str]]:
