@@ -175,7 +175,8 @@ class Dispatcher:
     :param rng: jitter source for the retry delay.
     :param retry: backoff and attempt cap.
     :param ack_policy: per-receiver meaning of ACK codes.
-    :param batch_size: messages claimed per step (one per ordering key).
+    :param batch_size: messages claimed per step for each sender (one per ordering key): with several
+        connections each still gets a batch's worth of work per step.
     :param lease_seconds: how long a claim lasts; at least one send (connect +
         ACK timeout) must fit. The default, twice that, bounds how long a crashed
         dispatcher's messages wait before another takes them.
@@ -229,7 +230,7 @@ class Dispatcher:
         instead of waiting out its own connect timeout.
         """
         claimed_at = self.clock()
-        items = self.repository.claim_next(claimed_at, self.lease_seconds, self.batch_size)
+        items = self.repository.claim_next(claimed_at, self.lease_seconds, self.batch_size * len(self.senders))
         if not items:
             return []
         shares: list[list[OutboundItem]] = [[] for _ in self.senders]
