@@ -179,7 +179,11 @@ class PersonName:
 
 @dataclass(frozen=True, slots=True)
 class Coverage:
-    """One insurance plan (IN1)."""
+    """One insurance plan (IN1).
+
+    :param relationship_to_subscriber: the patient's relationship to the insured; IN1-17 is not read
+        yet, so plans from HL7 say ``self``.
+    """
 
     payer_name: str
     member_id: str
@@ -188,6 +192,7 @@ class Coverage:
     plan_name: str = ""
     group_number: str = ""
     subscriber_name: str = ""
+    relationship_to_subscriber: str = "self"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,7 @@ class InsuranceRecord:
     plan_name: str = ""
     group_number: str = ""
     subscriber_name: str = ""
+    relationship_to_subscriber: str = "self"
 
 
 @dataclass(frozen=True)
