@@ -190,10 +190,19 @@ class Inbound:
         return self.receive(raw, peer).ack
 
     def handle_group(self, frames: Sequence[bytes], peer: str) -> list[bytes]:
-        """The listener's handler for frames that arrived together: one commit, then every ACK, in order."""
-        singles = [frame for frame in frames if not is_batch(frame)]
-        acks = iter([result.ack for result in self.receive_many(singles, peer)])
-        return [self.receive_batch(frame, peer) if is_batch(frame) else next(acks) for frame in frames]
+        """The listener's handler for frames that arrived together: applied in order, each run of single
+        messages in one commit; every ACK in order."""
+        acks: list[bytes] = []
+        run: list[bytes] = []
+        for frame in [*frames, b""]:
+            if frame and not is_batch(frame):
+                run.append(frame)
+                continue
+            acks += [result.ack for result in self.receive_many(run, peer)]
+            run = []
+            if frame:
+                acks.append(self.receive_batch(frame, peer))
+        return acks
 
     def receive(self, raw: bytes, peer: str) -> InboundResult:
         """Apply one message (see the module docstring) and return what happened."""

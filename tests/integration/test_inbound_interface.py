@@ -390,3 +390,13 @@ def test_two_connections_creating_the_same_patient_at_once_both_get_aa(listener:
     with services.uow.begin() as session:
         assert session.scalars(select(Patient.mrn)).all() == ["RACE1"]
         assert sorted(session.scalars(select(InboundMessage.outcome))) == ["AA", "AA"]
+
+
+def test_a_batch_between_pipelined_messages_is_applied_in_arrival_order(listener: ListenerPart,
+                                                                         services: Services) -> None:
+    pid = "PID|1||ORD1^^^MAINCLINIC^MR||{family}^Pat"
+    batch = b"BHS|^~\\&|EPIC|MAINCLINIC\r" + adt("A28", "O2", pid.format(family="Second")) + b"BTS|1\r"
+    answers = exchange(listener, adt("A28", "O1", pid.format(family="First")), batch,
+                       adt("A08", "O3", pid.format(family="Third")), together=True)
+    assert [ack_code(answers[0]), ack_code(answers[2])] == ["AA", "AA"] and answers[1].startswith(b"BHS")
+    assert patient(services).family_name == "Third"
