@@ -299,6 +299,7 @@ class Inbound:
         logged: list[dict[str, t.Any]] = []
         with self.audit.deferred(session):
             results = [self._settle(session, item, stored, peer, logged, known) for item in items]
+            known.write_visits(session)
         if logged:
             session.execute(_LOG_INBOUND, logged)
         return results
@@ -380,6 +381,7 @@ class Inbound:
         if update_.appointment is not None:
             self._schedule(session, update_.appointment, patient_id, actor, known)
         if update_.merge_from is not None:
+            known.write_visits(session)
             self._merge(session, update_.merge_from, patient_id, actor)
             known.forget()
 
@@ -389,6 +391,7 @@ class Inbound:
         target = STATUS_VISIT.get(record.status) if isinstance(record.status, str) else None
         if target is None:
             return
+        known.write_visits(session)
         visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment_id).with_for_update())
         if visit is not None and visit.state == VisitState.EXPECTED.value:
             self.visits.transition_in(session, visit, target, actor=actor)

@@ -139,16 +139,25 @@ class KnownRows:
     A group of inbound messages reads all of its rows in two queries
     (:meth:`Patients.prefetch`) instead of two per message, and keeps them
     current as it writes, so a later message of the group sees what an earlier
-    one did.
+    one did. The expected visits of new appointments are held here too and
+    written together (:meth:`write_visits`), before anything reads visits and
+    before the transaction commits.
     """
 
     patients: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
     appointments: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
+    visits: list[_Row] = field(default_factory=list)
 
     def forget(self) -> None:
-        """Drop everything (after a change these rows do not follow, such as a merge)."""
+        """Drop the rows read (after a change they do not follow, such as a merge)."""
         self.patients.clear()
         self.appointments.clear()
+
+    def write_visits(self, session: Session) -> None:
+        """Insert the visits held so far, in one statement."""
+        if self.visits:
+            session.execute(_INSERT_VISIT, self.visits)
+            self.visits = []
 
 
 class Patients:
@@ -230,7 +239,10 @@ class Patients:
 
     def schedule_in(self, session: Session, patient_id: int, record: AppointmentRecord | AppointmentUpdate, *,
                     actor: Actor, known: KnownRows | None = None) -> int:
-        """Create or update an appointment and, for a new one, its expected visit; returns the appointment id."""
+        """Create or update an appointment and, for a new one, its expected visit; returns the appointment id.
+
+        With ``known``, the new visit is held there until :meth:`KnownRows.write_visits`.
+        """
         update_ = record.as_update() if isinstance(record, AppointmentRecord) else record
         now = self.clock.now()
         columns = _appointment_columns(update_)
@@ -242,10 +254,13 @@ class Patients:
                                        "external_id": update_.key})
         appointment_id = int(row["id"])
         if created:
-            session.execute(_INSERT_VISIT, {
-                "patient_id": patient_id, "appointment_id": appointment_id,
-                "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
-                "created_at": now, "updated_at": now})
+            visit = {"patient_id": patient_id, "appointment_id": appointment_id,
+                     "visit_number": f"V{appointment_id:08d}", "state": VisitState.EXPECTED.value,
+                     "created_at": now, "updated_at": now}
+            if known is None:
+                session.execute(_INSERT_VISIT, visit)
+            else:
+                known.visits.append(visit)
         else:
             changed = _changes(row, columns)
             session.execute(_UPDATE_APPOINTMENT, {**changed, **fixed, "row_id": appointment_id})

@@ -400,3 +400,12 @@ def test_a_batch_between_pipelined_messages_is_applied_in_arrival_order(listener
                        adt("A08", "O3", pid.format(family="Third")), together=True)
     assert [ack_code(answers[0]), ack_code(answers[2])] == ["AA", "AA"] and answers[1].startswith(b"BHS")
     assert patient(services).family_name == "Third"
+
+
+def test_a_cancellation_right_behind_its_booking_cancels_the_visit(listener: ListenerPart,
+                                                                   services: Services) -> None:
+    booked, cancelled = exchange(listener, siu("G1"), siu("G2", event="S15"), together=True)
+    assert (ack_code(booked), ack_code(cancelled)) == ("AA", "AA")
+    with services.uow.begin() as session:
+        assert session.scalars(select(Visit.state)).all() == ["cancelled"]
+        assert session.scalars(select(Appointment.status)).all() == ["cancelled"]
