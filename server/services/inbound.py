@@ -225,13 +225,10 @@ class Inbound:
         prepared = [self._prepare(raw) for raw in raws]
         try:
             with self.uow.begin() as session:
-                results = self._settle_all(session, prepared, peer)
+                results = self._settle_all(session, prepared, peer, reserve=True)
         except Exception as exc:
-            if len(prepared) > 1:
-                log.warning("hl7.inbound_group_retried", extra={"messages": len(prepared),
-                                                               "reason": type(exc).__name__})
-                return [self._alone(item, peer) for item in prepared]
-            return [self._recover(prepared[0], peer, exc)]
+            log.warning("hl7.inbound_group_retried", extra={"messages": len(prepared), "reason": type(exc).__name__})
+            return [self._alone(item, peer) for item in prepared]
         for result in results:
             log.log(logging.INFO if result.outcome == "AA" else logging.WARNING, "hl7.inbound",
                     extra={"control_id": result.control_id, "message_type": result.message_type,
@@ -239,10 +236,11 @@ class Inbound:
         return results
 
     def _alone(self, item: _Prepared, peer: str) -> InboundResult:
-        """One message of a failed group, in a transaction of its own."""
+        """One message of a failed group, in a transaction of its own, creating rows as it goes: if another
+        connection creates the same patient meanwhile, this one waits for it and updates that row instead."""
         try:
             with self.uow.begin() as session:
-                return self._settle_all(session, [item], peer)[0]
+                return self._settle_all(session, [item], peer, reserve=False)[0]
         except Exception as exc:
             return self._recover(item, peer, exc)
 
@@ -289,17 +287,20 @@ class Inbound:
 
     # Storing --------------------------------------------------------------------------------------
 
-    def _settle_all(self, session: Session, items: Sequence[_Prepared], peer: str) -> list[InboundResult]:
-        """Answer every message of a group in one transaction; audit and log rows are written together at the end
-        (one statement each instead of one per row)."""
+    def _settle_all(self, session: Session, items: Sequence[_Prepared], peer: str, *,
+                    reserve: bool) -> list[InboundResult]:
+        """Answer every message of a group in one transaction. New rows, audit rows and log rows are written
+        together at the end (one statement per table instead of one per row); with ``reserve``, new patients and
+        appointments too (see :class:`~server.services.patients.KnownRows`)."""
         stored = self._stored_in(session, [_key(item.key) for item in items if item.key is not None])
         updates = [item.update for item in items if item.update is not None]
         known = self.patients.prefetch(session, [u.patient.mrn for u in updates],
-                                       [(u.appointment.source, u.appointment.key) for u in updates if u.appointment])
+                                       [(u.appointment.source, u.appointment.key) for u in updates if u.appointment],
+                                       reserve=reserve)
         logged: list[dict[str, t.Any]] = []
         with self.audit.deferred(session):
             results = [self._settle(session, item, stored, peer, logged, known) for item in items]
-            known.write_visits(session)
+            known.write(session)
         if logged:
             session.execute(_LOG_INBOUND, logged)
         return results
@@ -381,7 +382,7 @@ class Inbound:
         if update_.appointment is not None:
             self._schedule(session, update_.appointment, patient_id, actor, known)
         if update_.merge_from is not None:
-            known.write_visits(session)
+            known.write(session)
             self._merge(session, update_.merge_from, patient_id, actor)
             known.forget()
 
@@ -391,7 +392,7 @@ class Inbound:
         target = STATUS_VISIT.get(record.status) if isinstance(record.status, str) else None
         if target is None:
             return
-        known.write_visits(session)
+        known.write(session)
         visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment_id).with_for_update())
         if visit is not None and visit.state == VisitState.EXPECTED.value:
             self.visits.transition_in(session, visit, target, actor=actor)

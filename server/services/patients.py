@@ -25,8 +25,10 @@ from sqlalchemy import Insert
 from sqlalchemy import String
 from sqlalchemy import bindparam
 from sqlalchemy import delete
+from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -133,31 +135,61 @@ _Row = dict[str, t.Any]
 
 
 @dataclass
-class KnownRows:
-    """Patient and appointment rows already read in this transaction, by key; ``None``: known not to exist.
+class _Table:
+    """One table's rows as this transaction knows them.
 
-    A group of inbound messages reads all of its rows in two queries
-    (:meth:`Patients.prefetch`) instead of two per message, and keeps them
-    current as it writes, so a later message of the group sees what an earlier
-    one did. The expected visits of new appointments are held here too and
-    written together (:meth:`write_visits`), before anything reads visits and
-    before the transaction commits.
+    :param insert: the backend's ``INSERT … ON CONFLICT DO NOTHING RETURNING id`` for the table.
+    :param rows: rows read or written, by key; ``None`` when known not to exist.
+    :param pending: rows created in this transaction but not yet inserted (their ids are already theirs).
+    :param free_ids: ids reserved for rows still to be created.
     """
 
-    patients: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
-    appointments: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
-    visits: list[_Row] = field(default_factory=list)
+    insert: Insert
+    rows: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
+    pending: dict[tuple[str, str], _Row] = field(default_factory=dict)
+    free_ids: list[int] = field(default_factory=list)
+
+
+class CreatedMeanwhile(Exception):
+    """A row this transaction meant to create was created by another connection first: start over."""
+
+
+@dataclass
+class KnownRows:
+    """What a group of inbound messages knows of its patients, appointments and new visits.
+
+    The group reads all of its rows in two queries (:meth:`Patients.prefetch`)
+    instead of two per message, and keeps them current as it goes, so a later
+    message of the group sees what an earlier one did. New patients,
+    appointments and visits get their ids up front and are inserted together by
+    :meth:`write` (one statement per table instead of one per row), which the
+    caller runs before anything reads those tables and before it commits.
+    """
+
+    patients: _Table
+    appointments: _Table
+    visits: dict[int, _Row] = field(default_factory=dict)
 
     def forget(self) -> None:
-        """Drop the rows read (after a change they do not follow, such as a merge)."""
-        self.patients.clear()
-        self.appointments.clear()
+        """Drop the rows read (after a change they do not follow, such as a merge); call :meth:`write` first."""
+        self.patients.rows.clear()
+        self.appointments.rows.clear()
 
-    def write_visits(self, session: Session) -> None:
-        """Insert the visits held so far, in one statement."""
+    def write(self, session: Session) -> None:
+        """Insert what is held: patients, then appointments, then visits.
+
+        :raises CreatedMeanwhile: if another connection created one of these patients or appointments since
+            they were looked up; the caller rolls back and applies its messages one by one.
+        """
+        for table in (self.patients, self.appointments):
+            if table.pending:
+                rows = list(table.pending.values())
+                if len(session.execute(table.insert, rows).all()) != len(rows):
+                    raise CreatedMeanwhile(f"{len(rows)} rows to create, some already there")
+                table.pending.clear()
         if self.visits:
-            session.execute(_INSERT_VISIT, self.visits)
-            self.visits = []
+            session.execute(_INSERT_VISIT, list(self.visits.values()))
+            self.visits.clear()
 
 
 class Patients:
@@ -168,6 +200,7 @@ class Patients:
         self.clock = clock
         self.audit = audit
         dialect = uow.engine.dialect.name
+        self._sequences = dialect == "postgresql"
         self._insert_patient = _insert_if_new(PATIENT, ("mrn", "mrn_authority"), dialect)
         self._insert_appointment = _insert_if_new(APPOINTMENT, ("source", "external_id"), dialect)
 
@@ -176,19 +209,41 @@ class Patients:
         with self.uow.begin() as session:
             return self.upsert_in(session, record, actor=actor)
 
-    def prefetch(self, session: Session, patients: t.Iterable[Identifier],
-                 appointments: t.Iterable[tuple[str, str]]) -> KnownRows:
-        """Read the rows of these patients (MRN, authority) and appointments (source, id) in one query each."""
-        known = KnownRows()
+    def prefetch(self, session: Session, patients: t.Iterable[Identifier], appointments: t.Iterable[tuple[str, str]],
+                 *, reserve: bool = True) -> KnownRows:
+        """Read the rows of these patients (MRN, authority) and appointments (source, id) in one query each and,
+        with ``reserve``, reserve an id for each of them that does not exist yet."""
+        known = self.new_known_rows()
         for authority, mrns in _grouped((p.authority, p.value) for p in patients).items():
             rows = session.execute(_FIND_PATIENTS, {"find_authority": authority, "find_mrns": mrns})
             found = {row.mrn: dict(row._mapping) for row in rows}
-            known.patients.update({(mrn, authority): found.get(mrn) for mrn in mrns})
+            known.patients.rows.update({(mrn, authority): found.get(mrn) for mrn in mrns})
         for source, keys in _grouped(appointments).items():
             rows = session.execute(_FIND_APPOINTMENTS, {"find_source": source, "find_ids": keys})
             found = {row.external_id: dict(row._mapping) for row in rows}
-            known.appointments.update({(source, key): found.get(key) for key in keys})
+            known.appointments.rows.update({(source, key): found.get(key) for key in keys})
+        for table, model in ((known.patients, PATIENT), (known.appointments, APPOINTMENT)):
+            missing = sum(row is None for row in table.rows.values())
+            if missing and reserve:
+                table.free_ids = self._reserve_ids(session, model, missing)
         return known
+
+    def new_known_rows(self) -> KnownRows:
+        """Nothing known yet (for a transaction that reads as it goes)."""
+        return KnownRows(_Table(self._insert_patient), _Table(self._insert_appointment))
+
+    def _reserve_ids(self, session: Session, table: t.Any, count: int) -> list[int]:
+        """``count`` ids for new rows of ``table``, unused by anyone else.
+
+        PostgreSQL: from the table's sequence, like any insert. SQLite: after the
+        highest id, which is safe because a transaction there holds the write
+        lock from its first statement (see :mod:`server.db`).
+        """
+        if self._sequences:
+            return list(session.scalars(text(f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) "
+                                             "FROM generate_series(1, :count)"), {"count": count}))
+        highest = session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
+        return list(range(int(t.cast(int, highest)) + 1, int(t.cast(int, highest)) + 1 + count))
 
     def upsert_in(self, session: Session, record: PatientRecord | PatientUpdate, *, actor: Actor,
                   known: KnownRows | None = None) -> int:
@@ -205,11 +260,12 @@ class Patients:
         now = self.clock.now()
         columns = _patient_columns(update_)
         mrn, authority = update_.mrn.value, update_.mrn.authority
+        table = known.patients if known is not None else _Table(self._insert_patient)
+        key = (mrn, authority)
         row, created = _find_or_create(
-            session, known.patients if known is not None else {}, (mrn, authority), _FIND_PATIENT,
-            {"find_mrn": mrn, "find_authority": authority}, self._insert_patient,
-            {**_new_row(columns), "mrn": mrn, "mrn_authority": authority, "merged_into_id": None,
-             "created_at": now, "updated_at": now})
+            session, known, table, key, _FIND_PATIENT, {"find_mrn": mrn, "find_authority": authority},
+            {**_new_row(columns), "mrn": mrn, "mrn_authority": authority,
+                                  "merged_into_id": None, "created_at": now, "updated_at": now})
         if created:
             patient_id, action = int(row["id"]), "patient.created"
         elif row["merged_into_id"] is not None:
@@ -217,11 +273,13 @@ class Patients:
         else:
             patient_id = int(row["id"])
             changed = _changes(row, columns)
-            if changed:
+            if changed and key not in table.pending:
                 session.execute(_UPDATE_PATIENT, {**changed, "updated_at": now, "row_id": patient_id})
-                row.update(changed)
+            row.update(changed)
             action = "patient.updated" if changed else "patient.confirmed"
         if not isinstance(update_.insurance, Marker) or update_.insurance is CLEARED:
+            if known is not None:
+                known.write(session)  # the plans refer to the patient row
             plans = () if isinstance(update_.insurance, Marker) else update_.insurance
             session.execute(_DELETE_INSURANCE, {"row_id": patient_id})
             if plans:
@@ -241,17 +299,18 @@ class Patients:
                     actor: Actor, known: KnownRows | None = None) -> int:
         """Create or update an appointment and, for a new one, its expected visit; returns the appointment id.
 
-        With ``known``, the new visit is held there until :meth:`KnownRows.write_visits`.
+        With ``known``, a new appointment and its visit are held there until :meth:`KnownRows.write`.
         """
         update_ = record.as_update() if isinstance(record, AppointmentRecord) else record
         now = self.clock.now()
         columns = _appointment_columns(update_)
         fixed = {"patient_id": patient_id, "start_at": update_.start, "updated_at": now}
+        table = known.appointments if known is not None else _Table(self._insert_appointment)
+        key = (update_.source, update_.key)
         row, created = _find_or_create(
-            session, known.appointments if known is not None else {}, (update_.source, update_.key),
-            _FIND_APPOINTMENT, {"find_source": update_.source, "find_external_id": update_.key},
-            self._insert_appointment, {**_new_row(columns), **fixed, "source": update_.source,
-                                       "external_id": update_.key})
+            session, known, table, key, _FIND_APPOINTMENT,
+            {"find_source": update_.source, "find_external_id": update_.key},
+            {**_new_row(columns), **fixed, "source": update_.source, "external_id": update_.key})
         appointment_id = int(row["id"])
         if created:
             visit = {"patient_id": patient_id, "appointment_id": appointment_id,
@@ -260,7 +319,12 @@ class Patients:
             if known is None:
                 session.execute(_INSERT_VISIT, visit)
             else:
-                known.visits.append(visit)
+                known.visits[appointment_id] = visit
+        elif key in table.pending:
+            # Created earlier in this group and not inserted yet: change the row and its visit to be.
+            row.update({**_changes(row, columns), **fixed})
+            known_visit = known.visits[appointment_id] if known is not None else {}
+            known_visit.update(patient_id=patient_id, updated_at=now)
         else:
             changed = _changes(row, columns)
             session.execute(_UPDATE_APPOINTMENT, {**changed, **fixed, "row_id": appointment_id})
@@ -295,6 +359,12 @@ _INSERT_VISIT = insert(VISIT)
 _MOVE_VISIT = (update(VISIT)
                .where(VISIT.c.appointment_id == bindparam("row_id"), VISIT.c.patient_id != bindparam("new_patient")))
 
+def _insert_if_new(table: t.Any, key: tuple[str, ...], dialect: str) -> Insert:
+    """``INSERT … ON CONFLICT (key) DO NOTHING RETURNING id`` for the backend: the race-safe half of an upsert."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return make(table).on_conflict_do_nothing(index_elements=list(key)).returning(table.c.id)
+
+
 _NAME_LENGTH = t.cast(String, APPOINTMENT.c.provider_name.type).length  # given and family together may be longer
 
 # What a column holds when it has no value; a column not listed holds the empty string.
@@ -310,25 +380,33 @@ def _look_up(session: Session, cache: dict[tuple[str, str], _Row | None], key: t
     return cache[key]
 
 
-def _find_or_create(session: Session, cache: dict[tuple[str, str], _Row | None], key: tuple[str, str],
-                    find: t.Any, params: dict[str, str], insert_if_new: Insert,
-                    values: _Row) -> tuple[_Row, bool]:
-    """The row for ``key``, found or inserted with ``values``; True when this call inserted it.
+def _find_or_create(session: Session, known: KnownRows | None, table: _Table, key: tuple[str, str], find: t.Any,
+                    params: dict[str, str], values: _Row) -> tuple[_Row, bool]:
+    """The row for ``key``, found or created with ``values``; True when this call created it.
 
-    When the insert finds the key taken (another connection created the row
-    since our look-up, and has committed), that row is read and returned.
+    With an id reserved for it, a new row is held in ``table`` for
+    :meth:`KnownRows.write`; otherwise it is inserted at once (after anything
+    held, whose reserved ids it must not take). When that insert finds the key
+    taken (another connection created the row since our look-up, and has
+    committed), that row is read and returned.
     """
-    row = _look_up(session, cache, key, find, params)
+    row = _look_up(session, table.rows, key, find, params)
     if row is not None:
         return row, False
-    created = session.execute(insert_if_new, values).scalar()
+    if table.free_ids:
+        row = {**values, "id": table.free_ids.pop(0)}
+        table.rows[key] = table.pending[key] = row
+        return row, True
+    if known is not None:
+        known.write(session)
+    created = session.execute(table.insert, values).scalar()
     if created is None:
-        cache.pop(key, None)
-        row = _look_up(session, cache, key, find, params)
+        table.rows.pop(key, None)
+        row = _look_up(session, table.rows, key, find, params)
         assert row is not None
         return row, False
     row = {**values, "id": created}
-    cache[key] = row
+    table.rows[key] = row
     return row, True
 
 
@@ -343,12 +421,6 @@ def _grouped(pairs: t.Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for group, key in pairs:
         grouped.setdefault(group, {})[key] = None
     return {group: list(keys) for group, keys in grouped.items()}
-
-
-def _insert_if_new(table: t.Any, key: tuple[str, ...], dialect: str) -> Insert:
-    """``INSERT … ON CONFLICT (key) DO NOTHING RETURNING id`` for the backend: the race-safe half of an upsert."""
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return make(table).on_conflict_do_nothing(index_elements=list(key)).returning(table.c.id)
 
 
 def _stored(column: str, value: t.Any) -> t.Any:
