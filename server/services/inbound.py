@@ -225,7 +225,8 @@ class Inbound:
         prepared = [self._prepare(raw) for raw in raws]
         try:
             with self.uow.begin() as session:
-                results = self._settle_all(session, prepared, peer, reserve=True)
+                # Reserving ids costs a query per table: worth it only when several rows share one insert.
+                results = self._settle_all(session, prepared, peer, reserve=len(prepared) > 1)
         except Exception as exc:
             log.warning("hl7.inbound_group_retried", extra={"messages": len(prepared), "reason": type(exc).__name__})
             return [self._alone(item, peer) for item in prepared]
