@@ -409,3 +409,22 @@ def test_a_cancellation_right_behind_its_booking_cancels_the_visit(listener: Lis
     with services.uow.begin() as session:
         assert session.scalars(select(Visit.state)).all() == ["cancelled"]
         assert session.scalars(select(Appointment.status)).all() == ["cancelled"]
+
+
+def test_one_group_creating_updating_and_merging_patients_ends_as_sent_one_by_one(listener: ListenerPart,
+                                                                                  services: Services) -> None:
+    old = "PID|1||OLD9^^^MAINCLINIC^MR||Before^Pat"
+    messages = [
+        siu("M1").replace(b"MRN77", b"OLD9"),
+        adt("A08", "M2", old.replace("Before", "Renamed") + "||19800101|M"),
+        adt("A40", "M3", "PID|1||NEW9^^^MAINCLINIC^MR||Survivor^Pat", ) + b"MRG|OLD9^^^MAINCLINIC^MR\r",
+        adt("A28", "M4", "PID|1||NEW9^^^MAINCLINIC^MR||Survivor^Pat||19800101|F"),
+    ]
+    acks = exchange(listener, *messages, together=True)
+    assert [ack_code(a) for a in acks] == ["AA"] * 4
+    with services.uow.begin() as session:
+        rows = {p.mrn: p for p in session.scalars(select(Patient))}
+        assert (rows["OLD9"].family_name, rows["OLD9"].sex) == ("Renamed", "M")
+        assert rows["OLD9"].merged_into_id == rows["NEW9"].id and rows["NEW9"].sex == "F"
+        assert session.scalars(select(Visit.patient_id)).all() == [rows["NEW9"].id]
+        assert session.scalars(select(Appointment.patient_id)).all() == [rows["NEW9"].id]
