@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 
+from hl7.er7 import CharsetError
 from hl7.er7 import Component
 from hl7.er7 import FieldValue
 from hl7.er7 import Message
@@ -40,6 +41,7 @@ __all__ = [
     "build_ack",
     "classify",
     "parse_ack",
+    "version_of",
 ]
 
 ACK_CODES = frozenset({"AA", "AE", "AR", "CA", "CE", "CR"})
@@ -92,11 +94,24 @@ class ErrorDetail:
 
 
 def _location(error: ErrorDetail) -> FieldValue:
+    """ERR-2 ERL (v2.5 and later): segment, occurrence, field."""
     return (
         error.segment,
         "" if error.sequence is None else str(error.sequence),
         "" if error.field is None else str(error.field),
     )
+
+
+def _condition(error: ErrorDetail) -> tuple[str, str, str]:
+    """A table 0357 code as CE/CWE: code, text, coding system."""
+    return (error.code, _ERROR_CONDITIONS[error.code], "HL70357")
+
+
+def _legacy_location(error: ErrorDetail) -> Repetition:
+    """One ERR-1 ELD (v2.3 to v2.4): segment, occurrence, field, and the 0357 code as subcomponents."""
+    location = _location(error)
+    assert isinstance(location, tuple)
+    return (*location, _condition(error))
 
 
 def _sendable_component(value: Component) -> Component:
@@ -119,17 +134,44 @@ def _echo(segment: Segment, field: int) -> FieldValue:
     return _sendable_repetition(value)
 
 
+def version_of(text: str) -> tuple[int, ...]:
+    """MSH-12 as a comparable tuple (``"2.3.1"`` → ``(2, 3, 1)``); blank or unreadable reads as 2.6."""
+    try:
+        return tuple(int(part) for part in text.strip().split("."))
+    except ValueError:
+        return NEWEST_FORM
+
+
+NEWEST_FORM = (2, 6)
+"""The ACK form used for v2.5 and later, and for a version we cannot read."""
+
+_MESSAGE_STRUCTURE_SINCE = (2, 3, 1)  # MSH-9.3 exists from v2.3.1 on
+_ERR_FIELDS_SINCE = (2, 5)  # ERR-2/3/4/8; before, ERR-1 ELD and MSA-3/MSA-6 carry the error
+_MSA3_LENGTH = 80  # MSA-3 ST length in v2.3 to v2.4
+
+
 def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDetail] = (),
               control_id: str, now: dt.datetime) -> bytes:
-    """Acknowledge ``message`` with MSA-1 ``code``: MSH, MSA and one ERR per error.
+    """Acknowledge ``message`` with MSA-1 ``code``: MSH, MSA and the errors, in the sender's version.
 
     Sender and receiver are swapped (MSH-3/4 ↔ MSH-5/6), MSA-2 echoes the
-    original MSH-10, MSH-9 is ``ACK^<trigger>^ACK`` and MSH-11/12 echo the
-    original processing id and version, so the sender can correlate and parse
-    the reply in its own terms. Echoed fields are re-encoded with our delimiters,
-    so an original with unusual delimiters cannot leak them into our reply;
-    characters that cannot be sent at all are echoed as U+FFFD, and so are they in
-    error texts, which often quote the offending input.
+    original MSH-10, and MSH-11/12 echo the original processing id and version,
+    so the sender can correlate and parse the reply in its own terms. The ACK
+    takes the form of the version the sender declared in MSH-12, because older
+    receivers validate against their version and reject later forms:
+
+    * v2.3: MSH-9 ``ACK^<trigger>`` (the message structure component does not exist yet);
+    * v2.3.1 and v2.4: MSH-9 ``ACK^<trigger>^ACK``;
+    * before v2.5: the error text in MSA-3, its table 0357 code in MSA-6, and the
+      locations in ERR-1 (ELD: segment, occurrence, field, code), one repetition per error;
+    * v2.5 and later: one ERR per error with ERR-2 location, ERR-3 code, ERR-4
+      severity and ERR-8 text (MSA-3 is deprecated there).
+
+    The ACK declares the original's MSH-18 and is encoded in that charset. Echoed
+    fields are re-encoded with our delimiters, so an original with unusual
+    delimiters cannot leak them into our reply; characters that cannot be sent
+    at all are echoed as U+FFFD (or ``?`` where the charset has no U+FFFD), and
+    so are they in error texts, which often quote the offending input.
 
     :param control_id: MSH-10 of the ACK itself (injected for deterministic tests).
     :param now: MSH-7, an aware datetime.
@@ -140,30 +182,53 @@ def build_ack(message: Message | bytes, code: str, *, errors: Sequence[ErrorDeta
         raise ValueError(f"acknowledgment code {code!r} is not one of {sorted(ACK_CODES)}")
     original = parse_message(message) if isinstance(message, bytes) else message
     msh = original.msh
-    trigger = msh.value(9, 2)
-    segments = [
-        encode_msh({
-            3: _echo(msh, 5),
-            4: _echo(msh, 6),
-            5: _echo(msh, 3),
-            6: _echo(msh, 4),
-            7: format_timestamp(now),
-            9: ("ACK", sendable_text(trigger), "ACK"),
-            10: control_id,
-            11: _echo(msh, 11) or "P",
-            12: _echo(msh, 12) or "2.6",
-            18: "UNICODE UTF-8",
-        }),
-        encode_segment("MSA", {1: code, 2: sendable_text(msh.value(10))}),
-    ]
+    version = version_of(msh.value(12))
+    trigger = sendable_text(msh.value(9, 2))
+    header: dict[int, FieldValue] = {
+        3: _echo(msh, 5),
+        4: _echo(msh, 6),
+        5: _echo(msh, 3),
+        6: _echo(msh, 4),
+        7: format_timestamp(now),
+        9: ("ACK", trigger, "ACK") if version >= _MESSAGE_STRUCTURE_SINCE else ("ACK", trigger),
+        10: control_id,
+        11: _echo(msh, 11) or "P",
+        12: _echo(msh, 12) or ".".join(map(str, NEWEST_FORM)),
+    }
+    if msh.value(18):
+        header[18] = sendable_text(msh.value(18))
+    msa: dict[int, FieldValue] = {1: code, 2: sendable_text(msh.value(10))}
+    segments = [encode_msh(header)]
+    if version < _ERR_FIELDS_SINCE:
+        if errors:
+            msa[3] = sendable_text("; ".join(e.text for e in errors))[:_MSA3_LENGTH]
+            msa[6] = _condition(errors[0])
+            segments += [encode_segment("MSA", msa),
+                         encode_segment("ERR", {1: Repeated(tuple(_legacy_location(e) for e in errors))})]
+        else:
+            segments.append(encode_segment("MSA", msa))
+        return _encode(segments, original.charset)
+    segments.append(encode_segment("MSA", msa))
     for error in errors:
         segments.append(encode_segment("ERR", {
             2: _location(error),
-            3: (error.code, _ERROR_CONDITIONS[error.code], "HL70357"),
+            3: _condition(error),
             4: error.severity,
             8: sendable_text(error.text),
         }))
-    return encode_message(segments)
+    return _encode(segments, original.charset)
+
+
+def _encode(segments: list[str], charset: str) -> bytes:
+    """Encode an ACK in the original's charset; what the charset cannot carry becomes ``?``.
+
+    An ACK must always go out: refusing it because an echoed error text holds a
+    character the sender's charset lacks would leave the sender retrying forever.
+    """
+    try:
+        return encode_message(segments, charset)
+    except CharsetError:
+        return ("\r".join(segments) + "\r").encode(charset, errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,11 @@
 """Outbound HL7 v2.6 messages: ADT for the visit, ORU^R01 for vitals (IHE PCD-01) and questionnaires.
 
-Every builder returns the complete message as **UTF-8 bytes** (segments ending
-in CR, MSH-18 ``UNICODE UTF-8``), ready for MLLP framing and for storing in the
-outbox row as is. MSH-10 (``control_id``) and MSH-7 (``now``) are parameters:
+Every builder returns the complete message as bytes in the destination's
+charset (segments ending in CR, MSH-18 naming it; UTF-8 unless the destination
+says otherwise), ready for MLLP framing and for storing in the outbox row as
+is. Text the charset cannot carry raises :class:`hl7.er7.CharsetError` naming
+the field, so the caller can hold that one message for staff instead of
+sending a name the receiver would garble. MSH-10 (``control_id``) and MSH-7 (``now``) are parameters:
 the server fixes both when the outbox row is written, and a retry must resend
 the very same bytes.
 
@@ -18,10 +21,10 @@ import datetime as dt
 from collections.abc import Iterable
 from collections.abc import Sequence
 
-from hl7.er7 import UTF8_CHARSET
 from hl7.er7 import FieldValue
 from hl7.er7 import Repeated
 from hl7.er7 import Repetition
+from hl7.er7 import codec_for
 from hl7.er7 import encode_message
 from hl7.er7 import encode_msh
 from hl7.er7 import encode_segment
@@ -36,6 +39,7 @@ from hl7.model import Method
 from hl7.model import PatientInfo
 from hl7.model import QuestionnaireResult
 from hl7.model import Sender
+from hl7.model import Telephone
 from hl7.model import VisitInfo
 from hl7.model import VitalSign
 from hl7.model import VitalsReport
@@ -81,7 +85,7 @@ def _msh(sender: Sender, destination: Destination, message_type: tuple[str, str,
         10: control_id,
         11: "P",
         12: VERSION,
-        18: UTF8_CHARSET,
+        18: destination.charset.value,
     }
     if pcd01:
         fields[15] = "AL"
@@ -95,11 +99,24 @@ def _evn(now: dt.datetime, occurred: dt.datetime | None) -> str:
     return encode_segment("EVN", {2: format_timestamp(now), 6: _optional_time(occurred)})
 
 
+def _telephone(phone: Telephone) -> Repetition:
+    """XTN for a home phone: XTN-2 ``PRN``, XTN-3 ``PH``, XTN-5 to XTN-8 when known, and XTN-12 as written.
+
+    Both forms, because receivers differ: some read the components, others only
+    the number as a whole. The whole number goes in XTN-12 (unformatted number):
+    XTN-1 is withdrawn in v2.6 and a v2.6 message carrying it fails validation.
+    """
+    return ("", "PRN", "PH", "", phone.country_code, phone.area_code, phone.local_number, phone.extension,
+            "", "", "", phone.text)
+
+
+def _encode(segments: list[str], destination: Destination) -> bytes:
+    return encode_message(segments, codec_for(destination.charset.value))
+
+
 def _pid(patient: PatientInfo) -> str:
     """PID-3 CX (MRN, authority, ``MR``), PID-5 XPN (legal name, type ``L``), PID-7/8,
-    PID-11 XAD home, PID-13 XTN phones then e-mail, PID-15 language.
-
-    Phone numbers go in XTN-12 (unformatted number): XTN-1 is withdrawn in v2.6.
+    PID-11 XAD home, PID-13 XTN phones (see :func:`_telephone`) then e-mail, PID-15 language.
     """
     fields: dict[int, FieldValue] = {
         3: (patient.mrn, "", "", patient.assigning_authority, "MR"),
@@ -110,7 +127,7 @@ def _pid(patient: PatientInfo) -> str:
     if patient.address is not None:
         a = patient.address
         fields[11] = (a.street, a.other, a.city, a.state, a.postal_code, a.country, "H")
-    contacts: list[Repetition] = [("", "PRN", "PH", *[""] * 8, phone) for phone in patient.phones]
+    contacts: list[Repetition] = [_telephone(phone) for phone in patient.phones]
     if patient.email:
         contacts.append(("", "NET", "Internet", patient.email))
     if contacts:
@@ -120,17 +137,43 @@ def _pid(patient: PatientInfo) -> str:
     return encode_segment("PID", fields)
 
 
+def _cx(value: str, authority: str, kind: str = "") -> FieldValue:
+    return (value, "", "", authority, kind) if value else ""
+
+
 def _pv1(visit: VisitInfo, facility: str) -> str:
-    """PV1-2 ``O`` outpatient, PV1-3 PL, PV1-7 XCN attending, PV1-19 CX visit number (``VN``),
-    PV1-44/45 arrival and departure, PV1-51 ``V`` (PV1-19 is a visit number)."""
+    """PV1-2 ``O`` outpatient, PV1-3 PL, PV1-7 XCN attending, PV1-44/45 arrival and departure, and the
+    visit named the way the records system knows it:
+
+    * PV1-19 visit number: the records system's own (PV1-19 of its SIU) when it
+      sent one, else its filler appointment id (SCH-2), else the placer's
+      (SCH-1); ours only for a visit it never scheduled. Receivers match an
+      arrival to their encounter on PV1-19, and an outpatient scheduler's
+      appointment id is that encounter's key (Epic's SIU carries the same
+      contact number in SCH-2 and PV1-19).
+    * PV1-5 preadmit number: the filler appointment id, the number the visit was
+      booked under before the patient arrived, so it is there even when PV1-19
+      holds a visit number.
+    * PV1-50 alternate visit id: the placer appointment id, the requesting
+      system's name for the same visit.
+    * PV1-51 ``V``: PV1-19 identifies a visit.
+    """
+    filler, filler_namespace = visit.filler_appointment
+    placer, placer_namespace = visit.placer_appointment
+    visit_ids = [(visit.records_visit_number, visit.records_visit_authority), visit.filler_appointment,
+                 visit.placer_appointment, (visit.visit_number, facility)]
+    number, authority = next(((v, a) for v, a in visit_ids if v), ("", ""))
     fields: dict[int, FieldValue] = {
         2: "O",
         3: (visit.location, "", "", facility) if visit.location else "",
-        7: (visit.provider_id, visit.provider_family, visit.provider_given) if visit.provider_id else "",
-        19: (visit.visit_number, "", "", facility, "VN") if visit.visit_number else "",
+        5: _cx(filler, filler_namespace),
+        7: (visit.provider_id, visit.provider_family, visit.provider_given, "", "", "", "", "",
+            visit.provider_authority) if visit.provider_id or visit.provider_family else "",
+        19: _cx(number, authority, "VN"),
         44: _optional_time(visit.arrival),
         45: _optional_time(visit.departure),
-        51: "V" if visit.visit_number else "",
+        50: _cx(placer, placer_namespace),
+        51: "V" if number else "",
     }
     return encode_segment("PV1", fields)
 
@@ -161,7 +204,7 @@ def _adt(event: str, structure: str, sender: Sender, destination: Destination, p
         _pv1(visit, sender.facility),
     ]
     segments.extend(_in1(i, plan) for i, plan in enumerate(insurance, start=1))
-    return encode_message(segments)
+    return _encode(segments, destination)
 
 
 def build_adt_a04(sender: Sender, destination: Destination, patient: PatientInfo, visit: VisitInfo,
@@ -320,7 +363,7 @@ def build_oru_vitals(sender: Sender, destination: Destination, report: VitalsRep
         }),
     ]
     segments.extend(_vitals_observations(report, destination.coding))
-    return encode_message(segments)
+    return _encode(segments, destination)
 
 
 # ORU^R01 questionnaires ----------------------------------------------------------------------------
@@ -374,4 +417,4 @@ def build_oru_questionnaire(sender: Sender, destination: Destination, patient: P
     ]
     for index, result in enumerate(results, start=1):
         segments.extend(_questionnaire_order(index, result, sender))
-    return encode_message(segments)
+    return _encode(segments, destination)

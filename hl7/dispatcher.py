@@ -31,6 +31,16 @@ waits on it, and one commit per batch instead of one per message is what lets
 a backlog drain at the receiver's pace. A crash before that commit means the
 batch's messages are sent again, which MSH-10 de-duplication absorbs.
 
+Several connections: one connection waits for each ACK, so the receiver's
+round trip caps a single connection's rate. Given several senders (connections
+to the same receiver), the dispatcher shares every batch out between them by
+ordering key (a hash of the patient), and each connection delivers its share
+in order while the others deliver theirs. Per-patient order needs nothing more:
+a batch holds at most one message per patient, and a patient's next message is
+not claimable until this one is settled. A patient always lands on the same
+connection, so a receiver that reads its connections one by one still sees
+each patient's messages in order.
+
 Time and randomness are injected (``clock``, ``rng``) so every rule above can be
 tested with a fixed clock and a fixed jitter.
 """
@@ -41,7 +51,10 @@ import datetime as dt
 import logging
 import threading
 import typing as t
+import zlib
 from collections.abc import Callable
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hl7.ack import DEFAULT_POLICY
@@ -148,16 +161,22 @@ class Delivery:
     reason: str
 
 
+_Lane = tuple[list[Delivery], list[tuple[int, bytes]]]
+"""What one connection did with its share of a batch: every item's fate, and the ACKs of those delivered."""
+
+
 class Dispatcher:
-    """Claims due outbox messages and delivers them through one sender.
+    """Claims due outbox messages and delivers them through one or more senders.
 
     :param repository: the outbox.
-    :param sender: the MLLP client for the receiver.
+    :param sender: the MLLP client for the receiver, or several (one per
+        connection; see the module docstring).
     :param clock: returns the current aware UTC time.
     :param rng: jitter source for the retry delay.
     :param retry: backoff and attempt cap.
     :param ack_policy: per-receiver meaning of ACK codes.
-    :param batch_size: messages claimed per step (one per ordering key).
+    :param batch_size: messages claimed per step for each sender (one per ordering key): with several
+        connections each still gets a batch's worth of work per step.
     :param lease_seconds: how long a claim lasts; at least one send (connect +
         ACK timeout) must fit. The default, twice that, bounds how long a crashed
         dispatcher's messages wait before another takes them.
@@ -168,7 +187,7 @@ class Dispatcher:
     def __init__(
         self,
         repository: OutboxRepository,
-        sender: Sender,
+        sender: Sender | Sequence[Sender],
         *,
         clock: Callable[[], dt.datetime],
         rng: RandomSource,
@@ -180,13 +199,16 @@ class Dispatcher:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        one_send = sender.connect_timeout + sender.ack_timeout
+        self.senders: tuple[Sender, ...] = tuple(sender) if isinstance(sender, Sequence) else (sender,)
+        if not self.senders:
+            raise ValueError("a dispatcher needs at least one sender")
+        one_send = max(s.connect_timeout + s.ack_timeout for s in self.senders)
         if lease_seconds is None:
             lease_seconds = 2 * one_send
         if lease_seconds <= one_send:
             raise ValueError(f"lease_seconds ({lease_seconds}) must exceed connect + ACK timeout = {one_send}")
         self.repository = repository
-        self.sender = sender
+        self.sender = self.senders[0]
         self.clock = clock
         self.rng = rng
         self.retry = retry
@@ -196,41 +218,62 @@ class Dispatcher:
         self.on_dead = on_dead
         self._send_budget = dt.timedelta(seconds=lease_seconds - one_send)
         self._wake = threading.Event()
+        self._pool = ThreadPoolExecutor(len(self.senders) - 1, "hl7-dispatch") if len(self.senders) > 1 else None
 
     def dispatch_once(self) -> list[Delivery]:
         """Claim one batch and settle every item in it; returns what happened to each.
 
-        A connection failure means the receiver is unreachable, so the rest of
-        the batch is not tried: each is scheduled for retry with the same
-        backoff instead of waiting out its own connect timeout.
+        With several senders the batch is shared out between them by ordering
+        key and delivered on all of them at once. A connection failure means
+        the receiver is unreachable on that connection, so the rest of its
+        share is not tried: each is scheduled for retry with the same backoff
+        instead of waiting out its own connect timeout.
         """
         claimed_at = self.clock()
-        items = self.repository.claim_next(claimed_at, self.lease_seconds, self.batch_size)
-        deliveries: list[Delivery] = []
-        acks: list[tuple[int, bytes]] = []
-        unreachable: str | None = None
+        items = self.repository.claim_next(claimed_at, self.lease_seconds, self.batch_size * len(self.senders))
+        if not items:
+            return []
+        shares: list[list[OutboundItem]] = [[] for _ in self.senders]
+        for item in items:
+            shares[zlib.crc32(item.ordering_key.encode()) % len(shares)].append(item)
+        lanes: list[_Lane] = []
         try:
-            for index, item in enumerate(items):
-                if unreachable is not None:
-                    deliveries.append(self._retry(item, f"not sent, receiver unreachable: {unreachable}"))
-                    continue
-                if self.clock() - claimed_at > self._send_budget:
-                    self.repository.mark_unsent([i.id for i in items[index:]], self.clock())
-                    break
-                try:
-                    delivery, ack = self._deliver(item)
-                except ConnectFailed as exc:
-                    unreachable = str(exc)
-                    deliveries.append(self._retry(item, unreachable))
-                    continue
-                deliveries.append(delivery)
-                if ack is not None:
-                    acks.append((item.id, ack))
+            if self._pool is None:
+                lanes.append(self._deliver_share(self.sender, items, claimed_at))
+            else:
+                futures = [self._pool.submit(self._deliver_share, sender, share, claimed_at)
+                           for sender, share in zip(self.senders[1:], shares[1:], strict=True) if share]
+                lanes.append(self._deliver_share(self.sender, shares[0], claimed_at))
+                lanes.extend(future.result() for future in futures)
         finally:
+            acks = [ack for _, lane_acks in lanes for ack in lane_acks]
             if acks:
                 self.repository.mark_sent(acks, self.clock())
                 log.info("delivered %d message(s)", len(acks))
-        return deliveries
+        return [delivery for deliveries, _ in lanes for delivery in deliveries]
+
+    def _deliver_share(self, sender: Sender, items: list[OutboundItem], claimed_at: dt.datetime) -> _Lane:
+        """Deliver one connection's share of a batch, in order; deliveries are recorded by the caller."""
+        deliveries: list[Delivery] = []
+        acks: list[tuple[int, bytes]] = []
+        unreachable: str | None = None
+        for index, item in enumerate(items):
+            if unreachable is not None:
+                deliveries.append(self._retry(item, f"not sent, receiver unreachable: {unreachable}"))
+                continue
+            if self.clock() - claimed_at > self._send_budget:
+                self.repository.mark_unsent([i.id for i in items[index:]], self.clock())
+                break
+            try:
+                delivery, ack = self._deliver(sender, item)
+            except ConnectFailed as exc:
+                unreachable = str(exc)
+                deliveries.append(self._retry(item, unreachable))
+                continue
+            deliveries.append(delivery)
+            if ack is not None:
+                acks.append((item.id, ack))
+        return deliveries, acks
 
     def wake(self) -> None:
         """Cut short the wait of :meth:`run`: something was just enqueued."""
@@ -257,9 +300,16 @@ class Dispatcher:
                     self._wake.wait(poll_interval)
                     self._wake.clear()
         finally:
-            self.sender.close()
+            self.close()
 
-    def _deliver(self, item: OutboundItem) -> tuple[Delivery, bytes | None]:
+    def close(self) -> None:
+        """Close every connection and stop the connection threads."""
+        for sender in self.senders:
+            sender.close()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _deliver(self, sender: Sender, item: OutboundItem) -> tuple[Delivery, bytes | None]:
         """Send one item and decide; returns the ACK to record when it was delivered.
 
         Retries and dead letters are recorded here at once; deliveries are
@@ -267,7 +317,7 @@ class Dispatcher:
         :class:`ConnectFailed` propagates so the batch can stop.
         """
         try:
-            ack_bytes = self.sender.send(item.payload, item.control_id)
+            ack_bytes = sender.send(item.payload, item.control_id)
         except ConnectFailed:
             raise
         except TransportError as exc:

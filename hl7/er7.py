@@ -1,11 +1,15 @@
 """ER7 (pipe-and-hat) reading and writing without hl7apy.
 
 Reading: :func:`parse_message` is a lenient, fast parser for the inbound hot
-path (SIU, ADT, ACKs). It splits segments on CR only, because real field values
-carry LF and splitting on ``\\n`` cuts them in two; files with LF or CRLF line
-ends go through :func:`load_messages` first. Delimiters come from MSH-1/MSH-2,
-the charset from MSH-18, and values are unescaped when accessed, so a message
-that is never fully read costs little.
+path (SIU, ADT, ACKs). HL7 ends segments with CR, but senders also use CRLF and
+LF alone, and real field values carry LF, so a bare split on ``\\n`` would cut
+a value in two. The rule (:func:`segment_lines`): CR or CRLF always ends a
+segment; an LF alone ends one only where a segment name and the field
+separator follow it (``\\nPID|``) or the message ends. An LF inside a value can
+never be followed by ``|``, which a value cannot hold unescaped, so the rule is
+unambiguous. Delimiters come from MSH-1/MSH-2, the charset from MSH-18, and
+values are unescaped when accessed, so a message that is never fully read
+costs little.
 
 Writing: :func:`encode_segment` and :func:`encode_msh` turn typed field values
 into ER7, sending every leaf through :func:`hl7.escape.escape_text`; builders use
@@ -20,6 +24,9 @@ as the two-character string ``'""'`` (see :data:`NULL`) so callers can tell
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
+import typing as t
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -40,23 +47,21 @@ __all__ = [
     "Repeated",
     "Repetition",
     "Segment",
-    "UTF8_CHARSET",
     "codec_for",
+    "encode_header",
     "encode_message",
     "encode_msh",
     "encode_segment",
     "format_date",
     "format_timestamp",
     "load_messages",
-    "normalise_line_endings",
+    "parse_header",
     "parse_message",
+    "segment_lines",
 ]
 
 NULL = '""'
 """The HL7 explicit null: the receiver should clear the stored value."""
-
-UTF8_CHARSET = "UNICODE UTF-8"
-"""The MSH-18 value for UTF-8, the charset of every message we build."""
 
 _CHARSETS: dict[str, str] = {
     "": "ascii",
@@ -160,14 +165,29 @@ class Segment:
     def value(self, field: int, component: int = 1, subcomponent: int = 1, *, repetition: int = 1) -> str:
         """One leaf value, unescaped.
 
+        Each level is split only as far as the wanted part: this runs for every
+        field of every inbound message and every ACK.
+
         :raises CharsetError: if a ``\\X..\\`` escape holds bytes invalid in the message charset.
         """
-        subs = self._subcomponents(field, component, repetition)
-        if not 0 < subcomponent <= len(subs):
+        if not 0 < field < len(self.fields):
             return ""
+        text = self.fields[field]
         if self._is_msh_header(field):
-            return subs[0]
-        return unescape_text(subs[subcomponent - 1], self.delimiters, self.charset)
+            return text if component == subcomponent == repetition == 1 else ""
+        d = self.delimiters
+        for separator, index in ((d.repetition, repetition), (d.component, component), (d.subcomponent,
+                                                                                        subcomponent)):
+            if index < 1:
+                return ""
+            if separator in text:
+                parts = text.split(separator, index)
+                if len(parts) < index:
+                    return ""
+                text = parts[index - 1]
+            elif index != 1:
+                return ""
+        return unescape_text(text, d, self.charset)
 
     def values(self, field: int, component: int = 1, subcomponent: int = 1) -> tuple[str, ...]:
         """The same leaf across every repetition of a field (PID-3 identifiers, PID-13 phones)."""
@@ -231,12 +251,27 @@ class Message:
         return s.value(field, component, subcomponent, repetition=repetition)
 
 
-def _header(data: str) -> tuple[Delimiters, str]:
-    """Read the delimiters and MSH-18 from the text (or the ASCII-decoded bytes) of MSH."""
-    if not data.startswith("MSH") or len(data) < 8:
+@functools.lru_cache(maxsize=16)
+def _segment_end(separator: str) -> re.Pattern[str]:
+    return re.compile(r"\r\n?|\n(?=[A-Z][A-Z0-9]{2}" + re.escape(separator) + r"|\Z)")
+
+
+def segment_lines(text: str, separator: str = "|") -> list[str]:
+    """The segments of ``text``, without their ends and without empty ones (see the module docstring).
+
+    :param separator: the field separator (MSH-1): an LF followed by a segment
+        name and this character ends a segment.
+    """
+    if "\n" not in text:
+        return [line for line in text.split("\r") if line]
+    # An LF before a blank line stays on the line before it; it ends that segment all the same.
+    return [line for line in (part.rstrip("\n") for part in _segment_end(separator).split(text)) if line]
+
+
+def _header(msh: str) -> tuple[Delimiters, str]:
+    """Read the delimiters and MSH-18 from the MSH segment (text, or ASCII-decoded bytes)."""
+    if not msh.startswith("MSH") or len(msh) < 8:
         raise ParseError("message does not start with an MSH segment")
-    end = data.find("\r")
-    msh = data if end < 0 else data[:end]
     sep = msh[3]
     enc_end = msh.find(sep, 4)
     msh2 = msh[4:] if enc_end < 0 else msh[4:enc_end]
@@ -251,7 +286,7 @@ def _header(data: str) -> tuple[Delimiters, str]:
 
 
 def parse_message(data: bytes | str) -> Message:
-    """Parse one ER7 message whose segments end in CR.
+    """Parse one ER7 message whose segments end in CR, CRLF or LF (see :func:`segment_lines`).
 
     Bytes are decoded in the charset MSH-18 declares, strictly: a byte that is
     not valid there raises :class:`CharsetError` rather than being guessed at,
@@ -263,7 +298,7 @@ def parse_message(data: bytes | str) -> Message:
     :raises CharsetError: for bytes invalid in the declared charset.
     """
     if isinstance(data, bytes):
-        delimiters, msh18 = _header(data.split(b"\r", 1)[0].decode("ascii", "replace"))
+        delimiters, msh18 = _header(data[:_line_end(data)].decode("ascii", "replace"))
         charset = codec_for(msh18)
         try:
             text = data.decode(charset)
@@ -273,14 +308,12 @@ def parse_message(data: bytes | str) -> Message:
                 f"byte 0x{data[exc.start]:02X} at offset {exc.start} is not valid in {declared}"
             ) from None
     else:
-        delimiters, msh18 = _header(data)
+        delimiters, msh18 = _header(data[:_line_end(data)])
         charset = codec_for(msh18)
         text = data
     sep = delimiters.field
     segments = []
-    for line in text.split("\r"):
-        if not line:
-            continue
+    for line in segment_lines(text, sep):
         parts = line.split(sep)
         if parts[0] == "MSH":
             parts.insert(1, sep)
@@ -288,13 +321,33 @@ def parse_message(data: bytes | str) -> Message:
     return Message(tuple(segments), delimiters, charset)
 
 
-def normalise_line_endings(data: bytes) -> bytes:
-    """Turn CRLF and LF segment ends into CR.
+def parse_header(data: bytes) -> Message | None:
+    """The MSH segment alone, for answering a message whose body cannot be read; ``None`` without one.
 
-    Only for files (fixtures, ``import-hl7``), which editors save with LF or
-    CRLF. Never apply it to bytes from the wire: there an LF belongs to a value.
+    Read as ASCII with unreadable bytes replaced, and as ASCII too when MSH-18
+    names a charset we do not support, so that even such a message can get its AE.
     """
-    return data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    line = data[:_line_end(data)].decode("ascii", "replace")
+    try:
+        return parse_message(line)
+    except ParseError:
+        pass
+    try:
+        delimiters, _ = _header(line)
+    except ParseError:
+        return None
+    parts = line.split(delimiters.field)
+    parts.insert(1, delimiters.field)
+    return Message((Segment(tuple(parts), delimiters, "ascii"),), delimiters, "ascii")
+
+
+def _line_end(data: t.AnyStr) -> int:
+    """Where the first line ends (CR or LF): the end of MSH, whatever the sender ends segments with."""
+    if isinstance(data, bytes):
+        ends = (data.find(b"\r"), data.find(b"\n"))
+    else:
+        ends = (data.find("\r"), data.find("\n"))
+    return min((i for i in ends if i >= 0), default=len(data))
 
 
 _BATCH_ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
@@ -303,21 +356,24 @@ _BATCH_ENVELOPE = (b"FHS", b"BHS", b"BTS", b"FTS")
 def load_messages(data: bytes) -> list[bytes]:
     """Split the contents of an HL7 file into messages, each ending in CR.
 
-    Line ends are normalised, blank lines dropped, batch envelope segments
-    (FHS, BHS, BTS, FTS) skipped, and a new message starts at every MSH.
+    Segments may end in CR, CRLF or LF (see :func:`segment_lines`), blank lines
+    are dropped, batch envelope segments (FHS, BHS, BTS, FTS) skipped, and a
+    new message starts at every MSH.
 
     :raises ParseError: if anything other than a batch envelope precedes the first MSH.
     """
-    messages: list[list[bytes]] = []
-    for line in normalise_line_endings(data).split(b"\r"):
-        if not line.strip() or line[:3] in _BATCH_ENVELOPE:
+    text = data.decode("latin-1")  # one character per byte: splitting cannot shift a byte
+    separator = text[3] if text.startswith(("MSH", "FHS", "BHS")) and len(text) > 3 else "|"
+    messages: list[list[str]] = []
+    for line in segment_lines(text, separator):
+        if not line.strip() or line[:3].encode("latin-1") in _BATCH_ENVELOPE:
             continue
-        if line.startswith(b"MSH"):
+        if line.startswith("MSH"):
             messages.append([])
         elif not messages:
             raise ParseError(f"segment {line[:3]!r} before the first MSH")
         messages[-1].append(line)
-    return [b"\r".join(m) + b"\r" for m in messages]
+    return [("\r".join(m) + "\r").encode("latin-1") for m in messages]
 
 
 # Writing ---------------------------------------------------------------------------------------
@@ -381,18 +437,44 @@ def encode_segment(name: str, fields: Mapping[int, FieldValue],
     return delimiters.field.join(cells).rstrip(delimiters.field)
 
 
+def encode_header(name: str, fields: Mapping[int, FieldValue], delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
+    """Write a header segment (MSH, FHS, BHS) from ``{field number: value}`` for fields 3 and up.
+
+    Field 1 (the field separator) and field 2 (the encoding characters) come from ``delimiters``.
+    """
+    if any(number < 3 for number in fields):
+        raise ValueError(f"{name}-1 and {name}-2 are written from the delimiters")
+    shifted = {number - 1: value for number, value in fields.items()}
+    body = encode_segment(name, shifted, delimiters)
+    return name + delimiters.field + delimiters.encoding_characters + body[4:]
+
+
 def encode_msh(fields: Mapping[int, FieldValue], delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     """Write MSH from ``{field number: value}`` for fields 3 and up; MSH-1/2 come from ``delimiters``."""
-    if any(number < 3 for number in fields):
-        raise ValueError("MSH-1 and MSH-2 are written from the delimiters")
-    shifted = {number - 1: value for number, value in fields.items()}
-    body = encode_segment("MSH", shifted, delimiters)
-    return "MSH" + delimiters.field + delimiters.encoding_characters + body[4:]
+    return encode_header("MSH", fields, delimiters)
 
 
-def encode_message(segments: list[str]) -> bytes:
-    """Join encoded segments with CR (each one ends in CR) and encode as UTF-8."""
-    return ("\r".join(segments) + "\r").encode("utf-8")
+def encode_message(segments: list[str], charset: str = "utf-8") -> bytes:
+    """Join encoded segments with CR (each one ends in CR) and encode them.
+
+    :param charset: Python codec name of the MSH-18 the segments declare (see :func:`codec_for`).
+    :raises CharsetError: naming the segment, field and character that ``charset`` cannot carry.
+    """
+    text = "\r".join(segments) + "\r"
+    try:
+        return text.encode(charset)
+    except UnicodeEncodeError as exc:
+        raise CharsetError(f"{_locate(text, exc.start)}: character {text[exc.start]!r} cannot be sent in "
+                           f"{charset}") from None
+
+
+def _locate(text: str, offset: int) -> str:
+    """``PID-5`` for a character offset in encoded ER7 text (field separator assumed ``|``)."""
+    start = text.rfind("\r", 0, offset) + 1
+    segment = text[start:offset]
+    name = segment[:3]
+    field = segment.count(segment[3]) if len(segment) > 3 else 0
+    return f"{name}-{field + 1 if name == 'MSH' else field}"
 
 
 def format_timestamp(moment: dt.datetime) -> str:

@@ -33,6 +33,7 @@ __all__ = [
     "EncodingError",
     "EscapeError",
     "escape_text",
+    "find_unsendable",
     "sendable_text",
     "unescape_text",
 ]
@@ -136,6 +137,8 @@ def _named_escapes(delimiters: Delimiters) -> dict[str, str]:
         "T": delimiters.subcomponent,
         "R": delimiters.repetition,
         "E": delimiters.escape,
+        "H": "",
+        "N": "",
         ".br": "\n",
     }
     if delimiters.truncation:
@@ -166,6 +169,12 @@ def escape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     return text.translate(delimiters._table)
 
 
+def find_unsendable(text: str) -> str | None:
+    """The first character :func:`escape_text` would refuse, or ``None`` when all of ``text`` can be sent."""
+    bad = _FORBIDDEN.search(text)
+    return None if bad is None else bad.group()
+
+
 def sendable_text(text: str) -> str:
     """Replace every character :func:`escape_text` refuses with U+FFFD.
 
@@ -189,14 +198,30 @@ def _decode_hex(digits: str, charset: str) -> str | None:
         raise CharsetError(f"escape \\X{digits}\\ holds bytes that are not valid {charset}") from exc
 
 
+_LAYOUT_COMMANDS = (".in", ".ti", ".sk", ".ce", ".fi", ".nf")
+
+
+def _formatting(sequence: str) -> str | None:
+    """A formatted-text command (``.sp2``, ``.in+4`` …) as plain text, or ``None`` if it is not one."""
+    if sequence.startswith(".sp"):
+        return "\n"
+    if sequence.startswith(_LAYOUT_COMMANDS):
+        return ""
+    return None
+
+
 def unescape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charset: str = "utf-8") -> str:
     """Undo ER7 escaping of one leaf value.
 
     Handles ``\\F\\ \\S\\ \\T\\ \\R\\ \\E\\`` (and ``\\P\\`` when MSH-2 declares a
     truncation character), ``\\Xhh…\\`` as bytes decoded in the message charset, and
-    ``\\.br\\`` as a line feed. Anything else (``\\H\\``, ``\\N\\``, ``\\Zxx\\``,
-    ``\\Cxxyy\\``, malformed hex, an unterminated escape) is kept verbatim: it is
-    formatting or a sender's mistake, and keeping it loses nothing.
+    the formatting commands: ``\\.br\\`` and ``\\.sp…\\`` become a line feed, while
+    highlighting (``\\H\\`` on, ``\\N\\`` off) and the other layout commands
+    (``\\.in…\\``, ``\\.ti…\\``, ``\\.sk…\\``, ``\\.ce\\``, ``\\.fi\\``, ``\\.nf\\``) are
+    dropped: they say how to show the text, not what it is, and kept as literal
+    text they would come back out as ``\\E\\H\\E\\``. Anything else (``\\Zxx\\``,
+    ``\\Cxxyy\\``, malformed hex, an unterminated escape) is kept verbatim: it is a
+    local extension or a sender's mistake, and keeping it loses nothing.
 
     :param charset: Python codec name of the message charset (see ``hl7.er7.codec_for``).
     :raises CharsetError: if a hex escape decodes to bytes invalid in ``charset``.
@@ -216,6 +241,8 @@ def unescape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS, charse
         replacement = named.get(sequence)
         if replacement is None and sequence[:1] == "X":
             replacement = _decode_hex(sequence[1:], charset)
+        elif replacement is None and sequence[:1] == ".":
+            replacement = _formatting(sequence)
         if replacement is None:
             # Unknown: keep the opening escape character and rescan from the next one,
             # so that "\H\\F\" still decodes its "\F\".

@@ -16,12 +16,20 @@ Failure policy, per connection (the listener itself keeps serving):
   ACK to. MSH readable but the body invalid in its declared charset: AE (the
   sender must fix the message).
 * MSH-3/MSH-4 not in the allow-list: AR, the handler never sees the message.
+  In a batch frame (FHS/BHS) every message's sender must be allowed, or every
+  message gets AR in the response batch; a batch whose structure cannot be
+  read is closed like a frame without MSH.
 * Handler raised: AR ("resend later"), because the fault is ours, not the
   message's; the traceback goes to the log, the message bytes do not.
 * A peer silent for ``idle_timeout``, or taking longer than ``read_timeout``
   to finish a frame (slowloris), or failing the TLS handshake: closed.
 * More than ``max_connections`` at once: the new connection is closed at once
   rather than left waiting in the backlog.
+
+Frames that complete in the same read (a sender pipelining messages without
+waiting for each ACK) go to ``group_handler`` together when one is given, so
+the application can store them in one transaction; their ACKs go back in
+order, in one write.
 
 Nothing here logs message content: logs carry peer addresses and MSH-10.
 """
@@ -38,13 +46,18 @@ import typing as t
 import uuid
 from collections.abc import Callable
 from collections.abc import Collection
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hl7.ack import ErrorDetail
 from hl7.ack import build_ack
+from hl7.batch import build_batch_ack
+from hl7.batch import is_batch
+from hl7.batch import split_batch
 from hl7.er7 import CharsetError
 from hl7.er7 import Message
 from hl7.er7 import ParseError
+from hl7.er7 import parse_header
 from hl7.er7 import parse_message
 from hl7.mllp import DEFAULT_MAX_FRAME
 from hl7.mllp import MLLPDecoder
@@ -78,6 +91,29 @@ UnreadableHandler = Callable[[bytes, PeerInfo, str], bytes | None]
 """Called with a message whose MSH is readable but whose body is not (bytes invalid in its
 charset, say) and the reason; returns the ACK (an AE) or ``None``."""
 
+GroupHandler = Callable[[Sequence[bytes], PeerInfo], Sequence[bytes | None]]
+"""Called with the frames that arrived together and passed the listener's checks; returns one ACK
+(or ``None``) per frame, in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What the listener decided about one frame before any handler sees it.
+
+    ``answer`` is set when the listener answers the frame itself; ``close``
+    when the connection must end; otherwise the frame goes to the handler
+    (``problem`` set: to ``on_unreadable``).
+    """
+
+    headers: tuple[Message, ...] = ()
+    answer: bytes | None = None
+    close: bool = False
+    problem: str | None = None
+
+    @property
+    def for_handler(self) -> bool:
+        return self.answer is None and not self.close and self.problem is None
+
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -88,14 +124,6 @@ def _random_control_id() -> str:
     return uuid.uuid4().hex[:20].upper()
 
 
-def _header(frame: bytes) -> Message | None:
-    """The MSH segment alone, for addressing a negative ACK when the whole message is unreadable."""
-    end = frame.find(b"\r")
-    line = frame if end < 0 else frame[:end]
-    try:
-        return parse_message(line.decode("ascii", "replace"))
-    except ParseError:
-        return None
 
 
 def parse_allowed_sender(text: str) -> tuple[str, str]:
@@ -133,6 +161,8 @@ class MLLPListener:
     :param on_unreadable: receives messages that do not parse but whose MSH does
         (after the allow-list), so the application can keep them for review and
         answer them; without it the listener answers AE itself and keeps nothing.
+    :param group_handler: receives frames completed by the same read together
+        (see the module docstring); without it each frame goes to ``handler``.
     :param clock: MSH-7 of the negative ACKs the listener builds itself.
     :param ack_ids: MSH-10 source for those ACKs.
     """
@@ -150,6 +180,7 @@ class MLLPListener:
         max_frame: int = DEFAULT_MAX_FRAME,
         allowed_senders: Collection[tuple[str, str]] | None = None,
         on_unreadable: UnreadableHandler | None = None,
+        group_handler: GroupHandler | None = None,
         clock: Callable[[], dt.datetime] = _utc_now,
         ack_ids: Callable[[], str] = _random_control_id,
     ) -> None:
@@ -167,6 +198,7 @@ class MLLPListener:
         self.max_frame = max_frame
         self.allowed_senders = None if allowed_senders is None else frozenset(allowed_senders)
         self.on_unreadable = on_unreadable
+        self.group_handler = group_handler
         self.clock = clock
         self.ack_ids = ack_ids
         self._server: socket.socket | None = None
@@ -308,53 +340,112 @@ class MLLPListener:
             try:
                 frames = decoder.feed(data)
             except MLLPProtocolError as exc:
-                for frame in exc.completed:
-                    if not self._reply(sock, frame, peer):
-                        return
+                if not self._answer(sock, list(exc.completed), peer):
+                    return
                 log.warning("%s:%s broke MLLP framing (%s); closing", peer.host, peer.port, exc.reason)
-                header = _header(exc.partial) if b"\r" in exc.partial else None
+                header = parse_header(exc.partial) if b"\r" in exc.partial or b"\n" in exc.partial else None
                 if header is not None:
-                    self._send(sock, self._negative(header, "AR", f"MLLP framing error: {exc.reason}"))
+                    self._send(sock, encode_frame(self._negative(header, "AR", f"MLLP framing error: {exc.reason}")))
                 self._drain(sock)
                 return
-            for frame in frames:
-                if not self._reply(sock, frame, peer):
-                    return
+            if not self._answer(sock, frames, peer):
+                return
 
-    def _reply(self, sock: socket.socket, frame: bytes, peer: PeerInfo) -> bool:
-        """Answer one frame; False when the connection must close."""
+    def _answer(self, sock: socket.socket, frames: list[bytes], peer: PeerInfo) -> bool:
+        """Answer frames that arrived together, in order, in one write; False when the connection must close."""
+        verdicts = [self._screen(frame, peer) for frame in frames]
+        grouped = [i for i, v in enumerate(verdicts) if v.for_handler]
+        group: dict[int, bytes | None] = {}
+        if self.group_handler is not None and len(grouped) > 1:
+            group = self._call_group([frames[i] for i in grouped], [verdicts[i] for i in grouped], peer, grouped)
+        acks: list[bytes] = []
+        for index, (frame, verdict) in enumerate(zip(frames, verdicts, strict=True)):
+            if verdict.close:
+                self._send(sock, b"".join(acks))
+                return False
+            ack = group[index] if index in group else self._handle(frame, verdict, peer)
+            if ack is not None:
+                try:
+                    acks.append(encode_frame(ack))
+                except ValueError:
+                    log.error("handler returned an ACK containing MLLP block characters; closing")
+                    self._send(sock, b"".join(acks))
+                    return False
+        return self._send(sock, b"".join(acks))
+
+    def _screen(self, frame: bytes, peer: PeerInfo) -> _Verdict:
+        """The listener's own checks: a readable header, an allowed sender; a negative answer or a pass."""
+        if is_batch(frame):
+            return self._screen_batch(frame, peer)
         problem: str | None = None
         try:
             message = parse_message(frame)
         except (ParseError, CharsetError) as exc:
-            header = _header(frame)
+            header = parse_header(frame)
             if header is None:
                 log.warning("%s:%s sent a frame with no readable MSH; closing", peer.host, peer.port)
-                return False
+                return _Verdict(close=True)
             message, problem = header, str(exc)
-        if self.allowed_senders is not None and _sender(message) not in self.allowed_senders:
-            log.warning(
-                "%s:%s sender %r not allowed; AR for %s",
-                peer.host,
-                peer.port,
-                _sender(message),
-                message.msh.value(10),
-            )
-            return self._send(sock, self._negative(message, "AR", "sending application not allowed"))
+        if not self._allowed(message, peer):
+            return _Verdict((message,), answer=self._negative(message, "AR", "sending application not allowed"))
         if problem is not None and self.on_unreadable is None:
-            return self._send(sock, self._negative(message, "AE", problem, code_0357="102"))
+            return _Verdict((message,), answer=self._negative(message, "AE", problem, code_0357="102"))
+        return _Verdict((message,), problem=problem)
+
+    def _screen_batch(self, frame: bytes, peer: PeerInfo) -> _Verdict:
         try:
-            if problem is None:
-                ack = self.handler(frame, peer)
-            else:
-                assert self.on_unreadable is not None
-                ack = self.on_unreadable(frame, peer, problem)
-        except Exception:
-            log.exception("handler failed for %s", message.msh.value(10))
-            ack = self._negative(message, "AR", "receiver error, resend later")
-        if ack is None:
+            batch = split_batch(frame)
+        except ParseError as exc:
+            log.warning("%s:%s sent a batch that cannot be read (%s); closing", peer.host, peer.port, exc)
+            return _Verdict(close=True)
+        headers = tuple(parse_header(message) for message in batch.messages)
+        if any(header is None for header in headers):
+            log.warning("%s:%s sent a batch holding a message with no readable MSH; closing", peer.host, peer.port)
+            return _Verdict(close=True)
+        readable = tuple(h for h in headers if h is not None)
+        if all(self._allowed(header, peer) for header in readable):
+            return _Verdict(readable)
+        acks = [self._negative(header, "AR", "sending application not allowed") for header in readable]
+        return _Verdict(readable, answer=build_batch_ack(batch, acks, control_id=self.ack_ids(), now=self.clock()))
+
+    def _allowed(self, message: Message, peer: PeerInfo) -> bool:
+        if self.allowed_senders is None or _sender(message) in self.allowed_senders:
             return True
-        return self._send(sock, ack)
+        log.warning("%s:%s sender %r not allowed; AR for %s", peer.host, peer.port, _sender(message),
+                    message.msh.value(10))
+        return False
+
+    def _handle(self, frame: bytes, verdict: _Verdict, peer: PeerInfo) -> bytes | None:
+        """One frame's answer: the listener's own, or the handler's (AR when the handler fails)."""
+        if verdict.answer is not None:
+            return verdict.answer
+        try:
+            if verdict.problem is None:
+                return self.handler(frame, peer)
+            assert self.on_unreadable is not None
+            return self.on_unreadable(frame, peer, verdict.problem)
+        except Exception:
+            log.exception("handler failed for %s", ", ".join(h.msh.value(10) for h in verdict.headers))
+            return self._failure(frame, verdict)
+
+    def _call_group(self, frames: list[bytes], verdicts: list[_Verdict], peer: PeerInfo,
+                    positions: list[int]) -> dict[int, bytes | None]:
+        assert self.group_handler is not None
+        try:
+            acks = list(self.group_handler(frames, peer))
+            if len(acks) != len(frames):
+                raise RuntimeError(f"group handler answered {len(acks)} of {len(frames)} frames")
+        except Exception:
+            log.exception("group handler failed for %d frames", len(frames))
+            acks = [self._failure(frame, verdict) for frame, verdict in zip(frames, verdicts, strict=True)]
+        return dict(zip(positions, acks, strict=True))
+
+    def _failure(self, frame: bytes, verdict: _Verdict) -> bytes:
+        """AR ("resend later") for a frame the application failed on: one ACK, or a batch of them."""
+        acks = [self._negative(header, "AR", "receiver error, resend later") for header in verdict.headers]
+        if is_batch(frame):
+            return build_batch_ack(split_batch(frame), acks, control_id=self.ack_ids(), now=self.clock())
+        return acks[0]
 
     def _negative(self, message: Message, code: str, text: str, *, code_0357: str = "207") -> bytes:
         return build_ack(
@@ -384,14 +475,11 @@ class MLLPListener:
         except OSError:
             return
 
-    def _send(self, sock: socket.socket, ack: bytes) -> bool:
-        try:
-            frame = encode_frame(ack)
-        except ValueError:
-            log.error("handler returned an ACK containing MLLP block characters; closing")
-            return False
-        sock.settimeout(self.idle_timeout)
-        sock.sendall(frame)
+    def _send(self, sock: socket.socket, frames: bytes) -> bool:
+        """Write already framed ACKs (nothing to write is fine)."""
+        if frames:
+            sock.settimeout(self.idle_timeout)
+            sock.sendall(frames)
         return True
 
 

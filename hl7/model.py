@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 __all__ = [
+    "CHARSET_NAMES",
     "Address",
     "Channel",
+    "Charset",
     "CodingProfile",
     "Destination",
     "Device",
@@ -28,6 +30,7 @@ __all__ = [
     "QuestionnaireItem",
     "QuestionnaireResult",
     "Sender",
+    "Telephone",
     "VisitInfo",
     "VitalSign",
     "VitalsReport",
@@ -75,13 +78,30 @@ class Sender:
         _require("Sender.application", self.application)
 
 
+class Charset(enum.StrEnum):
+    """The character set a destination reads, as MSH-18 names it (HL7 table 0211).
+
+    UTF-8 carries every name; ISO 8859-1 is for records systems that take
+    nothing else, and a message with a character outside it cannot be sent there.
+    """
+
+    UTF8 = "UNICODE UTF-8"
+    LATIN1 = "8859/1"
+    ASCII = ""
+
+
+CHARSET_NAMES: dict[str, Charset] = {"UTF-8": Charset.UTF8, "ISO-8859-1": Charset.LATIN1, "ASCII": Charset.ASCII}
+"""The names a destination's charset is configured by, and the MSH-18 each stands for."""
+
+
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """MSH-5/MSH-6 and the per-receiver coding choice for vitals."""
+    """MSH-5/MSH-6 and the per-receiver choices: vitals coding and character set."""
 
     application: str
     facility: str
     coding: CodingProfile = CodingProfile.MDC
+    charset: Charset = Charset.UTF8
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +114,23 @@ class Address:
     state: str = ""
     postal_code: str = ""
     country: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Telephone:
+    """A telephone number (XTN) in both forms receivers read.
+
+    :param text: the number as written (XTN-1, the form before v2.5 and still
+        the one many receivers read).
+    :param country_code: XTN-5; ``area_code`` XTN-6; ``local_number`` XTN-7;
+        ``extension`` XTN-8 (the v2.5 components); empty when not known.
+    """
+
+    text: str
+    country_code: str = ""
+    area_code: str = ""
+    local_number: str = ""
+    extension: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +153,7 @@ class PatientInfo:
     birth_date: dt.date | None = None
     sex: str = ""
     address: Address | None = None
-    phones: tuple[str, ...] = ()
+    phones: tuple[Telephone, ...] = ()
     email: str = ""
     language: str = ""
 
@@ -128,11 +165,16 @@ class PatientInfo:
 
 @dataclass(frozen=True, slots=True)
 class VisitInfo:
-    """PV1: the outpatient encounter.
+    """PV1: the outpatient encounter, named the way the records system knows it.
 
+    :param visit_number: our own visit number.
     :param location: PV1-3.1 point of care (room or area); the facility is the sender's.
+    :param provider_authority: XCN-9, the authority that assigned ``provider_id``.
     :param arrival: PV1-44, when the patient checked in.
     :param departure: PV1-45, when the patient checked out (A03).
+    :param records_visit_number: the records system's own visit number (PV1-19 of its SIU),
+        with ``records_visit_authority``.
+    :param placer_appointment: SCH-1 of the appointment (id, namespace); ``filler_appointment`` SCH-2.
     """
 
     visit_number: str = ""
@@ -142,6 +184,11 @@ class VisitInfo:
     provider_given: str = ""
     arrival: dt.datetime | None = None
     departure: dt.datetime | None = None
+    provider_authority: str = ""
+    records_visit_number: str = ""
+    records_visit_authority: str = ""
+    placer_appointment: tuple[str, str] = ("", "")
+    filler_appointment: tuple[str, str] = ("", "")
 
     def __post_init__(self) -> None:
         _require_aware("VisitInfo.arrival", self.arrival)

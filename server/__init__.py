@@ -21,6 +21,7 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from server import preflight  # noqa: F401  (first of ours: stops with one line if python-hl7 shadows hl7)
 from server import security
 from server.auth import wants_json
 from server.bounds import BoundedIntConverter

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfoNotFoundError
 from devices import config as device_config
 from devices import drivers
 from hl7.listener import parse_allowed_sender
+from hl7.model import CHARSET_NAMES
 
 ENV_PREFIX = "FRONTDESK_"
 STAFF_ROLES = ("front_desk", "assistant", "admin")
@@ -111,6 +112,10 @@ class HL7Config:
     (``tls_ca`` with ``tls_require_client_cert`` is mutual TLS);
     ``destination_tls_*`` secure the connection to the records system. With no
     ``destination_host`` messages are kept in the outbox and none is sent.
+    ``destination_charset`` is the character set the records system reads;
+    ``destination_connections`` how many connections to it deliver at once
+    (one, unless it is known to accept more: patients are shared out between
+    them, each patient's messages always in order on one).
     """
 
     listen_host: str = "127.0.0.1"
@@ -139,6 +144,8 @@ class HL7Config:
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
     batch_size: int = field(default=50, metadata=_range(1, 1000))
     keep_days: int = field(default=0, metadata=_range(0, 3650))
+    destination_charset: str = field(default="UTF-8", metadata=_choice(*CHARSET_NAMES))
+    destination_connections: int = field(default=1, metadata=_range(1, 32))
 
 
 @dataclass(frozen=True)

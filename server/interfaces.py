@@ -68,6 +68,7 @@ class ListenerPart:
         self.listener = MLLPListener(
             lambda raw, peer: services.inbound.handle(raw, _describe(peer)),
             on_unreadable=lambda raw, peer, _reason: services.inbound.handle(raw, _describe(peer)),
+            group_handler=lambda frames, peer: services.inbound.handle_group(frames, _describe(peer)),
             host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
             max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
         self.security = listener_security(settings)
@@ -83,7 +84,8 @@ class ListenerPart:
 
 
 class DispatcherPart:
-    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port``.
+    """Outbound MLLP: delivers the outbox to ``destination_host:destination_port`` over
+    ``destination_connections`` connections.
 
     Woken at once by an enqueue in this process, and through the live hub by
     one in any other process (PostgreSQL ``LISTEN/NOTIFY``), so a separate
@@ -96,12 +98,13 @@ class DispatcherPart:
     def __init__(self, services: Services, settings: HL7Config, *, owner: str | None = None,
                  poll_interval: float | None = None) -> None:
         self.repository = OutboxRepository(uow=services.uow, audit=services.audit, owner=owner)
-        client = MLLPClient(settings.destination_host, settings.destination_port,
-                            ssl_context=destination_tls(settings),
-                            connect_timeout=settings.connect_timeout_seconds,
-                            ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
+        tls = destination_tls(settings)
+        clients = [MLLPClient(settings.destination_host, settings.destination_port, ssl_context=tls,
+                              connect_timeout=settings.connect_timeout_seconds,
+                              ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
+                   for _ in range(settings.destination_connections)]
         self.dispatcher = Dispatcher(
-            self.repository, client, clock=services.clock.now, rng=random.Random(),
+            self.repository, clients, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                               max_attempts=settings.max_attempts),
             batch_size=settings.batch_size, on_dead=_alert_dead_letter)

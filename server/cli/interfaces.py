@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from hl7.batch import is_batch
+from hl7.batch import split_batch
 from hl7.er7 import ParseError
 from hl7.er7 import load_messages
 from hl7.mllp import END_BLOCK
@@ -31,6 +33,7 @@ from server.services.context import Actor
 from server.services.outbox import OutboxError
 
 INTER_FRAME_BREAKS = re.compile(re.escape(END_BLOCK) + rb"\r?[\r\n]*")
+IMPORT_GROUP = 100  # messages applied per transaction
 
 
 def register(main: click.Group) -> None:
@@ -149,12 +152,12 @@ def import_hl7(config: Config, path: Path) -> None:
         fail(f"{path}: {exc}")
     services = open_services(config)
     outcomes: dict[str, int] = {}
-    for raw in messages:
-        result = services.inbound.receive(raw, f"file:{path.name}")
-        outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
-        suffix = " (duplicate)" if result.duplicate else ""
-        detail = f"  {result.error}" if result.error else ""
-        click.echo(f"{result.control_id:<22} {result.message_type:<10} {result.outcome}{suffix}{detail}")
+    for start in range(0, len(messages), IMPORT_GROUP):
+        for result in services.inbound.receive_many(messages[start:start + IMPORT_GROUP], f"file:{path.name}"):
+            outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
+            suffix = " (duplicate)" if result.duplicate else ""
+            detail = f"  {result.error}" if result.error else ""
+            click.echo(f"{result.control_id:<22} {result.message_type:<10} {result.outcome}{suffix}{detail}")
     click.echo(f"{len(messages)} messages: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
     if outcomes.get("AE") or outcomes.get("AR"):
         raise SystemExit(1)
@@ -163,11 +166,13 @@ def import_hl7(config: Config, path: Path) -> None:
 def split_file(data: bytes) -> list[bytes]:
     """Messages from a file: MLLP frames when it starts with a start block, else text split at each MSH.
 
-    Line breaks that editors and capture tools put between frames are dropped;
-    anything else outside a frame, or a last frame without its end block, is an error.
+    Segments may end in CR, CRLF or LF. Line breaks that editors and capture
+    tools put between frames are dropped; anything else outside a frame, or a
+    last frame without its end block, is an error. A frame holding a batch
+    (FHS/BHS) yields the batch's messages.
 
     :raises MLLPProtocolError: for bytes outside a frame or an unfinished frame.
-    :raises ParseError: for text that does not start with MSH.
+    :raises ParseError: for text that does not start with MSH, or a batch that cannot be read.
     """
     if not data.lstrip(b"\r\n").startswith(START_BLOCK):
         return load_messages(data)
@@ -175,4 +180,5 @@ def split_file(data: bytes) -> list[bytes]:
     frames = decoder.feed(INTER_FRAME_BREAKS.sub(END_BLOCK + b"\r", data.strip(b"\r\n")))
     if decoder.in_frame:
         raise MLLPProtocolError("the last frame has no end block")
-    return frames
+    return [message for frame in frames
+            for message in (split_batch(frame).messages if is_batch(frame) else (frame,))]

@@ -10,6 +10,7 @@ from sqlalchemy import LargeBinary
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -33,6 +34,10 @@ class OutboxMessage(Base):
         CheckConstraint("status IN ('pending', 'sending', 'sent', 'dead', 'discarded')", name="status"),
         Index("ix_outbox_message_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_message_key_id", "ordering_key", "id"),
+        # The claim's "is an older message of this patient undelivered?" probe; sent rows stay out of it.
+        Index("ix_outbox_message_undelivered_key", "ordering_key", "id",
+              postgresql_where=text("status IN ('pending', 'sending', 'dead')"),
+              sqlite_where=text("status IN ('pending', 'sending', 'dead')")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -37,6 +37,11 @@ class Patient(Base):
     postal_code: Mapped[str] = mapped_column(String(32), default="")
     country: Mapped[str] = mapped_column(String(64), default="")
     phone: Mapped[str] = mapped_column(String(64), default="")
+    # The XTN components (XTN-5 to XTN-8) when the records system sent them; ``phone`` is the readable form.
+    phone_country_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    phone_area_code: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    phone_local_number: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    phone_extension: Mapped[str] = mapped_column(String(16), default="", server_default="")
     email: Mapped[str] = mapped_column(String(256), default="")
     preferred_language: Mapped[str] = mapped_column(String(16), default="en")
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id"))

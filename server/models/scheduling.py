@@ -17,7 +17,12 @@ from server.models.patients import Patient
 
 
 class Appointment(Base):
-    """A booked slot, keyed by the scheduler's id (SCH-1/SCH-2) within its source."""
+    """A booked slot, keyed by the scheduler's id (SCH-2, else SCH-1) within its source.
+
+    The placer and filler appointment ids and the records system's visit number
+    (PV1-19 of its SIU) are kept as sent, so the ADT we send on arrival can name
+    the appointment in the records system's own terms.
+    """
 
     __tablename__ = "appointment"
     __table_args__ = (UniqueConstraint("source", "external_id"),)
@@ -28,6 +33,15 @@ class Appointment(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     provider_id: Mapped[str] = mapped_column(String(64), default="")
     provider_name: Mapped[str] = mapped_column(String(256), default="")
+    provider_family: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    provider_given: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    provider_authority: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    placer_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    placer_authority: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    filler_id: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    filler_authority: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    visit_number: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    visit_authority: Mapped[str] = mapped_column(String(64), default="", server_default="")
     location: Mapped[str] = mapped_column(String(128), default="")
     start_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     duration_minutes: Mapped[int] = mapped_column(default=15)

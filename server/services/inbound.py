@@ -1,24 +1,36 @@
 """Inbound HL7: the records system's schedule (SIU) and patient master (ADT).
 
-Every message is kept raw with its outcome and the ACK we sent, whatever
-happened to it. A repeated message (same MSH-3, MSH-4 and MSH-10) gets the ACK
-stored the first time and changes nothing, so a sender's retries are safe.
+:mod:`hl7.inbound` reads each message into records (every HL7 rule lives
+there); this service stores them. Every message is kept raw with its outcome
+and the ACK we sent, whatever happened to it. A repeated message (same MSH-3,
+MSH-4 and MSH-10, same content) gets the ACK stored the first time and changes
+nothing, so a sender's retries are safe. A *different* message under an
+MSH-10 already used gets AE (table 0357 code 205) and is kept for review:
+answering it with the old AA would tell the sender it was applied.
 
 Outcomes follow HL7's meaning, which tells the sender what to do next:
 
 * ``AA``: applied.
 * ``AE``: something in the message is wrong (a required field missing, a date
-  that is not a date, bytes invalid in the declared charset): fix it, then resend.
-  ERR names the segment and field.
-* ``AR``: we do not take this message type (do not resend), or something failed
-  on our side (resend later, unchanged: the resend is applied afresh).
+  that is not a date, a value that cannot be carried, bytes invalid in the
+  declared charset): fix it, then resend. ERR names the segment and field.
+* ``AR``: we do not take this message type or event (do not resend), or
+  something failed on our side (resend later, unchanged: the resend is applied
+  afresh).
+
+Group commit: messages that arrive together (pipelined on one connection, or a
+batch) are applied in one transaction, and each is acknowledged only after
+that transaction commits, so an ACK still means "stored". One commit per group
+instead of one per message is what lets a busy feed keep up. Every rule is
+checked before the transaction starts, so a message that is wrong is answered
+without disturbing the others; should the database itself fail part-way, the
+group is rolled back and its messages are applied one by one.
 
 A message is applied in one transaction together with its log row and audit
 rows: either all of it is stored, or (on an error) nothing but the log row.
 A rejected message is kept under its sender and MSH-10, so a resend gets the
 same answer; one that failed on our side is kept under a key of its own, so
-the resend is tried again. Values longer than we can store are refused (AE 104)
-rather than cut, on every database alike.
+the resend is tried again.
 """
 
 from __future__ import annotations
@@ -26,10 +38,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import typing as t
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Row
-from sqlalchemy import Table
+from sqlalchemy import Column
 from sqlalchemy import bindparam
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -39,18 +51,27 @@ from sqlalchemy.orm import Session
 
 from hl7.ack import ErrorDetail
 from hl7.ack import build_ack
+from hl7.batch import build_batch_ack
+from hl7.batch import is_batch
+from hl7.batch import split_batch
 from hl7.er7 import CharsetError
 from hl7.er7 import Message
 from hl7.er7 import ParseError
-from hl7.er7 import Segment
+from hl7.er7 import parse_header
 from hl7.er7 import parse_message
+from hl7.inbound import AppointmentUpdate
+from hl7.inbound import Identifier
+from hl7.inbound import InboundUpdate
+from hl7.inbound import MessageKey
+from hl7.inbound import Rejection
+from hl7.inbound import message_key
+from hl7.inbound import read_inbound
 from server.db import UnitOfWork
 from server.domain.visit import VisitState
 from server.models import Appointment
 from server.models import InboundMessage
 from server.models import Observation
 from server.models import OutboxMessage
-from server.models import Patient
 from server.models import QuestionnaireResponse
 from server.models import Visit
 from server.models.base import table_of
@@ -60,12 +81,9 @@ from server.services.context import Clock
 from server.services.messages import patient_key
 from server.services.outbox import new_control_id
 from server.services.patients import APPOINTMENT
-from server.services.patients import HL7_NULL
 from server.services.patients import INSURANCE
 from server.services.patients import PATIENT
-from server.services.patients import AppointmentRecord
-from server.services.patients import InsuranceRecord
-from server.services.patients import PatientRecord
+from server.services.patients import KnownRows
 from server.services.patients import Patients
 from server.services.visits import Visits
 
@@ -73,42 +91,39 @@ log = logging.getLogger("frontdesk.inbound")
 
 INBOUND = table_of(InboundMessage)
 _LOG_INBOUND = insert(INBOUND)
-_FIND_INBOUND = select(INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error).where(
-    INBOUND.c.sending_application == bindparam("find_app"), INBOUND.c.sending_facility == bindparam("find_facility"),
-    INBOUND.c.control_id == bindparam("find_control_id"))
-SIU_EVENTS = frozenset({"S12", "S13", "S14", "S15", "S17", "S26"})
-ADT_EVENTS = frozenset({"A04", "A08", "A28", "A31", "A40"})
-SUPPORTED = {"SIU": SIU_EVENTS, "ADT": ADT_EVENTS}
+# Built once, with the control ids as one expanding parameter, so every group reuses the compiled statement.
+_FIND_INBOUND = (select(INBOUND.c.control_id, INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error, INBOUND.c.raw)
+                 .where(INBOUND.c.sending_application == bindparam("find_app"),
+                        INBOUND.c.sending_facility == bindparam("find_facility"),
+                        INBOUND.c.control_id.in_(bindparam("find_ids", expanding=True))))
 
-# What a schedule event means for the appointment, and for a visit still waiting.
-SIU_STATUS = {"S15": "cancelled", "S17": "deleted", "S26": "noshow"}
-SIU_VISIT = {"S15": VisitState.CANCELLED, "S17": VisitState.CANCELLED, "S26": VisitState.NO_SHOW}
+# What a schedule status means for a visit still waiting.
+STATUS_VISIT = {"cancelled": VisitState.CANCELLED, "deleted": VisitState.CANCELLED, "noshow": VisitState.NO_SHOW}
 
-
-class Rejected(Exception):
-    """The message cannot be applied; carries the ACK code and the ERR details.
-
-    ``keyed`` is false when the message's own key (sender, MSH-10) cannot be
-    stored, so it is kept under a key of its own.
-    """
-
-    def __init__(self, code: str, *errors: ErrorDetail, keyed: bool = True) -> None:
-        super().__init__(errors[0].text if errors else code)
-        self.code = code
-        self.errors = errors
-        self.keyed = keyed
-
-
-def missing(segment: str, field: int, what: str) -> Rejected:
-    """AE for a required field that is empty (table 0357 code 101)."""
-    return Rejected("AE", ErrorDetail(f"{segment}-{field} {what} is required", code="101", segment=segment,
-                                      sequence=1, field=field))
-
-
-def bad_value(segment: str, field: int, what: str) -> Rejected:
-    """AE for a field whose value has the wrong form (table 0357 code 102)."""
-    return Rejected("AE", ErrorDetail(f"{segment}-{field} {what}", code="102", segment=segment, sequence=1,
-                                      field=field))
+_LIMIT_COLUMNS: dict[str, Column[t.Any]] = {
+    "sending_application": INBOUND.c.sending_application, "sending_facility": INBOUND.c.sending_facility,
+    "control_id": INBOUND.c.control_id, "mrn": PATIENT.c.mrn, "mrn_authority": PATIENT.c.mrn_authority,
+    "family": PATIENT.c.family_name, "given": PATIENT.c.given_name, "middle": PATIENT.c.middle_name,
+    "street": PATIENT.c.address_line1, "other": PATIENT.c.address_line2, "city": PATIENT.c.city,
+    "state": PATIENT.c.state, "postal_code": PATIENT.c.postal_code, "country": PATIENT.c.country,
+    "phone": PATIENT.c.phone, "phone_country_code": PATIENT.c.phone_country_code,
+    "phone_area_code": PATIENT.c.phone_area_code, "phone_local_number": PATIENT.c.phone_local_number,
+    "phone_extension": PATIENT.c.phone_extension, "email": PATIENT.c.email, "language": PATIENT.c.preferred_language,
+    "payer_name": INSURANCE.c.payer_name, "payer_id": INSURANCE.c.payer_id, "plan_name": INSURANCE.c.plan_name,
+    "member_id": INSURANCE.c.member_id, "group_number": INSURANCE.c.group_number,
+    "subscriber_name": INSURANCE.c.subscriber_name, "source": APPOINTMENT.c.source,
+    "placer_id": APPOINTMENT.c.placer_id, "placer_authority": APPOINTMENT.c.placer_authority,
+    "filler_id": APPOINTMENT.c.filler_id, "filler_authority": APPOINTMENT.c.filler_authority,
+    "provider_id": APPOINTMENT.c.provider_id, "provider_family": APPOINTMENT.c.provider_family,
+    "provider_given": APPOINTMENT.c.provider_given, "provider_authority": APPOINTMENT.c.provider_authority,
+    "location": APPOINTMENT.c.location, "appointment_type": APPOINTMENT.c.appointment_type,
+    "status": APPOINTMENT.c.status, "visit_number": APPOINTMENT.c.visit_number,
+    "visit_authority": APPOINTMENT.c.visit_authority, "merge_mrn": PATIENT.c.mrn,
+    "merge_authority": PATIENT.c.mrn_authority,
+}
+LIMITS: dict[str, int] = {name: int(length) for name, column in _LIMIT_COLUMNS.items()
+                          if (length := getattr(column.type, "length", None))}
+"""The longest value each column takes, by the names :func:`hl7.inbound.read_inbound` reports errors under."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +136,39 @@ class InboundResult:
     duplicate: bool
     ack: bytes
     error: str
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One message read before any database work: its key, its records, or why it cannot be applied.
+
+    ``key`` is ``None`` when the message's own key cannot be stored (it is kept
+    under one of its own); ``message`` is ``None`` when not even MSH could be
+    read (there is nobody to answer).
+    """
+
+    raw: bytes
+    message: Message | None
+    key: MessageKey | None
+    update: InboundUpdate | None = None
+    rejection: Rejection | None = None
+
+    @property
+    def message_type(self) -> str:
+        return self.key.message_type if self.key else "unreadable"
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A message already kept under a key: how it was answered, and its bytes (to tell a resend from a reuse)."""
+
+    outcome: str
+    ack: bytes
+    error: str
+    raw: bytes
+
+
+_Key = tuple[str, str, str]
 
 
 class Inbound:
@@ -136,320 +184,267 @@ class Inbound:
         self.visits = visits
 
     def handle(self, raw: bytes, peer: str) -> bytes:
-        """The listener's handler: apply ``raw`` and return the ACK to send."""
+        """The listener's handler for one frame (a message or a batch): apply it and return the ACK to send."""
+        if is_batch(raw):
+            return self.receive_batch(raw, peer)
         return self.receive(raw, peer).ack
+
+    def handle_group(self, frames: Sequence[bytes], peer: str) -> list[bytes]:
+        """The listener's handler for frames that arrived together: applied in order, each run of single
+        messages in one commit; every ACK in order."""
+        acks: list[bytes] = []
+        run: list[bytes] = []
+        for frame in [*frames, b""]:
+            if frame and not is_batch(frame):
+                run.append(frame)
+                continue
+            acks += [result.ack for result in self.receive_many(run, peer)]
+            run = []
+            if frame:
+                acks.append(self.receive_batch(frame, peer))
+        return acks
 
     def receive(self, raw: bytes, peer: str) -> InboundResult:
         """Apply one message (see the module docstring) and return what happened."""
+        return self.receive_many([raw], peer)[0]
+
+    def receive_batch(self, raw: bytes, peer: str) -> bytes:
+        """Apply every message of a batch (FHS/BHS) and return the response batch, one ACK per message.
+
+        :raises ParseError: for a batch whose structure cannot be read.
+        """
+        batch = split_batch(raw)
+        results = self.receive_many(batch.messages, peer)
+        return build_batch_ack(batch, [r.ack for r in results if r.ack], control_id=new_control_id(),
+                               now=self.clock.now())
+
+    def receive_many(self, raws: Sequence[bytes], peer: str) -> list[InboundResult]:
+        """Apply messages that arrived together in one transaction (group commit); one result each, in order."""
+        if not raws:
+            return []
+        prepared = [self._prepare(raw) for raw in raws]
+        try:
+            with self.uow.begin() as session:
+                # Reserving ids costs a query per table: worth it only when several rows share one insert.
+                results = self._settle_all(session, prepared, peer, reserve=len(prepared) > 1)
+        except Exception as exc:
+            log.warning("hl7.inbound_group_retried", extra={"messages": len(prepared), "reason": type(exc).__name__})
+            return [self._alone(item, peer) for item in prepared]
+        for result in results:
+            log.log(logging.INFO if result.outcome == "AA" else logging.WARNING, "hl7.inbound",
+                    extra={"control_id": result.control_id, "message_type": result.message_type,
+                           "outcome": result.outcome, "address": peer})
+        return results
+
+    def _alone(self, item: _Prepared, peer: str) -> InboundResult:
+        """One message of a failed group, in a transaction of its own, creating rows as it goes: if another
+        connection creates the same patient meanwhile, this one waits for it and updates that row instead."""
+        try:
+            with self.uow.begin() as session:
+                return self._settle_all(session, [item], peer, reserve=False)[0]
+        except Exception as exc:
+            return self._recover(item, peer, exc)
+
+    def _recover(self, item: _Prepared, peer: str, exc: Exception) -> InboundResult:
+        """After a failed transaction: the same message stored meanwhile by another connection, or AR."""
+        if isinstance(exc, IntegrityError) and item.key is not None:
+            stored = self._stored(item.key)
+            if stored is not None:
+                return self._answer_stored(item, stored)
+        log.error("hl7.inbound_failed", exc_info=exc, extra={"control_id": item.key.control_id if item.key else "",
+                                                             "message_type": item.message_type})
+        ack = self._ack(item.message, "AR", (ErrorDetail("receiver error, resend later", code="207"),))
+        with self.uow.begin() as session:
+            session.execute(_LOG_INBOUND, self._log_row(_unique_key(item), item, "AR", "receiver error", ack, peer))
+        return InboundResult(_control_id(item), item.message_type, "AR", False, ack, "receiver error")
+
+    # Reading (no database) ------------------------------------------------------------------------
+
+    def _prepare(self, raw: bytes) -> _Prepared:
         try:
             message = parse_message(raw)
         except (ParseError, CharsetError) as exc:
-            return self._unreadable(raw, peer, exc)
-        msh = message.msh
-        key = (msh.value(3), msh.value(4), msh.value(10))
-        message_type = f"{msh.value(9, 1)}^{msh.value(9, 2)}"
-        actor = Actor("peer", f"{key[0]}^{key[1]}"[:64], address=peer)
+            header = parse_header(raw)
+            rejection = Rejection("AE", ErrorDetail(f"message cannot be read: {exc}"[:200], code="102"))
+            return _Prepared(raw, header, self._key_or_none(header), rejection=rejection)
         try:
-            _check_key(key)
-            with self.uow.begin() as session:
-                stored = self._stored_in(session, key)
-                if stored is None:
-                    self._apply(session, message, actor)
-                    ack = self._ack(message, "AA")
-                    self._log(session, key, message_type, raw, "AA", "", ack, peer)
-            if stored is not None:
-                return InboundResult(key[2], message_type, stored.outcome, True, stored.ack, stored.error)
-            result = InboundResult(key[2], message_type, "AA", False, ack, "")
-        except Rejected as rejection:
-            # The same message would be rejected again: kept under its own key, so a resend gets this answer.
-            keyed = key if rejection.keyed else _unique_key(key)
-            ack = self._ack(message, rejection.code, rejection.errors)
-            return self._keep(keyed, message_type, raw, rejection.code, str(rejection), ack, peer)
-        except IntegrityError:
-            stored = self._stored(key)
-            if stored is None:
-                return self._failed(message, key, message_type, raw, peer)
-            return InboundResult(key[2], message_type, stored.outcome, True, stored.ack, stored.error)
-        except Exception:
-            return self._failed(message, key, message_type, raw, peer)
-        log.info("hl7.inbound", extra={"control_id": key[2], "message_type": message_type,
-                                       "outcome": result.outcome, "address": peer})
-        return result
-
-    def _failed(self, message: Message, key: tuple[str, str, str], message_type: str, raw: bytes,
-                peer: str) -> InboundResult:
-        """AR for a failure on our side: kept for review under a key of its own, so the resend is applied."""
-        log.exception("hl7.inbound_failed", extra={"control_id": key[2], "message_type": message_type})
-        ack = self._ack(message, "AR", (ErrorDetail("receiver error, resend later", code="207"),))
-        return self._keep(_unique_key(key), message_type, raw, "AR", "receiver error", ack, peer)
-
-    def _unreadable(self, raw: bytes, peer: str, exc: Exception) -> InboundResult:
-        """AE for a message we cannot read (kept raw for review), addressed from its MSH line alone."""
-        line = raw.split(b"\r", 1)[0].decode("ascii", "replace")
+            key = message_key(message, LIMITS)
+        except Rejection as rejection:
+            return _Prepared(raw, message, None, rejection=rejection)
         try:
-            header: Message | None = parse_message(line)
-        except ParseError:
-            header = None
-        error = f"message cannot be read: {exc}"
-        ack = self._ack(header, "AE", (ErrorDetail(error[:200], code="102"),)) if header else b""
-        key = (header.msh.value(3), header.msh.value(4), header.msh.value(10)) if header else ("", "", "")
-        try:
-            _check_key(key)
-        except Rejected:
-            key = _unique_key(key)
-        return self._keep(key, "unreadable", raw, "AE", error, ack, peer)
-
-    def _keep(self, key: tuple[str, str, str], message_type: str, raw: bytes, outcome: str, error: str,
-              ack: bytes, peer: str) -> InboundResult:
-        """Store a message that was not applied; a resend of one already kept gets the stored answer."""
-        try:
-            with self.uow.begin() as session:
-                self._log(session, key, message_type, raw, outcome, error, ack, peer)
-        except IntegrityError:
-            stored = self._stored(key)
-            if stored is None:
-                raise
-            return InboundResult(key[2], message_type, stored.outcome, True, stored.ack, stored.error)
-        log.warning("hl7.inbound", extra={"control_id": key[2], "message_type": message_type, "outcome": outcome,
-                                          "address": peer})
-        return InboundResult(key[2], message_type, outcome, False, ack, error)
-
-    def _stored(self, key: tuple[str, str, str]) -> Row[str, bytes, str] | None:
-        with self.uow.begin() as session:
-            return self._stored_in(session, key)
+            return _Prepared(raw, message, key, update=read_inbound(message, limits=LIMITS, zone=self.zone))
+        except Rejection as rejection:
+            return _Prepared(raw, message, key, rejection=rejection)
 
     @staticmethod
-    def _stored_in(session: Session, key: tuple[str, str, str]) -> Row[str, bytes, str] | None:
-        """Outcome, ACK and error of a message already received from this sender with this MSH-10."""
-        return session.execute(_FIND_INBOUND, {"find_app": key[0], "find_facility": key[1],
-                                               "find_control_id": key[2]}).first()
+    def _key_or_none(header: Message | None) -> MessageKey | None:
+        if header is None:
+            return None
+        try:
+            key = message_key(header, LIMITS)
+        except Rejection:
+            return None
+        return MessageKey(key.sending_application, key.sending_facility, key.control_id, "unreadable")
 
-    def _log(self, session: Session, key: tuple[str, str, str], message_type: str, raw: bytes, outcome: str,
-             error: str, ack: bytes, peer: str) -> None:
-        session.execute(_LOG_INBOUND, {
-            "sending_application": key[0][:128], "sending_facility": key[1][:128], "control_id": key[2][:64],
-            "message_type": message_type[:32], "raw": raw, "outcome": outcome, "error": error, "ack": ack,
-            "peer": peer[:128], "received_at": self.clock.now()})
+    # Storing --------------------------------------------------------------------------------------
 
-    def _ack(self, message: Message, code: str, errors: tuple[ErrorDetail, ...] = ()) -> bytes:
+    def _settle_all(self, session: Session, items: Sequence[_Prepared], peer: str, *,
+                    reserve: bool) -> list[InboundResult]:
+        """Answer every message of a group in one transaction. New rows and log rows are written together at
+        the end (one statement per table instead of one per row; the audit trail does the same for its rows at
+        commit); with ``reserve``, new patients and appointments too (see
+        :class:`~server.services.patients.KnownRows`)."""
+        stored = self._stored_in(session, [_key(item.key) for item in items if item.key is not None])
+        updates = [item.update for item in items if item.update is not None]
+        known = self.patients.prefetch(session, [u.patient.mrn for u in updates],
+                                       [(u.appointment.source, u.appointment.key) for u in updates if u.appointment],
+                                       reserve=reserve)
+        logged: list[dict[str, t.Any]] = []
+        results = [self._settle(session, item, stored, peer, logged, known) for item in items]
+        known.write(session)
+        if logged:
+            session.execute(_LOG_INBOUND, logged)
+        return results
+
+    def _settle(self, session: Session, item: _Prepared, stored: dict[_Key, _Stored], peer: str,
+                logged: list[dict[str, t.Any]], known: KnownRows) -> InboundResult:
+        """Answer one message inside the group's transaction; ``stored`` grows with each message kept."""
+        if item.key is None:
+            rejection = item.rejection or Rejection("AE")
+            return self._keep(logged, _unique_key(item), item, rejection.code, rejection, peer)
+        key = _key(item.key)
+        earlier = stored.get(key)
+        if earlier is not None:
+            if _same_content(earlier.raw, item.raw):
+                return self._answer_stored(item, earlier)
+            reuse = Rejection("AE", ErrorDetail(
+                f"MSH-10 {item.key.control_id!r} was already used for a different message from this sender; "
+                "this message was not applied and is kept for review", code="205", segment="MSH", sequence=1,
+                field=10))
+            return self._keep(logged, _unique_key(item), item, "AE", reuse, peer)
+        if item.rejection is not None:
+            where = key if item.rejection.keyed else _unique_key(item)
+            result = self._keep(logged, where, item, item.rejection.code, item.rejection, peer)
+        else:
+            assert item.update is not None and item.message is not None
+            self._apply(session, item.update, Actor("peer", f"{key[0]}^{key[1]}"[:64], address=peer), known)
+            ack = self._ack(item.message, "AA")
+            logged.append(self._log_row(key, item, "AA", "", ack, peer))
+            result = InboundResult(key[2], item.message_type, "AA", False, ack, "")
+        stored[key] = _Stored(result.outcome, result.ack, result.error, item.raw)
+        return result
+
+    def _keep(self, logged: list[dict[str, t.Any]], key: _Key, item: _Prepared, outcome: str,
+              rejection: Rejection, peer: str) -> InboundResult:
+        """Keep a message that was not applied, with the answer it gets."""
+        ack = self._ack(item.message, outcome, rejection.errors)
+        error = str(rejection)
+        logged.append(self._log_row(key, item, outcome, error, ack, peer))
+        return InboundResult(_control_id(item), item.message_type, outcome, False, ack, error)
+
+    @staticmethod
+    def _answer_stored(item: _Prepared, stored: _Stored) -> InboundResult:
+        return InboundResult(_control_id(item), item.message_type, stored.outcome, True, stored.ack, stored.error)
+
+    def _stored(self, key: MessageKey) -> _Stored | None:
+        with self.uow.begin() as session:
+            return self._stored_in(session, [_key(key)]).get(_key(key))
+
+    @staticmethod
+    def _stored_in(session: Session, keys: list[_Key]) -> dict[_Key, _Stored]:
+        """The messages already received under any of ``keys`` (sender and MSH-10): one query per sender."""
+        by_sender: dict[tuple[str, str], list[str]] = {}
+        for application, facility, control_id in keys:
+            by_sender.setdefault((application, facility), []).append(control_id)
+        found = {}
+        for (application, facility), control_ids in by_sender.items():
+            rows = session.execute(_FIND_INBOUND, {"find_app": application, "find_facility": facility,
+                                                   "find_ids": control_ids})
+            found.update({(application, facility, r.control_id): _Stored(r.outcome, r.ack, r.error, r.raw)
+                          for r in rows})
+        return found
+
+    def _log_row(self, key: _Key, item: _Prepared, outcome: str, error: str, ack: bytes,
+                 peer: str) -> dict[str, t.Any]:
+        """The inbound log row keeping a message, its outcome and our ACK."""
+        return {"sending_application": key[0], "sending_facility": key[1], "control_id": key[2],
+                "message_type": item.message_type[:32], "raw": item.raw, "outcome": outcome, "error": error,
+                "ack": ack, "peer": peer[:128], "received_at": self.clock.now()}
+
+    def _ack(self, message: Message | None, code: str, errors: Sequence[ErrorDetail] = ()) -> bytes:
+        if message is None:
+            return b""
         return build_ack(message, code, errors=errors, control_id=new_control_id(), now=self.clock.now())
 
-    def _apply(self, session: Session, message: Message, actor: Actor) -> None:
-        try:
-            self._apply_readable(session, message, actor)
-        except CharsetError as exc:
-            # A \X..\ escape whose bytes are not valid in the declared charset, met while reading a field.
-            raise Rejected("AE", ErrorDetail(f"a value cannot be read: {exc}", code="102")) from None
+    # Applying -------------------------------------------------------------------------------------
 
-    def _apply_readable(self, session: Session, message: Message, actor: Actor) -> None:
-        family, event = message.msh.value(9, 1), message.msh.value(9, 2)
-        if event not in SUPPORTED.get(family, ()):
-            raise Rejected("AR", ErrorDetail(f"message type {family}^{event} is not supported", code="200",
-                                             segment="MSH", sequence=1, field=9))
-        pid = message.segment("PID")
-        if pid is None:
-            raise Rejected("AE", ErrorDetail("PID segment is required", code="100", segment="PID"))
-        patient_id = self.patients.upsert_in(session, patient_record(pid, message.all("IN1")), actor=actor)
-        if family == "SIU":
-            self._schedule(session, message, event, patient_id, actor)
-        elif event == "A40":
-            self._merge(session, message, patient_id, actor)
+    def _apply(self, session: Session, update_: InboundUpdate, actor: Actor, known: KnownRows) -> None:
+        patient_id = self.patients.upsert_in(session, update_.patient, actor=actor, known=known)
+        if update_.appointment is not None:
+            self._schedule(session, update_.appointment, patient_id, actor, known)
+        if update_.merge_from is not None:
+            known.write(session)
+            self._merge(session, update_.merge_from, patient_id, actor)
+            known.forget()
 
-    def _schedule(self, session: Session, message: Message, event: str, patient_id: int, actor: Actor) -> None:
-        record = appointment_record(message, event, self.zone)
-        appointment_id = self.patients.schedule_in(session, patient_id, record, actor=actor)
-        target = SIU_VISIT.get(event)
+    def _schedule(self, session: Session, record: AppointmentUpdate, patient_id: int, actor: Actor,
+                  known: KnownRows) -> None:
+        appointment_id = self.patients.schedule_in(session, patient_id, record, actor=actor, known=known)
+        target = STATUS_VISIT.get(record.status) if isinstance(record.status, str) else None
         if target is None:
             return
+        known.write(session)
         visit = session.scalar(select(Visit).where(Visit.appointment_id == appointment_id).with_for_update())
         if visit is not None and visit.state == VisitState.EXPECTED.value:
             self.visits.transition_in(session, visit, target, actor=actor)
 
-    def _merge(self, session: Session, message: Message, survivor_id: int, actor: Actor) -> None:
-        """A40: move everything of the prior patient (MRG-1) to the survivor, re-keying unsent messages."""
-        mrg = message.segment("MRG")
-        if mrg is None or not mrg.value(1, 1):
-            raise missing("MRG", 1, "prior patient identifier")
-        prior = session.scalar(select(Patient).where(Patient.mrn == mrg.value(1, 1),
-                                                     Patient.mrn_authority == authority(mrg.value(1, 4, 1))))
-        if prior is None or prior.id == survivor_id:
+    def _merge(self, session: Session, prior_identifier: Identifier, survivor_id: int, actor: Actor) -> None:
+        """A40: move everything of the prior patient to the survivor, re-keying unsent messages."""
+        found = self.patients.find_in(session, prior_identifier)
+        if found is None or found[0] == survivor_id:
             return
+        prior_id = found[0]
         for model in (Appointment, Visit, Observation, QuestionnaireResponse):
-            session.execute(update(model).where(model.patient_id == prior.id).values(patient_id=survivor_id))
+            session.execute(update(model).where(model.patient_id == prior_id).values(patient_id=survivor_id))
         session.execute(update(OutboxMessage)
-                        .where(OutboxMessage.ordering_key == patient_key(prior.id),
+                        .where(OutboxMessage.ordering_key == patient_key(prior_id),
                                OutboxMessage.status.in_(("pending", "sending", "dead")))
                         .values(ordering_key=patient_key(survivor_id)))
-        prior.merged_into_id = survivor_id
+        session.execute(update(PATIENT).where(PATIENT.c.id == bindparam("row_id")),
+                        {"row_id": prior_id, "merged_into_id": survivor_id})
         self.audit.record(session, actor, "patient.merged", patient_id=survivor_id, resource_type="patient",
-                          resource_id=prior.id)
+                          resource_id=prior_id)
 
 
-# Column sizes of the inbound log's key: a longer value cannot be stored, so cannot be de-duplicated.
-_KEY_LIMITS = (("MSH", 3, 128, "sending application"), ("MSH", 4, 128, "sending facility"),
-               ("MSH", 10, 64, "message control id"))
+def _key(key: MessageKey) -> _Key:
+    return key.sending_application, key.sending_facility, key.control_id
 
 
-def _check_key(key: tuple[str, str, str]) -> None:
-    """The sender and MSH-10 must be storable, or a resend could not be recognised."""
-    if not key[2]:
-        raise Rejected("AE", ErrorDetail("MSH-10 message control id is required", code="101", segment="MSH",
-                                         sequence=1, field=10), keyed=False)
-    for value, (segment, field, limit, what) in zip(key, _KEY_LIMITS, strict=True):
-        if len(value) > limit:
-            raise Rejected("AE", ErrorDetail(f"{segment}-{field} {what} is longer than {limit} characters",
-                                             code="104", segment=segment, sequence=1, field=field), keyed=False)
+def _control_id(item: _Prepared) -> str:
+    if item.key is not None:
+        return item.key.control_id
+    return item.message.msh.value(10) if item.message is not None else ""
 
 
-def _unique_key(key: tuple[str, str, str]) -> tuple[str, str, str]:
+def _unique_key(item: _Prepared) -> _Key:
     """A key no other message has, for keeping a message whose own key cannot be stored or must not be reused."""
-    return key[0][:128], key[1][:128], f"kept-{new_control_id()}"
+    msh = item.message.msh if item.message is not None else None
+    application = msh.value(3)[:128] if msh is not None else ""
+    facility = msh.value(4)[:128] if msh is not None else ""
+    return application, facility, f"kept-{new_control_id()}"
 
 
-def too_long(segment: str, field: int, what: str, limit: int) -> Rejected:
-    """AE for a value longer than we can store (table 0357 code 104)."""
-    return Rejected("AE", ErrorDetail(f"{segment}-{field} {what} is longer than {limit} characters", code="104",
-                                      segment=segment, sequence=1, field=field))
+def _same_content(first: bytes, second: bytes) -> bool:
+    """True when two messages differ at most in MSH-7: some senders stamp a resend with a new time."""
+    return _without_time(first) == _without_time(second)
 
 
-def _check_lengths(values: t.Any, table: Table, sources: dict[str, tuple[str, int]]) -> None:
-    """Every text value fits its column; the error names the HL7 field it came from."""
-    for column, (segment, field) in sources.items():
-        limit = getattr(table.c[column].type, "length", None)
-        value = getattr(values, column)
-        if isinstance(value, str) and limit is not None and len(value) > limit:
-            raise too_long(segment, field, column.replace("_", " "), limit)
-
-
-_PATIENT_SOURCES = {
-    "mrn": ("PID", 3), "mrn_authority": ("PID", 3), "family_name": ("PID", 5), "given_name": ("PID", 5),
-    "middle_name": ("PID", 5), "address_line1": ("PID", 11), "address_line2": ("PID", 11), "city": ("PID", 11),
-    "state": ("PID", 11), "postal_code": ("PID", 11), "country": ("PID", 11), "phone": ("PID", 13),
-    "email": ("PID", 13),
-}
-_INSURANCE_SOURCES = {
-    "payer_name": ("IN1", 4), "member_id": ("IN1", 36), "payer_id": ("IN1", 3), "plan_name": ("IN1", 2),
-    "group_number": ("IN1", 8), "subscriber_name": ("IN1", 16),
-}
-_APPOINTMENT_SOURCES = {
-    "external_id": ("SCH", 2), "provider_id": ("AIP", 3), "provider_name": ("AIP", 3), "location": ("AIL", 3),
-    "appointment_type": ("SCH", 8),
-}
-
-
-def authority(value: str) -> str:
-    """The assigning authority of an identifier (CX-4), with the one default both PID-3 and MRG-1 use."""
-    return value or "UNKNOWN"
-
-
-def _date(segment: Segment, field: int, what: str) -> dt.date | None:
-    text = segment.value(field)
-    if not text:
-        return None
-    try:
-        return dt.datetime.strptime(text[:8], "%Y%m%d").date()
-    except ValueError:
-        raise bad_value(segment.name, field, f"{what} must be a date YYYYMMDD") from None
-
-
-def parse_timestamp(text: str, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
-    """An HL7 DTM (``YYYYMMDD[HH[MM[SS[.S+]]]][+/-ZZZZ]``) as an aware datetime.
-
-    HL7 reads a time without an offset as the sender's local time; ``zone`` is
-    that time zone (the clinic's).
-
-    :raises ValueError: for anything else.
-    """
-    body, offset = text, None
-    for sign in ("+", "-"):
-        if sign in text[8:]:
-            index = text.index(sign, 8)
-            body, offset = text[:index], text[index:]
-    body = body.split(".", 1)[0]
-    formats = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-    if len(body) not in formats or not body.isdigit():
-        raise ValueError(text)
-    moment = dt.datetime.strptime(body, formats[len(body)])
-    if offset is None:
-        return moment.replace(tzinfo=zone)
-    if len(offset) != 5 or not offset[1:].isdigit():
-        raise ValueError(text)
-    minutes = int(offset[1:3]) * 60 + int(offset[3:5])
-    return moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes if offset[0] == "+" else -minutes)))
-
-
-def patient_record(pid: Segment, in1_segments: tuple[Segment, ...]) -> PatientRecord:
-    """PID (and IN1) as a :class:`PatientRecord`; the medical record number (type MR) comes first.
-
-    A whole PID-11 or PID-13 sent as ``""`` clears every value taken from it.
-    """
-    repetitions = range(1, pid.repetition_count(3) + 1)
-    chosen = next((r for r in repetitions if pid.value(3, 5, repetition=r) == "MR"), 1)
-    mrn = pid.value(3, 1, repetition=chosen)
-    if not mrn:
-        raise missing("PID", 3, "patient identifier (MRN)")
-    family = pid.value(5, 1)
-    if not family:
-        raise missing("PID", 5, "patient family name")
-    phone = pid.value(13, 1) or pid.value(13, 12)
-    email = next((pid.value(13, 4, repetition=r) for r in range(1, pid.repetition_count(13) + 1)
-                  if pid.value(13, 4, repetition=r)), "")
-    if pid.raw(13) == HL7_NULL:
-        phone = email = HL7_NULL
-    address = [pid.value(11, component) for component in range(1, 7)]
-    if pid.raw(11) == HL7_NULL:
-        address = [HL7_NULL] * 6
-    plans: dict[int, InsuranceRecord] = {}
-    for index, in1 in enumerate(in1_segments, start=1):
-        if not (in1.value(4, 1) or in1.value(3, 1)):
-            continue
-        priority = int(in1.value(1)) if in1.value(1).isdecimal() else index
-        plan = InsuranceRecord(
-            payer_name=in1.value(4, 1) or in1.value(3, 1), member_id=in1.value(36) or in1.value(2, 1),
-            priority=priority, payer_id=in1.value(3, 1), plan_name=in1.value(2, 2), group_number=in1.value(8),
-            subscriber_name=" ".join(filter(None, (in1.value(16, 2), in1.value(16, 1)))))
-        _check_lengths(plan, INSURANCE, _INSURANCE_SOURCES)
-        plans.setdefault(priority, plan)
-    record = PatientRecord(
-        mrn=mrn, mrn_authority=authority(pid.value(3, 4, repetition=chosen)),
-        family_name=family, given_name=pid.value(5, 2), middle_name=pid.value(5, 3),
-        birth_date=_date(pid, 7, "date of birth"), sex=(pid.value(8) or "U")[:1],
-        address_line1=address[0], address_line2=address[1], city=address[2], state=address[3],
-        postal_code=address[4], country=address[5],
-        phone=phone, email=email, preferred_language=(pid.value(15, 1) or "en").lower()[:16],
-        insurance=tuple(plans.values()),
-    )
-    _check_lengths(record, PATIENT, _PATIENT_SOURCES)
-    return record
-
-
-def appointment_record(message: Message, event: str, zone: dt.tzinfo = dt.UTC) -> AppointmentRecord:
-    """SCH with its AIL/AIP/AIS (and TQ1) as an :class:`AppointmentRecord`; times without an offset are in ``zone``."""
-    sch = message.segment("SCH")
-    if sch is None:
-        raise Rejected("AE", ErrorDetail("SCH segment is required", code="100", segment="SCH"))
-    external_id = sch.value(2, 1) or sch.value(1, 1)
-    if not external_id:
-        raise missing("SCH", 2, "appointment id (filler or placer)")
-    start_text = (sch.value(11, 4) or message.value("TQ1", 7) or message.value("AIS", 4)
-                  or message.value("AIL", 6) or message.value("AIP", 6))
-    if not start_text:
-        raise missing("SCH", 11, "appointment start (SCH-11.4, TQ1-7 or AIS-4)")
-    try:
-        start = parse_timestamp(start_text, zone)
-    except ValueError:
-        raise bad_value("SCH", 11, f"appointment start {start_text!r} is not a timestamp") from None
-    duration = sch.value(9)
-    record = AppointmentRecord(
-        source=f"{message.msh.value(3)}^{message.msh.value(4)}"[:128],
-        external_id=external_id,
-        start_at=start,
-        duration_minutes=int(duration) if duration.isdecimal() and 0 < int(duration) <= 24 * 60 else 15,
-        provider_id=message.value("AIP", 3, 1),
-        provider_name=" ".join(filter(None, (message.value("AIP", 3, 3), message.value("AIP", 3, 2)))),
-        location=message.value("AIL", 3, 1),
-        appointment_type=sch.value(8, 2) or sch.value(8, 1) or sch.value(7, 2),
-        status=SIU_STATUS.get(event, (sch.value(25, 1) or "booked").lower())[:32],
-    )
-    _check_lengths(record, APPOINTMENT, _APPOINTMENT_SOURCES)
-    return record
+def _without_time(raw: bytes) -> bytes:
+    end = min((i for i in (raw.find(b"\r"), raw.find(b"\n")) if i >= 0), default=len(raw))
+    msh, rest = raw[:end], raw[end:]
+    if len(msh) < 4:
+        return raw
+    fields = msh.split(msh[3:4])
+    if len(fields) > 6:
+        fields[6] = b""
+    return msh[3:4].join(fields) + rest.replace(b"\r\n", b"\r").replace(b"\n", b"\r")

@@ -4,17 +4,28 @@ This is the only place that maps our models onto the builders' value objects,
 so what we tell the records system about a patient or visit is decided once.
 Messages are enqueued in the caller's transaction: if the change rolls back,
 no message about it exists.
+
+A message the destination's charset cannot carry (a name in Chinese script for
+an ISO 8859-1 receiver) must not stop the change it reports: check-in goes
+ahead, and the message is written as a dead letter whose reason names the
+field, so staff see it at once and it holds only that patient's later
+messages. Its payload is the same message in UTF-8, declared as such in
+MSH-18, which is what a staff retry sends.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import typing as t
 
 from sqlalchemy.orm import Session
 
 from hl7 import builders
+from hl7.er7 import CharsetError
+from hl7.model import CHARSET_NAMES
 from hl7.model import Address
+from hl7.model import Charset
 from hl7.model import CodingProfile
 from hl7.model import Destination
 from hl7.model import Device
@@ -22,6 +33,7 @@ from hl7.model import InsuranceInfo
 from hl7.model import PatientInfo
 from hl7.model import QuestionnaireResult
 from hl7.model import Sender
+from hl7.model import Telephone
 from hl7.model import VisitInfo
 from hl7.model import VitalSign
 from hl7.model import VitalsReport
@@ -55,16 +67,35 @@ def patient_key(patient_id: int) -> str:
     return f"patient:{patient_id}"
 
 
+def telephone(patient: Patient) -> Telephone | None:
+    """The patient's phone, with its XTN components only while they still match the number as written.
+
+    The components come from the records system; a number typed in later
+    (by the patient or staff) changes ``phone`` alone, and sending the old
+    components beside it would give the receiver two different numbers.
+    """
+    if not patient.phone:
+        return None
+    parts = (patient.phone_country_code, patient.phone_area_code, patient.phone_local_number,
+             patient.phone_extension)
+    digits = "".join(c for c in patient.phone if c.isdigit())
+    written = "".join(c for c in "".join(parts[1:3]) if c.isdigit())
+    if written and written in digits:
+        return Telephone(patient.phone, *parts)
+    return Telephone(patient.phone)
+
+
 def patient_info(patient: Patient) -> PatientInfo:
-    """PID content for a patient."""
+    """PID content for a patient; a value we do not have is left out rather than guessed."""
     address = Address(street=patient.address_line1, other=patient.address_line2, city=patient.city,
                       state=patient.state, postal_code=patient.postal_code, country=patient.country)
+    phone = telephone(patient)
     return PatientInfo(
         mrn=patient.mrn, assigning_authority=patient.mrn_authority, family=patient.family_name,
         given=patient.given_name, middle=patient.middle_name, birth_date=patient.birth_date,
-        sex=patient.sex if patient.sex in ("F", "M", "O", "U", "A", "N") else "U",
+        sex=patient.sex if patient.sex in ("F", "M", "O", "U", "A", "N") else "",
         address=address if any((patient.address_line1, patient.city, patient.postal_code)) else None,
-        phones=(patient.phone,) if patient.phone else (), email=patient.email,
+        phones=(phone,) if phone else (), email=patient.email,
         language=patient.preferred_language,
     )
 
@@ -78,17 +109,26 @@ def insurance_info(plan: Insurance) -> InsuranceInfo:
 
 
 def visit_info(visit: Visit) -> VisitInfo:
-    """PV1 content for a visit: arrival and departure come from its transitions."""
+    """PV1 content for a visit: arrival and departure come from its transitions, the names the records
+    system knows it by from its appointment."""
     arrival = next((t.at for t in reversed(visit.transitions) if t.to_state == S.ARRIVED.value), None)
     departure = next((t.at for t in reversed(visit.transitions) if t.to_state == S.CHECKED_OUT.value), None)
+    visit_only = VisitInfo(visit_number=visit.visit_number, arrival=arrival, departure=departure)
     appointment = visit.appointment
-    return VisitInfo(
-        visit_number=visit.visit_number,
-        location=appointment.location if appointment else "",
-        provider_id=appointment.provider_id if appointment else "",
-        provider_family=appointment.provider_name if appointment else "",
-        arrival=arrival,
-        departure=departure,
+    if appointment is None:
+        return visit_only
+    named = bool(appointment.provider_family or appointment.provider_given)
+    return dataclasses.replace(
+        visit_only,
+        location=appointment.location,
+        provider_id=appointment.provider_id,
+        provider_family=appointment.provider_family if named else appointment.provider_name,
+        provider_given=appointment.provider_given,
+        provider_authority=appointment.provider_authority,
+        records_visit_number=appointment.visit_number,
+        records_visit_authority=appointment.visit_authority,
+        placer_appointment=(appointment.placer_id, appointment.placer_authority),
+        filler_appointment=(appointment.filler_id, appointment.filler_authority),
     )
 
 
@@ -101,7 +141,8 @@ class OutboundMessages:
         self.sender = Sender(application=settings.sending_application, facility=settings.sending_facility)
         self.destination = Destination(application=settings.receiving_application,
                                        facility=settings.receiving_facility,
-                                       coding=CodingProfile(settings.vitals_coding))
+                                       coding=CodingProfile(settings.vitals_coding),
+                                       charset=CHARSET_NAMES[settings.destination_charset])
 
     def visit_changed(self, session: Session, visit: Visit, before: VisitState, after: VisitState) -> str | None:
         """Enqueue the ADT a transition calls for, if any; returns its MSH-10."""
@@ -110,10 +151,17 @@ class OutboundMessages:
             return None
         control_id = new_control_id()
         now: dt.datetime = self.clock.now()
-        payload = _ADT_BUILDERS[event](self.sender, self.destination, patient_info(visit.patient),
-                                       visit_info(visit), control_id=control_id, now=now)
+        patient, visit_ = patient_info(visit.patient), visit_info(visit)
+        dead_reason = ""
+        try:
+            payload = _ADT_BUILDERS[event](self.sender, self.destination, patient, visit_, control_id=control_id,
+                                           now=now)
+        except CharsetError as exc:
+            dead_reason = f"not sent: {exc} (the destination reads {self.destination.charset.value or 'ASCII'})"
+            utf8 = dataclasses.replace(self.destination, charset=Charset.UTF8)
+            payload = _ADT_BUILDERS[event](self.sender, utf8, patient, visit_, control_id=control_id, now=now)
         self.outbox.enqueue(session, payload, control_id=control_id, message_type=f"ADT^{event}",
-                            ordering_key=patient_key(visit.patient_id))
+                            ordering_key=patient_key(visit.patient_id), dead_reason=dead_reason)
         return control_id
 
     def vitals(self, session: Session, visit: Visit, station_id: str, report_id: str,

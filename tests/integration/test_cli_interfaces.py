@@ -67,6 +67,47 @@ def output_lines(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
     return [line.split() for line in result.stdout.strip().splitlines()]
 
 
+REPO = Path(__file__).resolve().parents[2]
+PYTHON_HL7 = REPO / ".venv" / "peers" / "python-hl7"
+
+
+@pytest.mark.skipif(not PYTHON_HL7.is_dir(), reason="the python-hl7 test peer is installed by make (see Makefile)")
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+def test_python_hl7_shadowing_our_package_is_one_line_with_the_remedy(env: dict[str, str], tmp_path: Path) -> None:
+    result = subprocess.run([FRONTDESK, "outbox", "list"], env={**env, "PYTHONPATH": str(PYTHON_HL7)},
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"frontdesk: error: the package 'hl7' in {PYTHON_HL7 / 'hl7'} (python-hl7")
+    assert "pip uninstall hl7" in line and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("DESTINATION_CHARSET", "latin1", "must be one of UTF-8, ISO-8859-1, ASCII, got 'latin1'"),
+    ("DESTINATION_CONNECTIONS", "0", "must be between 1 and 32, got 0"),
+])
+def test_a_bad_destination_setting_is_one_line_naming_the_key_and_exit_2(env: dict[str, str], key: str,
+                                                                           value: str, message: str) -> None:
+    result = run({**env, f"FRONTDESK_HL7_{key}": value, "FRONTDESK_HL7_DESTINATION_HOST": "127.0.0.1"}, "bridge")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"frontdesk: error: FRONTDESK_HL7_{key}: {message}"]
+
+
+def test_import_of_a_crlf_batch_file_applies_every_message(env: dict[str, str], services: Services,
+                                                           tmp_path: Path) -> None:
+    lines = ["FHS|^~\\&|SCHED|MAIN", "BHS|^~\\&|SCHED|MAIN"]
+    for n in (1, 2):
+        lines += [f"MSH|^~\\&|SCHED|MAIN|FD|CLINIC|20261126070000||ADT^A28^ADT_A05|CR{n}|P|2.5",
+                  f"PID|1||CR{n}^^^MAIN^MR||Crlf^Pat{n}"]
+    path = tmp_path / "batch.hl7"
+    path.write_bytes(("\r\n".join([*lines, "BTS|2", "FTS|1"]) + "\r\n").encode())
+    result = run(env, "import-hl7", str(path))
+    assert result.returncode == 0, result.stderr
+    assert [line[:3] for line in output_lines(result)[:2]] == [["CR1", "ADT^A28", "AA"], ["CR2", "ADT^A28", "AA"]]
+    assert count(services, Patient) == 2
+
+
 def test_import_of_an_lf_separated_file_applies_each_message_once(env: dict[str, str], services: Services) -> None:
     result = run(env, "import-hl7", str(INBOUND / "siu_day_lf.hl7"))
     assert result.returncode == 0, result.stderr

@@ -335,6 +335,43 @@ def test_ae_for_one_patient_holds_that_patient_only_until_staff_retry_from_the_c
 
 
 
+def test_four_connections_keep_each_patients_order_and_a_dead_letter_holds_only_its_patient(
+        services: Services, config: Config, make_receiver: Callable[..., Receiver]) -> None:
+    rejecting = {"MRN0002"}
+    records: list[Receiver] = []
+    connection_of: dict[str, set[int]] = {}
+
+    def observe(data: bytes, peer: PeerInfo) -> bytes | None:
+        connection_of.setdefault(mrn_of(parse_message(data)), set()).add(peer.port)
+        return records[0].records(data, peer)
+
+    receiver = make_receiver(lambda message: ReplyMode("AE") if mrn_of(message) in rejecting else ACCEPT,
+                             observe=observe)
+    records.append(receiver)
+    for visit_id in add_patients(services, 12):
+        visit_through(services, visit_id, "arrived", "expected", "arrived", "checked_out")
+    rows = outbox_rows(services)
+    held = [row for row in rows if row.ordering_key == rows[8].ordering_key]
+    part = DispatcherPart(services, dataclasses.replace(hl7_settings(config, receiver.port),
+                                                        destination_connections=4), poll_interval=0.05)
+    part.start()
+    try:
+        def all_but_the_held_patient_sent() -> bool:
+            status = {row.id: row.status for row in outbox_rows(services)}
+            held_status = [status.pop(row.id) for row in held]
+            return held_status == ["dead", "pending", "pending", "pending"] and set(status.values()) == {"sent"}
+
+        wait_until(all_but_the_held_patient_sent, "every patient delivered but the one held by its dead letter")
+        assert len(set().union(*connection_of.values())) == 4
+        assert all(len(ports) == 1 for ports in connection_of.values())
+        rejecting.clear()
+        services.outbox.retry(held[0].id, actor=CLERK)
+        wait_until(lambda: all_sent(services), "the held patient's messages delivered after the retry")
+    finally:
+        part.stop()
+    assert_delivered_once_in_order(services, receiver)
+
+
 class Bridge:
     """A ``frontdesk bridge`` subprocess, its output kept in files so it can never block on a full pipe."""
 

@@ -61,28 +61,7 @@ print(json.dumps(asyncio.run(main(int(sys.argv[1]), json.loads(sys.stdin.read())
 """
 
 # Serves MLLP until stdin closes, answering every message with python-hl7's own ACK.
-PEER_SERVER = r"""
-import asyncio, sys
-import hl7
-from hl7.mllp import start_hl7_server
-
-async def handle(reader, writer):
-    try:
-        while not writer.is_closing():
-            message = await reader.readmessage()
-            writer.writemessage(message.create_ack("AA"))
-            await writer.drain()
-    except asyncio.IncompleteReadError:
-        writer.close()
-
-async def main():
-    server = await start_hl7_server(handle, "127.0.0.1", 0, encoding="utf-8")
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    server.close()
-
-asyncio.run(main())
-"""
+PEER_SERVER = REPO / "tests" / "peers" / "python_hl7_server.py"
 
 
 def peer_env() -> dict[str, str]:
@@ -155,7 +134,7 @@ def test_python_hl7_client_talks_to_our_listener(peer_cwd: Path) -> None:
 @pytest.fixture
 def peer_server(peer_cwd: Path) -> Iterator[int]:
     process = subprocess.Popen(
-        [sys.executable, "-c", PEER_SERVER],
+        [sys.executable, str(PEER_SERVER)],
         cwd=peer_cwd,
         env=peer_env(),
         stdin=subprocess.PIPE,

@@ -202,3 +202,26 @@ def test_bad_options_exit_with_one_clear_line(tmp_path: Path, args: list[str], c
     assert result.returncode == 2
     assert complaint in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_messages_on_many_connections_are_stored_once_each_and_repeats_get_the_first_ack(
+        start: Callable[..., RecordsProcess]) -> None:
+    server = start()
+    answers: dict[int, list[bytes]] = {}
+
+    def send(connection: int) -> None:
+        with server.client() as client:
+            # Every connection sends the shared message S, and messages of its own.
+            answers[connection] = [client.send(message(control_id), control_id)
+                                   for control_id in ("S", f"K{connection}-1", f"K{connection}-2")]
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    server.stop()
+    stored = [control_id for control_id, _ in server.stored()]
+    assert sorted(stored) == sorted(["S", *(f"K{n}-{m}" for n in range(6) for m in (1, 2))])
+    assert len({answer[0] for answer in answers.values()}) == 1
+    assert all(parse_ack(a).code == "AA" for answer in answers.values() for a in answer)

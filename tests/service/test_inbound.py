@@ -53,11 +53,25 @@ def test_new_appointment_creates_patient_appointment_and_expected_visit(services
 
 def test_repeated_message_gets_the_same_ack_and_changes_nothing(services: Services) -> None:
     first = services.inbound.receive(siu("S12", "C1"), "peer")
-    again = services.inbound.receive(siu("S12", "C1", family="Changed"), "peer")
+    again = services.inbound.receive(siu("S12", "C1"), "peer")
+    restamped = services.inbound.receive(siu("S12", "C1").replace(b"20261126080000-0500", b"20261126080500-0500"),
+                                         "peer")
     assert again.duplicate and again.ack == first.ack
+    assert restamped.duplicate and restamped.ack == first.ack
+    assert count(services, InboundMessage) == 1
+
+
+def test_a_reused_control_id_with_other_content_is_ae_205_and_kept(services: Services) -> None:
+    first = services.inbound.receive(siu("S12", "C1"), "peer")
+    reused = services.inbound.receive(siu("S12", "C1", family="Changed"), "peer")
+    assert (first.outcome, reused.outcome, reused.duplicate) == ("AA", "AE", False)
+    err = parse_message(reused.ack).segment("ERR")
+    assert err is not None and (err.value(2, 1), err.value(2, 3), err.value(3, 1)) == ("MSH", "10", "205")
     with services.uow.begin() as session:
         assert session.scalar(select(Patient.family_name)) == "Nguyen"
-    assert count(services, InboundMessage) == 1
+        kept = session.execute(select(InboundMessage.control_id, InboundMessage.outcome)
+                               .order_by(InboundMessage.id)).all()
+    assert kept[0] == ("C1", "AA") and kept[1][1] == "AE" and kept[1][0].startswith("kept-")
 
 
 def test_reschedule_cancel_and_no_show(services: Services) -> None:

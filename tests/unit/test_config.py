@@ -59,6 +59,14 @@ station = "room1"
     assert config.devices == ({"id": "ox1", "driver": "nonin-df8", "port": "/dev/ttyUSB0", "station": "room1"},)
 
 
+def test_destination_charset_and_connections(tmp_path: Path) -> None:
+    defaults = load_config(env={}, instance_dir=tmp_path).hl7
+    assert (defaults.destination_charset, defaults.destination_connections) == ("UTF-8", 1)
+    path = write(tmp_path, "[hl7]\ndestination_charset = \"ISO-8859-1\"\ndestination_connections = 4\n")
+    hl7 = load_config(path, env={}, instance_dir=tmp_path).hl7
+    assert (hl7.destination_charset, hl7.destination_connections) == ("ISO-8859-1", 4)
+
+
 def test_environment_overrides_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[web]\nport = 9000\n")
     env = {"FRONTDESK_WEB_PORT": "9100", "FRONTDESK_WEB_SECURE_COOKIES": "yes",
@@ -88,6 +96,10 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
      "devices: device 'a': driver must be one of"),
     ("[[devices]]\nid = \"a\"\ndriver = \"nonin-df8\"\nport = \"/dev/x\"\nstation = \"s\"\ndf8_layout = \"x\"\n", {},
      "devices: device 'a': key 'df8_layout' must be one of onyx-9560, extended-status, got 'x'"),
+    ("[hl7]\ndestination_charset = \"latin1\"\n", {},
+     "hl7.destination_charset: must be one of UTF-8, ISO-8859-1, ASCII, got 'latin1'"),
+    ("", {"FRONTDESK_HL7_DESTINATION_CONNECTIONS": "0"},
+     "FRONTDESK_HL7_DESTINATION_CONNECTIONS: must be between 1 and 32, got 0"),
     ("[web\n", {}, "not valid TOML"),
     ("", {"FRONTDESK_WEB_PORT": "abc"}, "FRONTDESK_WEB_PORT: must be a whole number, got 'abc'"),
     ("", {"FRONTDESK_KIOSK_IDLE_SECONDS": "5"}, "FRONTDESK_KIOSK_IDLE_SECONDS: must be between 15 and 3600"),

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from hl7apy import load_reference
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message as hl7apy_parse
 
@@ -80,11 +81,15 @@ def test_ack_from_custom_delimiters_uses_ours() -> None:
 
 
 def test_ack_for_header_with_control_characters_is_still_built() -> None:
+    # No MSH-18: the sender writes ASCII, so the ACK is ASCII too and U+FFFD goes out as "?".
     original = b"MSH|^~\\&|SEND\x0bER|FAC|||20261126||ADT^A04|ID\x1c1|P\r"
     ack = parse_message(build_ack(original, "AR", control_id="A", now=NOW))
-    assert ack.value("MSH", 5) == "SEND\ufffdER"
-    assert ack.value("MSA", 2) == "ID\ufffd1"
+    assert ack.value("MSH", 5) == "SEND?ER"
+    assert ack.value("MSA", 2) == "ID?1"
     assert ack.value("MSH", 12) == "2.6"
+    utf8 = original.replace(b"|P\r", b"|P|2.5||||||UNICODE UTF-8\r")
+    ack = parse_message(build_ack(utf8, "AR", control_id="A", now=NOW))
+    assert (ack.value("MSH", 5), ack.value("MSH", 18)) == ("SEND\ufffdER", "UNICODE UTF-8")
 
 
 def test_error_text_quoting_control_characters_is_still_sent() -> None:
@@ -194,3 +199,31 @@ def test_policy_is_immutable_and_validated() -> None:
         AckPolicy({"OK": Outcome.DELIVERED})
     with pytest.raises(ValueError, match="reserved"):
         AckPolicy({"AE": Outcome.PROTOCOL_ERROR})
+
+
+@pytest.mark.parametrize(
+    ("version", "msh9", "legacy"),
+    [("2.3", "ACK^S12", True), ("2.3.1", "ACK^S12^ACK", True), ("2.4", "ACK^S12^ACK", True),
+     ("2.5", "ACK^S12^ACK", False), ("2.5.1", "ACK^S12^ACK", False), ("2.6", "ACK^S12^ACK", False)],
+)
+def test_ack_takes_the_form_of_the_senders_version(version: str, msh9: str, legacy: bool) -> None:
+    original = (f"MSH|^~\\&|EPIC|MAIN|FD|CLINIC|20261126080000||SIU^S12^SIU_S12|C1|P|{version}\r"
+                "PID|1||M1\r").encode()
+    errors = [ErrorDetail("PID-3 is required", code="101", segment="PID", sequence=1, field=3),
+              ErrorDetail("and something else", code="207")]
+    data = build_ack(original, "AE", errors=errors, control_id="A1", now=NOW)
+    ack = parse_message(data)
+    assert (ack.msh.raw(9), ack.value("MSH", 12)) == (msh9, version)
+    err = ack.segment("ERR")
+    assert err is not None
+    if legacy:
+        assert err.raw(1) == "PID^1^3^101&Required field missing&HL70357~^^^207&Application internal error&HL70357"
+        assert (ack.value("MSA", 3), ack.value("MSA", 6)) == ("PID-3 is required; and something else", "101")
+        assert len(ack.all("ERR")) == 1
+    else:
+        assert (err.raw(1), err.raw(2), err.value(3), ack.value("MSA", 3)) == ("", "PID^1^3", "101", "")
+        assert len(ack.all("ERR")) == 2
+    profile = {"ACK_S12": load_reference("ACK", "Message", version)} if version == "2.3" else None
+    hl7apy_parse(data.decode(), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True,
+                 message_profile=profile).validate()
+    assert parse_ack(data).errors[0].startswith("PID-3 is required")

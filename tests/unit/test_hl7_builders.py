@@ -19,6 +19,7 @@ from hl7.builders import build_adt_a08
 from hl7.builders import build_adt_a11
 from hl7.builders import build_oru_questionnaire
 from hl7.builders import build_oru_vitals
+from hl7.er7 import CharsetError
 from hl7.er7 import Message
 from hl7.er7 import Segment
 from hl7.er7 import load_messages
@@ -26,6 +27,7 @@ from hl7.er7 import parse_message
 from hl7.escape import EscapeError
 from hl7.model import Address
 from hl7.model import Channel
+from hl7.model import Charset
 from hl7.model import CodingProfile
 from hl7.model import Destination
 from hl7.model import Device
@@ -35,6 +37,7 @@ from hl7.model import PatientInfo
 from hl7.model import QuestionnaireItem
 from hl7.model import QuestionnaireResult
 from hl7.model import Sender
+from hl7.model import Telephone
 from hl7.model import VisitInfo
 from hl7.model import VitalSign
 from hl7.model import VitalsReport
@@ -50,7 +53,8 @@ EHR_LOINC = Destination("EHR", "FAMCLINIC", CodingProfile.LOINC)
 PATIENT = PatientInfo(
     "004711", "FAMCLINIC", "Müller", "Zoë", "Anne", dt.date(1980, 2, 14), "F",
     Address("12 Elm St", "Apt 2", "Springfield", "IL", "62701", "USA"),
-    ("+1 217 555 0100", "+1 217 555 0101"), "zoe@example.org", "de",
+    (Telephone("(217) 555-0100", "1", "217", "5550100", "12"), Telephone("+1 217 555 0101")), "zoe@example.org",
+    "de",
 )
 VISIT = VisitInfo("V0008812", "EXAM2", "D123", "House", "Greg", arrival=ARRIVAL)
 STATION = Device(69965, "MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS", eui64="0012A3FFFE4B5C6D")
@@ -280,18 +284,55 @@ def test_patient_and_visit_fields() -> None:
     assert pid.raw(5) == "Müller^Zoë^Anne^^^^L"
     assert (pid.value(7), pid.value(8)) == ("19800214", "F")
     assert pid.raw(11) == "12 Elm St^Apt 2^Springfield^IL^62701^USA^H"
-    assert pid.values(13, 12) == ("+1 217 555 0100", "+1 217 555 0101", "")
-    assert pid.value(13, 4, repetition=3) == "zoe@example.org"
+    # The components (XTN-5 to XTN-8) and the number as written (XTN-12: XTN-1 is withdrawn in v2.6).
+    assert pid.raw(13).split("~") == ["^PRN^PH^^1^217^5550100^12^^^^(217) 555-0100",
+                                      "^PRN^PH^^^^^^^^^+1 217 555 0101", "^NET^Internet^zoe@example.org"]
     assert pid.raw(15) == "de^^ISO6391"
     assert pv1.value(2) == "O"
     assert pv1.raw(3) == "EXAM2^^^FAMCLINIC"
     assert pv1.raw(7) == "D123^House^Greg"
     assert pv1.raw(19) == "V0008812^^^FAMCLINIC^VN"
+    assert (pv1.raw(5), pv1.raw(50)) == ("", "")
     assert pv1.value(44) == "20261126090200+0000"
     assert pv1.value(51) == "V"
     assert message.value("EVN", 6) == "20261126090200+0000"
     assert message.msh.raw(9) == "ADT^A04^ADT_A01"
     assert message.msh.raw(15) == "" and message.msh.raw(21) == ""
+
+
+@pytest.mark.parametrize(
+    ("visit", "pv1_5", "pv1_19", "pv1_50"),
+    [
+        (VisitInfo("V1", records_visit_number="36996", records_visit_authority="EPIC",
+                   placer_appointment=("P7", "ORDERS"), filler_appointment=("F9", "CADENCE")),
+         "F9^^^CADENCE", "36996^^^EPIC^VN", "P7^^^ORDERS"),
+        (VisitInfo("V1", filler_appointment=("F9", "CADENCE")), "F9^^^CADENCE", "F9^^^CADENCE^VN", ""),
+        (VisitInfo("V1", placer_appointment=("P7", "")), "", "P7^^^^VN", "P7"),
+        (VisitInfo("V1"), "", "V1^^^FAMCLINIC^VN", ""),
+    ],
+)
+def test_pv1_names_the_visit_as_the_records_system_knows_it(visit: VisitInfo, pv1_5: str, pv1_19: str,
+                                                             pv1_50: str) -> None:
+    pv1 = parse_message(build_adt_a04(SENDER, EHR, PATIENT, visit, control_id="C", now=NOW)).segment("PV1")
+    assert pv1 is not None
+    assert (pv1.raw(5), pv1.raw(19), pv1.raw(50), pv1.value(51)) == (pv1_5, pv1_19, pv1_50, "V")
+
+
+def test_pv1_7_is_an_xcn_with_name_parts_and_authority() -> None:
+    visit = VisitInfo(provider_id="1234567890", provider_family="Okafor", provider_given="Ngozi",
+                      provider_authority="NPI")
+    pv1 = parse_message(build_adt_a04(SENDER, EHR, PATIENT, visit, control_id="C", now=NOW)).segment("PV1")
+    assert pv1 is not None and pv1.raw(7) == "1234567890^Okafor^Ngozi^^^^^^NPI"
+
+
+def test_destination_charset_sets_msh_18_and_refuses_what_it_cannot_carry() -> None:
+    latin1 = Destination("EHR", "FAMCLINIC", charset=Charset.LATIN1)
+    data = build_adt_a04(SENDER, latin1, PATIENT, VISIT, control_id="C", now=NOW)
+    assert b"M\xfcller" in data
+    message = parse_message(data)
+    assert (message.value("MSH", 18), message.value("PID", 5)) == ("8859/1", "Müller")
+    with pytest.raises(CharsetError, match="PID-5: character '李' cannot be sent in latin-1"):
+        build_adt_a04(SENDER, latin1, PatientInfo("1", "FAC", "李"), VISIT, control_id="C", now=NOW)
 
 
 def test_adt_event_types_and_checkout_time() -> None:

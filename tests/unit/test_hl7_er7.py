@@ -18,7 +18,6 @@ from hl7.er7 import encode_segment
 from hl7.er7 import format_date
 from hl7.er7 import format_timestamp
 from hl7.er7 import load_messages
-from hl7.er7 import normalise_line_endings
 from hl7.er7 import parse_message
 from hl7.escape import Delimiters
 
@@ -51,13 +50,21 @@ def test_lf_file_loads_as_one_message_with_all_segments() -> None:
     assert message.value("ZKI", 3) == "lobby"
 
 
-def test_parser_never_splits_on_lf() -> None:
-    # On the wire an LF belongs to a value: only the file loader turns it into a segment end.
-    message = parse_message(b"MSH|^~\\&|A|B\nPID|1\r")
-    assert message.segment_names == ("MSH",)
-    assert message.value("MSH", 4) == "B\nPID"
-    with pytest.raises(ParseError, match="MSH-18"):
-        parse_message(fixture("adt_a04_lf.hl7"))
+def test_lf_ends_a_segment_only_before_a_segment_name_and_field_separator() -> None:
+    # On the wire an LF may belong to a value; "\nPID|" can only be a segment end, as "|" cannot be in a value.
+    message = parse_message(b"MSH|^~\\&|A|B\nnote\nPID|1|two\nlines\r\nZKI|3\n")
+    assert message.segment_names == ("MSH", "PID", "ZKI")
+    assert message.value("MSH", 4) == "B\nnote"
+    assert message.value("PID", 2) == "two\nlines"
+    assert message.value("ZKI", 1) == "3"
+
+
+@pytest.mark.parametrize("end", [b"\r", b"\n", b"\r\n"])
+def test_every_line_end_reads_the_same_including_msh_18(end: bytes) -> None:
+    lines = [b"MSH|^~\\&|A|B|||||ADT^A28|C1|P|2.5||||||UNICODE UTF-8", b"PID|1||M1||Zo\xc3\xab", b"PV1|1|O"]
+    message = parse_message(end.join(lines) + end)
+    assert message.segment_names == ("MSH", "PID", "PV1")
+    assert (message.charset, message.value("PID", 5)) == ("utf-8", "Zoë")
 
 
 def test_crlf_file() -> None:
@@ -88,10 +95,10 @@ def test_latin1_bytes_declared_utf8_raise_charset_error() -> None:
         parse_message(data)
 
 
-def test_escapes_are_decoded_on_access_and_unknown_ones_kept() -> None:
+def test_escapes_are_decoded_on_access_highlighting_dropped_and_unknown_ones_kept() -> None:
     message = parse_message(fixture("oru_escapes.hl7"))
     first, second = message.all("OBX")
-    assert first.value(5) == "\\H\\Fasting\\N\\ sample.\nLine two\r\nLine three; cost €5 | a^b \\ done"
+    assert first.value(5) == "Fasting sample.\nLine two\r\nLine three; cost €5 | a^b \\ done"
     assert "\\E\\" in first.raw(5)
     assert second.value(5) == r"unknown \Zabc\ kept, \C2842\ too, \X0\ bad hex, tail\F"
     assert message.value("PID", 5, 1) == "Smith&Jones"
@@ -119,10 +126,6 @@ def test_batch_file_splits_into_messages_and_skips_envelope() -> None:
 def test_segment_before_first_msh_is_refused() -> None:
     with pytest.raises(ParseError, match="before the first MSH"):
         load_messages(b"PID|1\nMSH|^~\\&|A\n")
-
-
-def test_normalise_line_endings() -> None:
-    assert normalise_line_endings(b"A\r\nB\nC\rD") == b"A\rB\rC\rD"
 
 
 def test_msh_numbering_and_out_of_range_access() -> None:
