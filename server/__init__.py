@@ -28,6 +28,7 @@ from server.config import ensure_secret_key
 from server.config import load_config
 from server.db import make_engine
 from server.extensions import csrf
+from server.live import StreamSlots
 from server.live import make_hub
 from server.services import build_services
 from server.services.context import Clock
@@ -63,6 +64,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.extensions["frontdesk"] = build_services(config, engine, secret=secret, clock=clock,
                                                  live=make_hub(config.database_url, config.database.schema))
     app.extensions["frontdesk.engine"] = engine
+    app.extensions["frontdesk.streams"] = StreamSlots.for_threads(config.web.threads)
     csrf.init_app(app)
     security.install(app, secure=config.web.secure_cookies)
     _install_request_log(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 from flask import abort
+from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -79,9 +80,9 @@ def events(station_id: str) -> Response:
         services().stations.get(station_id)
     except StationNotFound:
         abort(404)
-    subscription = services().live.subscribe([f"station:{station_id}"])
-    return Response(sse_stream(subscription, heartbeat=HEARTBEAT_SECONDS), mimetype="text/event-stream",
-                    headers={"X-Accel-Buffering": "no"})
+    stream = sse_stream(services().live, [f"station:{station_id}"], slots=current_app.extensions["frontdesk.streams"],
+                        heartbeat=HEARTBEAT_SECONDS)
+    return Response(stream, mimetype="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
 
 def _checked_form() -> None:
