@@ -19,7 +19,9 @@ from devices.protocols.datex import ECG_ARTIFACT
 from devices.protocols.datex import ECG_GROUP
 from devices.protocols.datex import FIELDS
 from devices.protocols.datex import HEADER_SIZE
+from devices.protocols.datex import LABEL_OFFSET
 from devices.protocols.datex import NIBP_GROUP
+from devices.protocols.datex import NIBP_STATES
 from devices.protocols.datex import SPO2_GROUP
 from devices.protocols.datex import STATUS_ACTIVE
 from devices.protocols.datex import STATUS_EXISTS
@@ -41,9 +43,16 @@ EPOCH = 1_795_600_000
 
 LIVE = STATUS_EXISTS | STATUS_ACTIVE
 
+NIBP_CYCLE = 60
+NIBP_MEASURING = (40, 55)
+"""Seconds of each minute during which the cuff is measuring (NIBP label "measuring" bit set)."""
+
 
 class DatexSimulator:
     """One S/5 monitor: NIBP, temperature T1, SpO2 and ECG groups of the basic class.
+
+    The cuff measures for 15 s of every minute (:data:`NIBP_MEASURING`), as
+    an automatic NIBP cycle does, so a station shows the measurement in progress.
 
     :param scenario: one of :data:`devices.simulators.base.SCENARIOS`.
     :param seed: seeds the measurement noise and the garbage, so a run replays.
@@ -107,6 +116,8 @@ class DatexSimulator:
             values["spo2"] = values["pulse_oximeter"] = values["temperature"] = DATA_INVALID
         for group, bits in status.items():
             struct.pack_into("<I", basic, group, bits)
+        if NIBP_MEASURING[0] <= int(self._now) % NIBP_CYCLE < NIBP_MEASURING[1]:
+            struct.pack_into("<H", basic, NIBP_GROUP + LABEL_OFFSET, NIBP_STATES[0][0])
         for field in FIELDS:
             struct.pack_into("<h", basic, field.group + field.offset, values[field.metric])
         time = EPOCH + int(self._now)

@@ -63,6 +63,7 @@ FLAG_TEXT: dict[str, str] = {
     "device_error": "Device error", "over_range": "Above the device's range", "under_range":
     "Below the device's range", "from_memory": "From the device's memory", "net_weight": "Net weight",
     "probe_position": "Check the probe position", "calibration_key": "Calibration check, not a patient reading",
+    "old_result": "Measured over a minute ago", "calibrating": "Calibrating",
 }
 
 

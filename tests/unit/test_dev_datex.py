@@ -213,3 +213,40 @@ def test_driver_is_registered_with_the_interface_serial_settings() -> None:
         datex.build_request(5))
     with pytest.raises(ValueError):
         driver.simulator("smoke", 4)
+
+
+def with_nibp_label(label: bytes) -> bytes:
+    """The simulator's first record with the NIBP group's label word (little-endian on the wire) replaced."""
+    record = bytearray(DatexSimulator("normal", 1).record())
+    at = datex.HEADER_SIZE + datex.CLASS_OFFSET + datex.NIBP_GROUP + datex.LABEL_OFFSET
+    record[at : at + 2] = label
+    return datex.encode_frame(bytes(record))
+
+
+NIBP_METRICS = ("systolic", "diastolic", "mean_arterial", "pulse_nibp")
+
+
+@pytest.mark.parametrize(("label", "flag"), [(b"\x20\x00", "in_progress"), (b"\x80\x00", "calibrating"),
+                                             (b"\x00\x01", "old_result")])
+def test_nibp_label_states_withhold_the_shown_result(label: bytes, flag: str) -> None:
+    found = by_metric(datex.DatexDecoder().feed(with_nibp_label(label)))
+    for metric in NIBP_METRICS:
+        assert found[metric].value is None
+        assert found[metric].flags == {"no_data", flag}
+    assert found["spo2"].value is not None and found["temperature"].value is not None
+
+
+def test_nibp_auto_stat_and_stasis_bits_leave_the_result_as_it_is() -> None:
+    found = by_metric(datex.DatexDecoder().feed(with_nibp_label(b"\x58\x00")))
+    assert all(found[metric].value is not None and not found[metric].flags for metric in NIBP_METRICS)
+
+
+def test_simulated_cuff_measures_for_part_of_every_minute() -> None:
+    simulator = DatexSimulator("normal", 2)
+    decoder = datex.DatexDecoder()
+    decoder.feed(simulator.receive(datex.build_request(5)))
+    states = {}
+    for second in range(5, 65, 5):
+        systolic = by_metric(decoder.feed(simulator.output(float(second))))["systolic"]
+        states[second] = "in_progress" in systolic.flags
+    assert [s for s, measuring in states.items() if measuring] == [40, 45, 50]
