@@ -79,6 +79,12 @@ Assumptions to verify on a monitor:
   before "Take vitals" would look new; a result less than 60 s old still does.
 * The checksum byte is stuffed like any other byte when it equals ``7E``/``7D``.
 * ``dri_level`` 0 in the request is accepted by all S/5 software levels.
+* ``r_time`` counts the monitor's own wall clock, with no zone: VSCaptureWave
+  prints it as is and leaves its conversion to local time commented out. So
+  ``device_time`` is naive, and the station dates a reading by when it arrived
+  (:func:`server.domain.vitals.believed_time`); read as UTC, a monitor set to a
+  clinic's local time would date every reading hours early, before "Take vitals",
+  and none would ever be offered.
 * ECG heart rate is decoded for the artifact state only: the metric table has
   no ECG heart-rate key, so pulse comes from the NIBP and SpO2 groups.
 """
@@ -399,7 +405,7 @@ class DatexDecoder:
             return
         self._heard = True
         r_time = HEADER.unpack_from(record)[4]
-        device_time = dt.datetime.fromtimestamp(r_time, dt.UTC) if r_time else None
+        device_time = dt.datetime.fromtimestamp(r_time, dt.UTC).replace(tzinfo=None) if r_time else None
         for offset, kind in descs:
             if kind != DRI_PH_DISPL and kind not in DRI_PH_TRENDS:
                 continue

@@ -35,6 +35,7 @@ from devices.protocols.datex import stuff
 from devices.simulators._common import check_scenario
 from devices.simulators._common import cuff_pressures
 from devices.simulators._common import garbled
+from devices.simulators.base import SCENARIOS as COMMON_SCENARIOS
 
 DATA_INVALID = -32767
 DATA_NOT_UPDATED = -32766
@@ -42,6 +43,10 @@ EPOCH = 1_795_600_000
 """Monitor clock at simulator time 0 (UNIX seconds, late 2026); fixed so streams are reproducible."""
 
 LIVE = STATUS_EXISTS | STATUS_ACTIVE
+
+SCENARIOS: tuple[str, ...] = (*COMMON_SCENARIOS, "nibp-only")
+"""``nibp-only``: a monitor used as a blood-pressure monitor, with no SpO2 or temperature module fitted
+(a station whose oximeter and thermometer are devices of their own)."""
 
 NIBP_CYCLE = 60
 NIBP_MEASURING = (40, 55)
@@ -54,12 +59,12 @@ class DatexSimulator:
     The cuff measures for 15 s of every minute (:data:`NIBP_MEASURING`), as
     an automatic NIBP cycle does, so a station shows the measurement in progress.
 
-    :param scenario: one of :data:`devices.simulators.base.SCENARIOS`.
+    :param scenario: one of :data:`SCENARIOS`.
     :param seed: seeds the measurement noise and the garbage, so a run replays.
     """
 
     def __init__(self, scenario: str = "normal", seed: int = 0) -> None:
-        self.scenario = check_scenario(scenario)
+        self.scenario = check_scenario(scenario, SCENARIOS)
         self._rng = random.Random(seed)
         self._framer = DatexFramer()
         self._now = 0.0
@@ -114,6 +119,8 @@ class DatexSimulator:
         elif self.scenario == "sensor-off":
             status[SPO2_GROUP] = status[T1_GROUP] = STATUS_EXISTS
             values["spo2"] = values["pulse_oximeter"] = values["temperature"] = DATA_INVALID
+        if self.scenario == "nibp-only":
+            status[SPO2_GROUP] = status[T1_GROUP] = 0
         for group, bits in status.items():
             struct.pack_into("<I", basic, group, bits)
         if NIBP_MEASURING[0] <= int(self._now) % NIBP_CYCLE < NIBP_MEASURING[1]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from decimal import Decimal
 
@@ -77,7 +78,9 @@ def test_fixture_record_decodes_to_the_displayed_values_with_device_time() -> No
         "spo2": (Decimal("97.00"), "%"),
         "pulse_oximeter": (Decimal("70"), "/min"),
     }
-    assert all(e.flags == frozenset() and e.device_time is not None for e in by_metric(events).values())
+    assert all(e.flags == frozenset() for e in by_metric(events).values())
+    # The monitor's wall clock as it reads, with no zone (see the module docstring).
+    assert {e.device_time for e in by_metric(events).values()} == {dt.datetime(2026, 11, 25, 9, 46, 40)}
 
 
 def test_simulator_is_byte_exact_with_the_fixture() -> None:
@@ -250,3 +253,9 @@ def test_simulated_cuff_measures_for_part_of_every_minute() -> None:
         systolic = by_metric(decoder.feed(simulator.output(float(second))))["systolic"]
         states[second] = "in_progress" in systolic.flags
     assert [s for s, measuring in states.items() if measuring] == [40, 45, 50]
+
+
+def test_nibp_only_monitor_reports_blood_pressure_and_nothing_else() -> None:
+    found = by_metric(datex.DatexDecoder().feed(pushed_stream("nibp-only", records=1)))
+    assert set(found) == set(NIBP_METRICS)
+    assert all(m.value is not None for m in found.values())
