@@ -282,31 +282,55 @@ class StreamSlots:
     getting answers. A page beyond the limit is told it is not live for now
     (``busy``) and its browser asks again later; the page keeps working
     without live updates meanwhile.
+
+    A stream asking when all slots are taken may wait a moment for one
+    (:meth:`take`): a page that reloads asks for its new stream before the
+    server has noticed that the old one is gone (it notices at the old
+    stream's next keep-alive), and would otherwise be refused its own slot.
+    At most ``waiters`` streams wait at once, so waiting never takes more than
+    a few of the threads kept for other requests.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, waiters: int = 1) -> None:
         self.limit = limit
+        self.waiters = waiters
         self._open = 0
-        self._lock = threading.Lock()
+        self._waiting = 0
+        self._changed = threading.Condition()
 
     @classmethod
     def for_threads(cls, threads: int) -> StreamSlots:
-        """Leave a quarter of ``threads``, and never fewer than 4, to ordinary requests (at least one stream)."""
-        return cls(max(1, threads - max(4, threads // 4)))
+        """Leave a quarter of ``threads``, and never fewer than 4, to ordinary requests (at least one stream);
+        up to a quarter of those may be spent waiting for a slot."""
+        limit = max(1, threads - max(4, threads // 4))
+        return cls(limit, waiters=max(1, (threads - limit) // 4))
 
-    def take(self) -> bool:
-        """Take a slot if one is free."""
-        with self._lock:
-            if self._open >= self.limit:
+    def take(self, wait: float = 0.0) -> bool:
+        """Take a slot if one is free, or becomes free within ``wait`` seconds."""
+        with self._changed:
+            if self._open < self.limit:
+                self._open += 1
+                return True
+            if wait <= 0 or self._waiting >= self.waiters:
                 return False
-            self._open += 1
-            return True
+            self._waiting += 1
+            try:
+                if not self._changed.wait_for(lambda: self._open < self.limit, timeout=wait):
+                    return False
+                self._open += 1
+                return True
+            finally:
+                self._waiting -= 1
 
     def give_back(self) -> None:
         """Return a slot taken with :meth:`take`."""
-        with self._lock:
+        with self._changed:
             self._open -= 1
+            self._changed.notify()
 
+
+SLOT_WAIT = 2.5
+"""How long a stream waits for a slot: longer than a keep-alive interval, so a reloaded page gets its own back."""
 
 BUSY_RETRY_MS = 10_000
 """When a page beyond the stream limit asks again (its browser's EventSource reconnects by itself)."""
@@ -320,12 +344,12 @@ def sse_stream(hub: Hub, channels: t.Iterable[str], *, slots: StreamSlots, heart
     page that has seen it knows every later change reaches it. ``first`` is
     sent next (a page's state as of now). A comment line every ``heartbeat``
     seconds keeps proxies from closing an idle stream and lets the server
-    notice a client that has gone. With no free slot in ``slots`` the stream
-    is only a ``busy`` event and a later retry time. The subscription and the
+    notice a client that has gone. With no slot free in ``slots`` within
+    :data:`SLOT_WAIT`, the stream is only a ``busy`` event and a later retry time. The subscription and the
     slot are both given back when the stream ends either way; they are taken
     inside the stream, so a response that is never sent holds neither.
     """
-    if not slots.take():
+    if not slots.take(wait=SLOT_WAIT):
         yield f"retry: {BUSY_RETRY_MS}\nevent: busy\ndata: {{}}\n\n"
         return
     try:

@@ -89,7 +89,7 @@ def test_sse_sends_a_keep_alive_comment_when_nothing_happens() -> None:
 
 def test_a_stream_beyond_the_limit_is_told_busy_and_holds_nothing() -> None:
     hub = LocalHub()
-    slots = StreamSlots(1)
+    slots = StreamSlots(1, waiters=0)
     first = sse_stream(hub, ["board"], slots=slots, heartbeat=60)
     assert "event: live" in next(first)
     refused = list(sse_stream(hub, ["board"], slots=slots, heartbeat=60))
@@ -108,6 +108,26 @@ def test_a_response_that_is_never_sent_takes_no_slot() -> None:
 
 def test_the_stream_limit_leaves_request_threads_free() -> None:
     assert [StreamSlots.for_threads(n).limit for n in (4, 8, 32, 64)] == [1, 4, 24, 48]
+    assert [StreamSlots.for_threads(n).waiters for n in (4, 8, 32, 64)] == [1, 1, 2, 4]
+
+
+def test_a_stream_waits_briefly_for_a_slot_given_back_meanwhile() -> None:
+    slots = StreamSlots(1, waiters=1)
+    assert slots.take()
+    threading.Timer(0.1, slots.give_back).start()
+    assert slots.take(wait=5)
+    assert not slots.take(wait=0.05)
+
+
+def test_only_so_many_streams_wait_at_once() -> None:
+    slots = StreamSlots(1, waiters=1)
+    assert slots.take()
+    waiting = threading.Thread(target=slots.take, kwargs={"wait": 0.5})
+    waiting.start()
+    while slots._waiting == 0:
+        threading.Event().wait(0.01)
+    assert not slots.take(wait=5), "a second waiter is refused at once"
+    waiting.join()
 
 
 def test_a_closed_hub_gives_only_closed_subscriptions_and_empty_streams() -> None:

@@ -38,8 +38,9 @@ bp = Blueprint("stations", __name__, url_prefix="/staff/stations")
 
 HEARTBEAT_SECONDS = 1.0
 """Keep-alive of a station's event stream. The server learns that a page was closed only when a write to it
-fails, so this is also how soon a closed or reloaded page gives its server thread back; one short comment a
-second per open page costs nothing beside that."""
+fails, so this is also how soon a closed or reloaded page gives its server thread back (shorter than
+:data:`server.live.SLOT_WAIT`, so a reloaded page gets its slot back); one short comment a second per open
+page costs nothing beside that."""
 
 
 @bp.get("/")
