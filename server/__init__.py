@@ -23,10 +23,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import security
 from server.auth import wants_json
+from server.bounds import BoundedIntConverter
+from server.bounds import BoundedJSONProvider
 from server.config import Config
 from server.config import ensure_secret_key
 from server.config import load_config
 from server.db import make_engine
+from server.extensions import babel
 from server.extensions import csrf
 from server.live import StreamSlots
 from server.live import make_hub
@@ -44,6 +47,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     """
     config = config or load_config()
     app = Flask(__name__, instance_path=str(config.instance_dir))
+    app.url_map.converters["int"] = BoundedIntConverter
+    app.json = BoundedJSONProvider(app)
     secret = ensure_secret_key(config)
     app.config.update(
         SECRET_KEY=secret,
@@ -66,18 +71,26 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.extensions["frontdesk.engine"] = engine
     app.extensions["frontdesk.streams"] = StreamSlots.for_threads(config.web.threads)
     csrf.init_app(app)
+    # Pages set g.language (the kiosk: the patient's choice); everything else is English.
+    babel.init_app(app, locale_selector=lambda: g.get("language", "en"))
     security.install(app, secure=config.web.secure_cookies)
     _install_request_log(app)
     _install_error_pages(app)
 
+    from kiosk import views as kiosk
     from server.views import api
+    from server.views.staff import account as staff_account
     from server.views.staff import board
+    from server.views.staff import kiosk as staff_kiosk
     from server.views.staff import stations
 
     app.register_blueprint(board.bp)
+    app.register_blueprint(staff_account.bp)
     app.register_blueprint(stations.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
+    app.register_blueprint(kiosk.bp)
+    app.register_blueprint(staff_kiosk.bp)
     csrf.exempt(api.health_bp)
     csrf.exempt(api.readings)
     csrf.exempt(api.device_status)

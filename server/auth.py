@@ -78,12 +78,16 @@ def public(view: F) -> F:
     return view
 
 
-def requires(*roles: str, principals: tuple[str, ...] = ("staff",)) -> t.Callable[[F], F]:
+def requires(*roles: str, principals: tuple[str, ...] = ("staff",),
+             before_second_factor: bool = False) -> t.Callable[[F], F]:
     """Allow a view to the given principal kinds; staff additionally need one of ``roles``.
 
     An empty ``roles`` admits every staff role; ``admin`` is always admitted.
     Without a principal, API routes answer 401 and pages redirect to sign-in;
-    with the wrong role the answer is 403 and the refusal is audited.
+    with the wrong role the answer is 403 and the refusal is audited. Staff
+    still owing their second factor reach only views marked
+    ``before_second_factor`` (the second-factor pages); elsewhere pages send
+    them there and the API answers 401.
     """
 
     def decorate(view: F) -> F:
@@ -94,6 +98,10 @@ def requires(*roles: str, principals: tuple[str, ...] = ("staff",)) -> t.Callabl
                     staff = current_staff()
                     if staff is None:
                         continue
+                    if staff.needs_second_factor and not before_second_factor:
+                        if wants_json():
+                            return jsonify(error="second factor required"), 401
+                        return redirect(url_for("account.second_factor"))
                     if roles and staff.role not in roles and staff.role != "admin":
                         return forbid(staff)
                     return view(*args, **kwargs)

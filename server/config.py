@@ -30,6 +30,7 @@ from devices import drivers
 from hl7.listener import parse_allowed_sender
 
 ENV_PREFIX = "FRONTDESK_"
+STAFF_ROLES = ("front_desk", "assistant", "admin")
 CONFIG_ENV = "FRONTDESK_CONFIG"
 OTHER_ENV = (CONFIG_ENV, f"{ENV_PREFIX}INSTANCE_DIR", f"{ENV_PREFIX}TEST_DATABASE_URL")
 """``FRONTDESK_*`` variables that are not ``SECTION_KEY`` overrides (the last one is read by the test suite)."""
@@ -96,8 +97,12 @@ class WebConfig:
     login_max_failures_per_user: int = field(default=5, metadata=_range(1, 1000))
     login_max_failures_per_address: int = field(default=20, metadata=_range(1, 10000))
     login_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    login_address_delay_cap_seconds: int = field(default=30, metadata=_range(1, 300))
+    mfa_roles: tuple[str, ...] = ("admin",)
     trusted_proxies: int = field(default=0, metadata=_range(0, 5))
     threads: int = field(default=32, metadata=_range(4, 512))
+    connection_limit: int = field(default=500, metadata=_range(10, 1000))
+    channel_timeout_seconds: int = field(default=30, metadata=_range(2, 3600))
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class HL7Config:
     tls_key: str = ""
     tls_ca: str = ""
     tls_require_client_cert: bool = False
+    allow_plain_mllp: bool = False
     destination_tls_ca: str = ""
     destination_tls_cert: str = ""
     destination_tls_key: str = ""
@@ -135,16 +141,34 @@ class HL7Config:
     retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
     batch_size: int = field(default=50, metadata=_range(1, 1000))
+    keep_days: int = field(default=0, metadata=_range(0, 3650))
 
 
 @dataclass(frozen=True)
 class KioskConfig:
-    """``[kiosk]``: the patient-facing check-in screens."""
+    """``[kiosk]``: the patient-facing check-in screens.
+
+    Idle limits are per screen (questionnaire pages get longer); after the
+    limit a warning with a countdown of ``warning_seconds`` appears, then the
+    kiosk session is destroyed. Only today's appointments between
+    ``arrival_window_before_minutes`` before and ``arrival_window_after_minutes``
+    after their start can be checked in. ``questionnaires_dir`` and
+    ``consents_dir`` default to the files shipped with Frontdesk.
+    """
 
     idle_seconds: int = field(default=90, metadata=_range(15, 3600))
-    arrival_window_before_minutes: int = field(default=30, metadata=_range(0, 24 * 60))
-    arrival_window_after_minutes: int = field(default=15, metadata=_range(0, 24 * 60))
+    questionnaire_idle_seconds: int = field(default=240, metadata=_range(15, 3600))
+    warning_seconds: int = field(default=30, metadata=_range(30, 300))
+    done_seconds: int = field(default=15, metadata=_range(5, 120))
+    arrival_window_before_minutes: int = field(default=60, metadata=_range(0, 24 * 60))
+    arrival_window_after_minutes: int = field(default=30, metadata=_range(0, 24 * 60))
     lookup_max_failures: int = field(default=5, metadata=_range(1, 100))
+    lookup_max_failures_per_kiosk: int = field(default=15, metadata=_range(1, 1000))
+    lookup_max_per_identity: int = field(default=6, metadata=_range(1, 1000))
+    lookup_window_minutes: int = field(default=15, metadata=_range(1, 24 * 60))
+    minutes_per_patient: int = field(default=12, metadata=_range(1, 240))
+    questionnaires_dir: str = ""
+    consents_dir: str = ""
     languages: tuple[str, ...] = ("en", "es")
 
 
@@ -221,6 +245,9 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: t.Mapping[st
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"web.timezone: must be an IANA time zone such as America/Chicago, "
                           f"got {sections['web'].timezone!r}") from None
+    for role in sections["web"].mfa_roles:
+        if role not in STAFF_ROLES:
+            raise ConfigError(f"web.mfa_roles: each must be one of {', '.join(STAFF_ROLES)}, got {role!r}")
     for entry in sections["hl7"].allowed_senders:
         try:
             parse_allowed_sender(entry)
@@ -375,8 +402,10 @@ def ensure_secret_key(config: Config) -> str:
 def check_production(config: Config) -> None:
     """Refuse settings that are unsafe once real patients use the service.
 
-    :raises ConfigError: for cookies without ``Secure`` or a PostgreSQL URL
-        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1).
+    :raises ConfigError: for cookies without ``Secure``, a PostgreSQL URL
+        without ``sslmode=verify-full`` (HIPAA 164.312(e), ASVS 12.1.1), or an
+        HL7 listener without mutual TLS unless ``hl7.allow_plain_mllp`` says
+        plain MLLP is meant (a TLS tunnel or a private link in front of it).
     """
     if not config.web.production:
         return
@@ -385,3 +414,19 @@ def check_production(config: Config) -> None:
     url = config.database_url
     if url.startswith("postgresql") and "sslmode=verify-full" not in url:
         raise ConfigError("database.url: must use sslmode=verify-full when web.production is true")
+    hl7 = config.hl7
+    if not hl7.allow_plain_mllp and not (hl7.tls_cert and hl7.tls_require_client_cert):
+        raise ConfigError("hl7.tls_require_client_cert: the HL7 listener must use mutual TLS (tls_cert, tls_key, "
+                          "tls_ca) when web.production is true, or set hl7.allow_plain_mllp = true to accept "
+                          "plain MLLP (e.g. behind a TLS tunnel)")
+
+
+def listener_security(hl7: HL7Config) -> str:
+    """How the HL7 listener admits senders, in words for the one line logged at start."""
+    if hl7.tls_cert and hl7.tls_require_client_cert:
+        return "mutual TLS: only senders with a certificate from hl7.tls_ca"
+    if hl7.tls_cert:
+        return "TLS without client certificates"
+    if hl7.allow_plain_mllp:
+        return "plain MLLP, allowed by hl7.allow_plain_mllp"
+    return "plain MLLP"

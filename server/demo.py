@@ -11,7 +11,7 @@ Everything runs in one process against a fresh SQLite database under
 * simulated devices for station ``room1`` (pulse oximeter, blood-pressure
   monitor, thermometer, scale) on pseudo-terminals, read by the in-process
   gateway exactly as real serial devices are;
-* the web server, with staff sign-ins created and printed. The first patients
+* the web server, with staff sign-ins and a kiosk enrollment code created and printed. The first patients
   are checked in, so an assistant finds them waiting on the station page
   (``/staff/stations/room1``), takes their vitals from the simulated devices,
   types what no device measures and sends them to the chart: the ORU^R01
@@ -137,6 +137,7 @@ def run_demo(config: Config, *, port: int | None) -> None:
         password = "-".join(secrets.token_hex(3) for _ in range(3))
         services.staff.add_user(username, role, password)
         logins.append((username, role, password))
+    kiosk_code = services.devices.add("kiosk", "demo-lobby", location="Lobby")
     engine.dispose()
 
     def parts(app: Flask) -> list[Background]:
@@ -151,11 +152,16 @@ def run_demo(config: Config, *, port: int | None) -> None:
                    f"{config.hl7.listen_host}:{config.hl7.listen_port}.")
         click.echo(f"Records system (receives our ADT/ORU): 127.0.0.1:{RECORDS_PORT}; "
                    f"devices for station {STATION}: " + ", ".join(f"{d} ({v})" for d, v in DEMO_DEVICES))
+        click.echo(f"Patient kiosk: {base}/kiosk/  (enrollment code: {kiosk_code}); lobby screen: {base}/kiosk/lobby")
+        click.echo("  check in as Rivera 03/09/1984 (Spanish speaker), Chen 11/23/1971, O'Brien 06/02/1990 …")
         click.echo(f"{arrived} patients are checked in and waiting: sign in as the assistant and open "
                    f"{base}/staff/stations/{STATION} to take their vitals.")
         click.echo("Demo staff sign-ins (new every run):")
         for username, role, password in logins:
             click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
+        if config.web.mfa_roles:
+            click.echo(f"Roles {', '.join(config.web.mfa_roles)} set up a second factor at first sign-in "
+                       "(any authenticator app; web.mfa_roles).")
         click.echo("Stop with Ctrl+C.\n")
 
     try:
@@ -165,26 +171,32 @@ def run_demo(config: Config, *, port: int | None) -> None:
              f"{config.web.port}, {config.hl7.listen_port} or {RECORDS_PORT}?)")
 
 
+def siu_s12(control_id: str, now: dt.datetime, start: dt.datetime, mrn: str, family: str, given: str, born: str,
+            sex: str, language: str, provider: tuple[str, str, str], room: str) -> bytes:
+    """One SIU^S12 (new appointment) as a scheduler sends it: SCH, PID, AIL and AIP."""
+    return encode_message([
+        encode_msh({3: "DEMO_EHR", 4: "DEMO", 5: "FRONTDESK", 6: "CLINIC", 7: format_timestamp(now),
+                    9: ("SIU", "S12", "SIU_S12"), 10: control_id, 11: "P", 12: "2.5.1", 18: "UNICODE UTF-8"}),
+        encode_segment("SCH", {1: f"P{mrn}", 2: f"A{mrn}", 7: ("FU", "Follow-up"), 8: ("FU", "Follow-up"),
+                               9: "20", 10: "min", 11: ("", "", "20", format_timestamp(start)),
+                               25: "Booked"}),
+        encode_segment("PID", {1: "1", 3: (mrn, "", "", "DEMO", "MR"), 5: (family, given, "", "", "", "", "L"),
+                               7: born, 8: sex, 11: ("1 Demo Street", "", "Springfield", "IL", "62701", "USA"),
+                               13: Repeated(("555-0100", ("", "NET", "Internet", f"{mrn.lower()}@example.org"))),
+                               15: language}),
+        encode_segment("AIL", {1: "1", 3: (room, "", "", "CLINIC")}),
+        encode_segment("AIP", {1: "1", 3: provider}),
+    ])
+
+
 def schedule_messages(today: dt.datetime) -> list[tuple[str, bytes]]:
     """Today's demo schedule as SIU^S12 messages, as a scheduler would send them."""
     first = today.replace(minute=0, second=0, microsecond=0)
     messages = []
     for mrn, family, given, born, sex, language, provider, room, offset in DEMO_PATIENTS:
         control_id = new_control_id()
-        start = first + dt.timedelta(minutes=offset)
-        messages.append((control_id, encode_message([
-            encode_msh({3: "DEMO_EHR", 4: "DEMO", 5: "FRONTDESK", 6: "CLINIC", 7: format_timestamp(today),
-                        9: ("SIU", "S12", "SIU_S12"), 10: control_id, 11: "P", 12: "2.5.1", 18: "UNICODE UTF-8"}),
-            encode_segment("SCH", {1: f"P{mrn}", 2: f"A{mrn}", 7: ("FU", "Follow-up"), 8: ("FU", "Follow-up"),
-                                   9: "20", 10: "min", 11: ("", "", "20", format_timestamp(start)),
-                                   25: "Booked"}),
-            encode_segment("PID", {1: "1", 3: (mrn, "", "", "DEMO", "MR"), 5: (family, given, "", "", "", "", "L"),
-                                   7: born, 8: sex, 11: ("1 Demo Street", "", "Springfield", "IL", "62701", "USA"),
-                                   13: Repeated(("555-0100", ("", "NET", "Internet", f"{mrn.lower()}@example.org"))),
-                                   15: language}),
-            encode_segment("AIL", {1: "1", 3: (room, "", "", "CLINIC")}),
-            encode_segment("AIP", {1: "1", 3: provider}),
-        ])))
+        messages.append((control_id, siu_s12(control_id, today, first + dt.timedelta(minutes=offset), mrn, family,
+                                             given, born, sex, language, provider, room)))
     return messages
 
 

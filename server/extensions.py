@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
+babel = Babel()

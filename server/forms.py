@@ -8,6 +8,7 @@ from wtforms import SelectField
 from wtforms import StringField
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
 from wtforms.validators import Length
 
 from server.domain.visit import VisitState
@@ -38,3 +39,24 @@ class OutboxActionForm(FlaskForm):
 
 class StationForm(FlaskForm):
     """Only the CSRF token: station forms carry one field per vitals row, read by :mod:`server.domain.vitals`."""
+
+
+class ActionForm(FlaskForm):
+    """A button posting one action (its value); the CSRF token is what the form is for."""
+
+    action = StringField("Action", validators=[Length(max=16)])
+
+
+class SecondFactorForm(FlaskForm):
+    """A six-digit code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=32)])
+
+
+class ChangePasswordForm(FlaskForm):
+    """A signed-in user's own password change: the current one, then the new one twice."""
+
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=256)])
+    new = PasswordField("New password", validators=[DataRequired(), Length(max=256)])
+    confirm = PasswordField("New password again",
+                            validators=[DataRequired(), EqualTo("new", "The new passwords differ.")])

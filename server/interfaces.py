@@ -24,11 +24,13 @@ from hl7.tls import client_context
 from hl7.tls import server_context
 from server.config import Config
 from server.config import HL7Config
+from server.config import listener_security
 from server.live import PostgresHub
 from server.live import Subscription
 from server.runtime import Background
 from server.services import Services
 from server.services.outbox import OutboxRepository
+from server.services.retention import RetentionPart
 from server.stations import DevicesPart
 
 log = logging.getLogger("frontdesk.interfaces")
@@ -68,9 +70,13 @@ class ListenerPart:
             on_unreadable=lambda raw, peer, _reason: services.inbound.handle(raw, _describe(peer)),
             host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
             max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
+        self.security = listener_security(settings)
 
     def start(self) -> None:
         self.listener.start()
+        plain = self.security.startswith("plain")
+        log.log(logging.WARNING if plain else logging.INFO, "hl7.listener_security",
+                extra={"reason": self.security})
 
     def stop(self) -> None:
         self.listener.close()
@@ -153,11 +159,14 @@ def _describe(peer: PeerInfo) -> str:
 
 def service_parts(app: Flask, config: Config) -> list[Background]:
     """What ``serve`` runs beside the web server: the HL7 listener, the dispatcher once a
-    destination is set, and the device gateway when ``[[devices]]`` are configured."""
+    destination is set, the device gateway when ``[[devices]]`` are configured, and the
+    retention purge when ``keep_days`` is set."""
     services: Services = app.extensions["frontdesk"]
     parts: list[Background] = [ListenerPart(services, config.hl7)]
     if config.hl7.destination_host:
         parts.append(DispatcherPart(services, config.hl7))
     if config.devices:
         parts.append(DevicesPart(app, config))
+    if config.hl7.keep_days:
+        parts.append(RetentionPart(services.retention))
     return parts

@@ -52,3 +52,30 @@ def autogenerate(engine: Engine, message: str) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.revision(config, message=message, autogenerate=True)
+
+
+def grant_runtime(engine: Engine, role: str, schema: str = "public") -> None:
+    """Give the runtime database role what ``serve`` needs and no more (PostgreSQL; run as the owner).
+
+    The owner role runs migrations and owns every table; the runtime role
+    only reads and writes rows. On ``audit_event`` it may only SELECT and
+    INSERT, and since it owns nothing it cannot ALTER a table, disable a
+    trigger or TRUNCATE: whoever takes over the running service still cannot
+    rewrite the audit trail. Re-run after every ``db upgrade`` (new tables).
+
+    :raises ValueError: for a role or schema name that is not a plain identifier.
+    """
+    for name in (role, schema):
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a plain SQL identifier: {name!r}")
+    statements = [
+        f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"',
+        f'REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM "{role}"',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"',
+        f'REVOKE INSERT, UPDATE, DELETE ON "{schema}".alembic_version FROM "{role}"',
+        f'REVOKE UPDATE, DELETE ON "{schema}".audit_event FROM "{role}"',
+        f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"',
+    ]
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)

@@ -148,6 +148,64 @@ def document() -> dict[str, t.Any]:
                     },
                 },
             },
+            "/flags": {
+                "get": {
+                    "summary": "Staff flags not yet acknowledged (all=1: with acknowledged ones), most urgent first",
+                    "security": [{"staffSession": []}],
+                    "parameters": [{"name": "all", "in": "query", "required": False,
+                                    "schema": {"type": "string", "enum": ["1"]}}],
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {"flags": {"type": "array", "items": {
+                            "type": "object", "properties": {
+                                "id": {"type": "integer"},
+                                "kind": {"type": "string", "enum": ["phq9_item9", "identification_lockout",
+                                                                    "follow_up_request", "consent_question"]},
+                                "priority": {"type": "string", "enum": ["urgent", "high", "normal"]},
+                                "message": {"type": "string"},
+                                "patient_name": {"type": ["string", "null"]},
+                                "visit_id": {"type": ["integer", "null"]},
+                                "kiosk_id": {"type": ["integer", "null"]},
+                                "created_at": {"type": "string", "format": "date-time"},
+                                "acknowledged_at": {"type": ["string", "null"], "format": "date-time"}}}}}},
+                            "The flags"),
+                        "401": _json(_ERROR, "Not signed in"),
+                        "403": _json(_ERROR, "Role not allowed"),
+                    },
+                },
+            },
+            "/pending-changes": {
+                "get": {
+                    "summary": "Contact and insurance changes patients asked for, waiting for staff approval",
+                    "security": [{"staffSession": []}],
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {"changes": {"type": "array", "items": {
+                            "type": "object", "properties": {
+                                "id": {"type": "integer"}, "patient_name": {"type": "string"},
+                                "created_at": {"type": "string", "format": "date-time"},
+                                "fields": {"type": "array", "items": {"type": "object", "properties": {
+                                    "field": {"type": "string"}, "on_file": {"type": "string"},
+                                    "requested": {"type": "string"}}}}}}}}}, "The changes"),
+                        "401": _json(_ERROR, "Not signed in"),
+                        "403": _json(_ERROR, "Role not allowed"),
+                    },
+                },
+            },
+            "/security/alerts": {
+                "get": {
+                    "summary": "Open security alerts: a sign-in locked for a user and address, an address slowed down",
+                    "security": [{"staffSession": []}],
+                    "responses": {
+                        "200": _json({"type": "object", "properties": {"alerts": {"type": "array", "items": {
+                            "type": "object", "properties": {
+                                "id": {"type": "integer"},
+                                "kind": {"type": "string", "enum": ["sign_in_locked", "address_throttled"]},
+                                "subject": {"type": "string"}, "detail": {"type": "string"},
+                                "raised_at": {"type": "string", "format": "date-time"}}}}}}, "Open alerts"),
+                        "401": _json(_ERROR, "Not signed in"),
+                        "403": _json(_ERROR, "Administrators only"),
+                    },
+                },
+            },
             "/visits": {
                 "get": {
                     "summary": "Visits of one day",

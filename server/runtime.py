@@ -20,6 +20,7 @@ from waitress.wasyncore import close_all
 
 from server import create_app
 from server.config import Config
+from server.config import WebConfig
 from server.logs import configure as configure_logging
 from server.services.context import Clock
 
@@ -43,6 +44,28 @@ class Background(t.Protocol):
         ...
 
 
+def waitress_limits(web: WebConfig) -> dict[str, t.Any]:
+    """Waitress settings that bound what one client can make the server hold.
+
+    The body limit is waitress's own, so an oversize upload is refused from its
+    ``Content-Length`` (or once a chunked body passes the limit) instead of being
+    spooled to disk and only then refused by Flask. ``channel_timeout`` closes
+    connections that stop sending half-way (slow clients), and
+    ``connection_limit`` caps how many sockets are held open at once
+    (idle ones are swept every half timeout). Forwarded
+    headers are stripped unless proxies are trusted; then :class:`ProxyFix` in
+    the app reads exactly ``trusted_proxies`` hops of them.
+    """
+    return {
+        "max_request_body_size": web.max_content_kb * 1024,
+        "max_request_header_size": 64 * 1024,
+        "connection_limit": web.connection_limit,
+        "channel_timeout": web.channel_timeout_seconds,
+        "cleanup_interval": max(1, web.channel_timeout_seconds // 2),
+        "clear_untrusted_proxy_headers": not web.trusted_proxies,
+    }
+
+
 def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Background]] = lambda _: (),
                clock: Clock | None = None, ready: t.Callable[[str], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM.
@@ -56,7 +79,7 @@ def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Bac
     parts = background(app)
     sockets: dict[int, t.Any] = {}
     server = create_server(app, map=sockets, host=config.web.host, port=config.web.port,
-                           threads=config.web.threads, ident="frontdesk", clear_untrusted_proxy_headers=True)
+                           threads=config.web.threads, ident="frontdesk", **waitress_limits(config.web))
     live = app.extensions["frontdesk"].live
     stopping = threading.Event()
 

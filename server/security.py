@@ -10,6 +10,13 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
+# ``same-origin``: the browser sends our own pages' URLs back to us (Flask-WTF's
+# CSRF check over HTTPS requires a same-origin Referer) and never sends them to
+# another site. ``no-referrer`` would make every HTTPS form post fail that check.
+# Our URLs carry ids only, never patient data, so nothing leaks either way.
+REFERRER_POLICY = "same-origin"
+
+
 def install(app: Flask, *, secure: bool) -> None:
     """Add the security headers and ``no-store`` caching to every response of ``app``.
 
@@ -24,7 +31,7 @@ def install(app: Flask, *, secure: bool) -> None:
         headers["Content-Security-Policy"] = CSP
         headers["X-Frame-Options"] = "DENY"
         headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"
+        headers["Referrer-Policy"] = REFERRER_POLICY
         headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
         headers["Cross-Origin-Opener-Policy"] = "same-origin"
         if secure:

@@ -136,6 +136,7 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+SECRET_RE = re.compile(r'id="secret-key"[^>]*>([A-Z2-7 ]+)<')
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
@@ -160,6 +161,18 @@ class StaffActions:
         page = self.client.get("/staff/login")
         return self.client.post("/staff/login", data={
             "csrf_token": csrf_token(page.text), "username": username, "password": password})
+
+    def pass_second_factor(self) -> tuple[str, list[str]]:
+        """Set up the second factor as a person would (reading the key off the page); returns key and recovery codes."""
+        import pyotp
+
+        page = self.client.get("/staff/second-factor").text
+        match = SECRET_RE.search(page)
+        assert match, "no key on the set-up page"
+        code = pyotp.TOTP(match.group(1).replace(" ", "")).at(self.services.clock.now())
+        done = self.client.post("/staff/second-factor", data={"csrf_token": csrf_token(page), "code": code})
+        assert done.status_code == 200 and "recovery codes" in done.text, done.text
+        return match.group(1).replace(" ", ""), re.findall(r"<li>([0-9a-f]{5}-[0-9a-f]{5})</li>", done.text)
 
     def sign_out(self) -> t.Any:
         page = self.client.get("/staff/")

@@ -13,6 +13,7 @@ from server.cli import core as core_commands
 from server.cli import devices as devices_commands
 from server.cli import interfaces as interfaces_commands
 from server.cli import records as records_commands
+from server.cli import security as security_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,3 +26,4 @@ core_commands.register(main)
 devices_commands.register(main)
 interfaces_commands.register(main)
 records_commands.register(main)
+security_commands.register(main)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import typing as t
 from pathlib import Path
 
@@ -90,3 +91,10 @@ def open_database(config: Config, *, create: bool = False) -> Engine:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         fail(f"database {safe_url(config.database_url)} is unreachable: {reason}")
     return engine
+
+
+def read_password(from_stdin: bool, prompt: str = "Password") -> str:
+    """A password from one line of standard input (scripts), or typed twice at a hidden prompt."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=True))

@@ -1,8 +1,7 @@
-"""Core commands: ``serve``, ``demo``, ``db upgrade``, ``users add``, ``kiosks add``, ``gateways add``."""
+"""Core commands: ``serve``, ``demo``, ``db upgrade``, ``users add``, ``kiosks add``, ``gateways add``,
+``checkin-code``."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 from sqlalchemy import Engine
@@ -11,6 +10,7 @@ from server import migrate
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
 from server.cli.common import open_database
+from server.cli.common import read_password
 from server.cli.common import with_config
 from server.config import Config
 from server.config import ConfigError
@@ -20,6 +20,7 @@ from server.live import Hub
 from server.models import ROLES
 from server.services import Services
 from server.services import build_services
+from server.services.context import SYSTEM
 from server.services.staff import AccountError
 
 
@@ -31,6 +32,7 @@ def register(main: click.Group) -> None:
     main.add_command(users)
     main.add_command(kiosks)
     main.add_command(gateways)
+    main.add_command(checkin_code)
 
 
 @click.command()
@@ -45,6 +47,7 @@ def serve(config: Config) -> None:
         check_production(config)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+    _check_kiosk_files(config)
     engine = open_database(config)
     require_current_schema(engine)
     from server.interfaces import service_parts
@@ -55,6 +58,25 @@ def serve(config: Config) -> None:
     except OSError as exc:
         fail(f"cannot start: {exc.strerror or exc} (web {config.web.host}:{config.web.port}, "
              f"HL7 {config.hl7.listen_host}:{config.hl7.listen_port})")
+
+
+def _check_kiosk_files(config: Config) -> None:
+    """Stop with one line naming the file when a questionnaire or consent file cannot be used."""
+    from pathlib import Path
+
+    from server.questionnaires import QuestionnaireError
+    from server.questionnaires import load_library
+    from server.services.consents import ConsentError
+    from server.services.consents import load_consents
+
+    kiosk = config.kiosk
+    try:
+        load_library(Path(kiosk.questionnaires_dir) if kiosk.questionnaires_dir else None)
+        load_consents(Path(kiosk.consents_dir) if kiosk.consents_dir else None)
+    except QuestionnaireError as exc:
+        fail(f"questionnaire {exc}", EXIT_CONFIG)
+    except ConsentError as exc:
+        fail(f"consent {exc}", EXIT_CONFIG)
 
 
 @click.command()
@@ -96,10 +118,7 @@ def users() -> None:
 @with_config
 def users_add(config: Config, username: str, role: str, display_name: str, password_stdin: bool) -> None:
     """Create a staff user; the password is prompted for (or read with --password-stdin)."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = read_password(password_stdin)
     services = open_services(config)
     try:
         user_id = services.staff.add_user(username, role, password, display_name=display_name)
@@ -148,6 +167,41 @@ def gateways() -> None:
 def gateways_add(config: Config, name: str, stations: tuple[str, ...]) -> None:
     """Register a station gateway and print its token (shown once; pass it as --token)."""
     _add_device(config, "gateway", name, "", stations)
+
+
+@click.command("checkin-code")
+@click.argument("appointment")
+@click.option("--source", default=None, help="The scheduler the appointment came from (MSH-3^MSH-4 as stored); "
+                                             "needed only when two schedulers share appointment ids.")
+@click.option("--qr", "qr_path", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the code as a QR code (SVG) to this file, for the reminder letter.")
+@with_config
+def checkin_code(config: Config, appointment: str, source: str | None, qr_path: str | None) -> None:
+    """Issue a check-in code for a reminder letter: valid on the appointment's day, for one check-in.
+
+    APPOINTMENT is the scheduler's appointment id (SCH-2). The code is printed
+    as the last word of the output; a barcode scanner at the kiosk types it.
+    """
+    from sqlalchemy import select
+
+    from server.models import Appointment
+
+    services = open_services(config)
+    with services.uow.begin() as session:
+        sources = session.scalars(select(Appointment.source).where(Appointment.external_id == appointment)).all()
+    if source is None and len(set(sources)) > 1:
+        fail(f"appointment {appointment!r} exists in several schedules ({', '.join(sorted(set(sources)))}): "
+             "give --source", EXIT_CONFIG)
+    try:
+        code, expires = services.checkin.issue_code(source or (sources[0] if sources else ""), appointment,
+                                                    actor=SYSTEM)
+    except LookupError:
+        fail(f"no appointment {appointment!r}", EXIT_CONFIG)
+    if qr_path:
+        import segno
+
+        segno.make(code.replace("-", ""), error="m").save(qr_path, kind="svg", scale=8, border=4)
+    click.echo(f"check-in code for appointment {appointment}, valid until {expires.isoformat()}: {code}")
 
 
 def _add_device(config: Config, kind: str, name: str, location: str, stations: tuple[str, ...] = ()) -> None:

@@ -21,6 +21,8 @@ from server.cli.common import fail
 from server.cli.common import with_config
 from server.cli.core import open_services
 from server.config import Config
+from server.config import ConfigError
+from server.config import check_production
 from server.interfaces import DispatcherPart
 from server.interfaces import ListenerPart
 from server.live import make_hub
@@ -54,6 +56,10 @@ def _run_until_signal(part: ListenerPart | DispatcherPart) -> None:
 @with_config
 def listen(config: Config) -> None:
     """Receive SIU and ADT over MLLP on [hl7] listen_host:listen_port until stopped."""
+    try:
+        check_production(config)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
     configure_logging()
     part = ListenerPart(open_services(config), config.hl7)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import BigInteger
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
@@ -19,6 +20,11 @@ class AuditEvent(Base):
     Rows are only ever inserted: the application has no code path that updates
     or deletes them, and a database trigger (see the initial migration) refuses
     UPDATE and DELETE on both SQLite and PostgreSQL.
+
+    ``seq`` numbers rows without gaps in commit order and ``chain_hash`` is
+    SHA-256 over the previous row's hash and this row (see
+    :mod:`server.audit_chain`), so a row altered, deleted or reordered by anyone
+    who gets past the triggers is found by ``frontdesk audit verify``.
     """
 
     __tablename__ = "audit_event"
@@ -35,3 +41,5 @@ class AuditEvent(Base):
     address: Mapped[str] = mapped_column(String(64), default="")
     correlation_id: Mapped[str] = mapped_column(String(64), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True, index=True)
+    chain_hash: Mapped[str] = mapped_column(String(64), default="", server_default="")

@@ -11,11 +11,12 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 
+from server.config import STAFF_ROLES
 from server.models.base import Base
 from server.models.base import DeviceCredential
 from server.models.base import UTCDateTime
 
-ROLES = ("front_desk", "assistant", "admin")
+ROLES = STAFF_ROLES
 
 
 class StaffUser(Base):
@@ -49,23 +50,9 @@ class StaffSession(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     address: Mapped[str] = mapped_column(String(64), default="")
+    second_factor_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[StaffUser] = relationship()
-
-
-class LoginFailure(Base):
-    """A failed sign-in, kept to throttle by username and by address.
-
-    ``username_key`` is an HMAC of the normalised username so that guesses at
-    names that are not accounts do not sit in the database in clear.
-    """
-
-    __tablename__ = "login_failure"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    username_key: Mapped[str] = mapped_column(String(64), index=True)
-    address: Mapped[str] = mapped_column(String(64), index=True)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class KioskDevice(DeviceCredential, Base):

@@ -9,6 +9,7 @@ clock. :func:`build_services` wires one set for an app or a CLI command.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -16,15 +17,25 @@ from server.config import Config
 from server.db import UnitOfWork
 from server.live import Hub
 from server.live import LocalHub
+from server.questionnaires import load_library
+from server.services.alerts import SecurityAlerts
 from server.services.audit import AuditTrail
+from server.services.audit import AuditVerifier
+from server.services.checkin import CheckIn
+from server.services.consents import load_consents
 from server.services.context import Clock
 from server.services.context import SystemClock
 from server.services.devices import DevicePrincipals
+from server.services.flags import PendingChanges
+from server.services.flags import StaffFlags
 from server.services.health import Health
 from server.services.inbound import Inbound
+from server.services.kiosks import KioskSessions
 from server.services.messages import OutboundMessages
+from server.services.mfa import SecondFactors
 from server.services.outbox import Outbox
 from server.services.patients import Patients
+from server.services.retention import Retention
 from server.services.staff import StaffAccounts
 from server.services.stations import Stations
 from server.services.visits import Visits
@@ -38,7 +49,10 @@ class Services:
     uow: UnitOfWork
     clock: Clock
     audit: AuditTrail
+    audit_verifier: AuditVerifier
+    alerts: SecurityAlerts
     staff: StaffAccounts
+    mfa: SecondFactors
     devices: DevicePrincipals
     outbox: Outbox
     patients: Patients
@@ -48,6 +62,11 @@ class Services:
     stations: Stations
     health: Health
     live: Hub
+    kiosks: KioskSessions
+    checkin: CheckIn
+    flags: StaffFlags
+    changes: PendingChanges
+    retention: Retention
 
 
 def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None,
@@ -66,14 +85,27 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
     patients = Patients(uow=uow, clock=clock, audit=audit)
     visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
+    alerts = SecurityAlerts(uow=uow, clock=clock, audit=audit)
+    staff = StaffAccounts(uow=uow, clock=clock, audit=audit, alerts=alerts, policy=config.web, pepper=secret)
     # A separate `frontdesk bridge` (or another `serve`) hears about new messages through the hub.
     outbox.subscribe(lambda: live.publish("outbox", "enqueued", {}))
+    kiosk = config.kiosk
+    kiosks = KioskSessions(uow=uow, clock=clock, audit=audit, settings=kiosk)
+    flags = StaffFlags(uow=uow, clock=clock, audit=audit)
+    changes = PendingChanges(uow=uow, clock=clock, audit=audit, messages=messages)
+    checkin = CheckIn(
+        kiosks=kiosks, uow=uow, clock=clock, audit=audit, visits=visits, messages=messages, flags=flags,
+        changes=changes, settings=kiosk, pepper=secret, live=live,
+        library=load_library(Path(kiosk.questionnaires_dir) if kiosk.questionnaires_dir else None),
+        consents=load_consents(Path(kiosk.consents_dir) if kiosk.consents_dir else None))
     return Services(
         uow=uow,
         clock=clock,
         audit=audit,
-        staff=StaffAccounts(uow=uow, clock=clock, audit=audit, policy=config.web,
-                            pepper=secret),
+        audit_verifier=AuditVerifier(uow=uow),
+        alerts=alerts,
+        staff=staff,
+        mfa=SecondFactors(uow=uow, clock=clock, audit=audit, staff=staff, secret=secret),
         devices=DevicePrincipals(uow=uow, clock=clock, audit=audit),
         patients=patients,
         outbox=outbox,
@@ -83,4 +115,9 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         stations=Stations(uow=uow, clock=clock, live=live),
         health=Health(engine=engine),
         live=live,
+        kiosks=kiosks,
+        checkin=checkin,
+        flags=flags,
+        changes=changes,
+        retention=Retention(uow=uow, clock=clock, audit=audit, keep_days=config.hl7.keep_days),
     )

@@ -7,6 +7,7 @@ readings on another room's screen.
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 from dataclasses import field
@@ -27,6 +28,17 @@ from server.services.staff import AccountError
 from server.services.staff import hash_token
 
 _KINDS: dict[str, type[DeviceCredential]] = {"kiosk": KioskDevice, "gateway": Gateway}
+
+
+@dataclass(frozen=True)
+class DeviceListing:
+    """One registered kiosk or gateway as ``frontdesk kiosks list`` shows it (never its token)."""
+
+    name: str
+    location: str
+    created_at: dt.datetime
+    last_seen_at: dt.datetime | None
+    revoked_at: dt.datetime | None
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,19 @@ class DevicePrincipals:
             stations = frozenset(s.id for s in row.stations) if isinstance(row, Gateway) else frozenset()
             return DevicePrincipal(kind, row.id, row.name, stations)
 
+    def list(self, kind: str) -> list[DeviceListing]:
+        """Every registered device of ``kind``, revoked ones included, by name."""
+        model = _KINDS[kind]
+        with self.uow.begin() as session:
+            return [DeviceListing(row.name, getattr(row, "location", ""), row.created_at, row.last_seen_at,
+                                  row.revoked_at)
+                    for row in session.scalars(select(model).order_by(model.name))]
+
     def revoke(self, kind: str, name: str, *, actor: Actor = SYSTEM) -> bool:
         """Revoke a device's token; ``False`` when no such active device exists."""
         model = _KINDS[kind]
         with self.uow.begin() as session:
-            row = session.scalar(select(model).where(model.name == name, model.revoked_at.is_(None)))
+            row = session.scalar(select(model).where(model.name == name.strip().lower(), model.revoked_at.is_(None)))
             if row is None:
                 return False
             row.revoked_at = self.clock.now()

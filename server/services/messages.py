@@ -18,13 +18,16 @@ from hl7.model import Address
 from hl7.model import CodingProfile
 from hl7.model import Destination
 from hl7.model import Device
+from hl7.model import InsuranceInfo
 from hl7.model import PatientInfo
+from hl7.model import QuestionnaireResult
 from hl7.model import Sender
 from hl7.model import VisitInfo
 from hl7.model import VitalSign
 from hl7.model import VitalsReport
 from server.config import HL7Config
 from server.domain.visit import VisitState
+from server.models import Insurance
 from server.models import Patient
 from server.models import Visit
 from server.services.context import Clock
@@ -64,6 +67,14 @@ def patient_info(patient: Patient) -> PatientInfo:
         phones=(patient.phone,) if patient.phone else (), email=patient.email,
         language=patient.preferred_language,
     )
+
+
+def insurance_info(plan: Insurance) -> InsuranceInfo:
+    """IN1 content for one coverage; the payer id stands in for the plan id when no plan is named."""
+    family, _, given = plan.subscriber_name.partition(",")
+    return InsuranceInfo(plan_id=plan.plan_name or plan.payer_id or plan.payer_name, company_id=plan.payer_id,
+                         company_name=plan.payer_name, member_id=plan.member_id, group_number=plan.group_number,
+                         insured_family=family.strip(), insured_given=given.strip())
 
 
 def visit_info(visit: Visit) -> VisitInfo:
@@ -119,6 +130,28 @@ class OutboundMessages:
                               report_id=report_id, vitals=tuple(vitals), correction=correction)
         payload = builders.build_oru_vitals(self.sender, self.destination, report, control_id=control_id,
                                             now=self.clock.now())
+        self.outbox.enqueue(session, payload, control_id=control_id, message_type="ORU^R01",
+                            ordering_key=patient_key(visit.patient_id))
+        return control_id
+
+    def patient_updated(self, session: Session, patient: Patient, visit: Visit | None) -> str:
+        """Enqueue ADT^A08 with the patient's current details and insurance; returns its MSH-10."""
+        control_id = new_control_id()
+        payload = builders.build_adt_a08(self.sender, self.destination, patient_info(patient),
+                                         visit_info(visit) if visit is not None else VisitInfo(),
+                                         insurance=[insurance_info(plan) for plan in patient.insurance],
+                                         control_id=control_id, now=self.clock.now())
+        self.outbox.enqueue(session, payload, control_id=control_id, message_type="ADT^A08",
+                            ordering_key=patient_key(patient.id))
+        return control_id
+
+    def questionnaire_results(self, session: Session, visit: Visit,
+                              results: list[QuestionnaireResult]) -> str:
+        """Enqueue one ORU^R01 carrying the visit's scored questionnaires (LOINC); returns its MSH-10."""
+        control_id = new_control_id()
+        payload = builders.build_oru_questionnaire(self.sender, self.destination, patient_info(visit.patient),
+                                                   visit_info(visit), results, control_id=control_id,
+                                                   now=self.clock.now())
         self.outbox.enqueue(session, payload, control_id=control_id, message_type="ORU^R01",
                             ordering_key=patient_key(visit.patient_id))
         return control_id

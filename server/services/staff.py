@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import re
 import secrets
 import typing as t
@@ -14,7 +13,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError
 from argon2.exceptions import VerificationError
 from sqlalchemy import CursorResult
-from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
@@ -23,17 +21,21 @@ from sqlalchemy.orm import Session
 from server.config import WebConfig
 from server.db import UnitOfWork
 from server.models import ROLES
-from server.models import LoginFailure
+from server.models import StaffMfa
 from server.models import StaffSession
 from server.models import StaffUser
+from server.services.alerts import SecurityAlerts
 from server.services.audit import AuditTrail
 from server.services.context import SYSTEM
 from server.services.context import Actor
 from server.services.context import Clock
+from server.services.throttle import Attempt
+from server.services.throttle import SignInThrottle
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 12
 LAST_SEEN_RESOLUTION = dt.timedelta(seconds=15)
+_SIGN_IN = Actor("system", "sign-in")
 
 
 class AccountError(ValueError):
@@ -55,6 +57,18 @@ class SignInFailed(Exception):
 
 
 @dataclass(frozen=True)
+class StaffListing:
+    """One account as ``frontdesk users list`` shows it."""
+
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    second_factor: bool
+    last_sign_in: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class StaffPrincipal:
     """A signed-in staff member, as the web layer sees them."""
 
@@ -63,6 +77,7 @@ class StaffPrincipal:
     display_name: str
     role: str
     session_id: int
+    needs_second_factor: bool = False
 
     def actor(self, address: str) -> Actor:
         """This principal as the actor of a service call."""
@@ -77,19 +92,20 @@ def hash_token(token: str) -> str:
 class StaffAccounts:
     """Creates staff users, signs them in and keeps their sessions honest.
 
-    Failed sign-ins are throttled per username and per address over a sliding
-    window. The per-username key is an HMAC so the failure table holds no
-    cleartext guesses. Every path, including a throttled or unknown user, runs
-    one Argon2 verification so that response timing does not tell them apart.
+    Failed sign-ins are throttled per (username, address) and per address
+    (:mod:`server.services.throttle`). Every path, including a throttled or
+    unknown user, runs one Argon2 verification so that response timing does
+    not tell them apart.
     """
 
-    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, policy: WebConfig,
-                 pepper: str, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, alerts: SecurityAlerts,
+                 policy: WebConfig, pepper: str, hasher: PasswordHasher | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.audit = audit
+        self.alerts = alerts
         self.policy = policy
-        self._pepper = pepper.encode("utf-8")
+        self.throttle = SignInThrottle(policy=policy, pepper=pepper.encode("utf-8"))
         self._hasher = hasher or PasswordHasher()
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
 
@@ -105,8 +121,7 @@ class StaffAccounts:
             raise AccountError("username: 2-64 characters, lower-case letters, digits, '.', '_' or '-'")
         if role not in ROLES:
             raise AccountError(f"role: must be one of {', '.join(ROLES)}, got {role!r}")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise AccountError(f"password: must be at least {MIN_PASSWORD_LENGTH} characters")
+        self._check_password(password)
         with self.uow.begin() as session:
             if session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
                 raise AccountError(f"username: {username!r} is taken")
@@ -121,21 +136,36 @@ class StaffAccounts:
     def sign_in(self, username: str, password: str, address: str) -> str:
         """Check the credentials and open a session; returns the cookie token.
 
+        The attempt is counted first (:class:`SignInThrottle`), in a short
+        transaction of its own, then the password is checked outside any lock,
+        then the session is opened or the failure audited. A locked pair or a
+        throttled address raises one staff alert per state change; the alert
+        names the account only when it exists (a "username" typed by mistake
+        is sometimes a password, and never goes on a board).
+
         :raises SignInFailed: for any failure, throttling included.
         """
         now = self.clock.now()
-        username_key = self._username_key(username)
+        name = username.strip().lower()
         with self.uow.begin() as session:
-            user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
-            throttled = self._throttled(session, username_key, address, now)
-            verified = self._verify(user.password_hash if user else self._dummy_hash, password)
-            if throttled or user is None or not user.active or not verified:
-                session.add(LoginFailure(username_key=username_key, address=address, at=now))
+            attempt = self.throttle.reserve(session, name, address, now)
+            user = session.scalar(select(StaffUser).where(StaffUser.username == name))
+            stored_hash = user.password_hash if user else self._dummy_hash
+            if attempt.pair_locked_now:
+                subject = user.username if user else "(unknown username)"
+                self.alerts.raise_in(session, "sign_in_locked", subject,
+                                     f"repeated failed sign-ins for {subject} from {address}", actor=_SIGN_IN)
+        verified = self._verify(stored_hash, password)
+        with self.uow.begin() as session:
+            if attempt.throttled or user is None or not user.active or not verified:
                 actor = Actor("staff", str(user.id) if user else "unknown", address=address)
                 self.audit.record(session, actor, "auth.sign_in", outcome="failure",
-                                  detail="throttled" if throttled else "bad_credentials")
+                                  detail="throttled" if attempt.throttled else "bad_credentials")
+                if not attempt.throttled:
+                    self.record_failure(session, attempt, address)
                 failed = True
             else:
+                self.throttle.give_back(session, attempt)
                 token = secrets.token_urlsafe(32)
                 staff_session = StaffSession(token_hash=hash_token(token), user_id=user.id, created_at=now,
                                              last_seen_at=now, address=address)
@@ -144,11 +174,19 @@ class StaffAccounts:
                 self.audit.record(session, Actor("staff", str(user.id), role=user.role, address=address),
                                   "auth.sign_in", resource_type="staff_session", resource_id=staff_session.id)
                 if self._hasher.check_needs_rehash(user.password_hash):
-                    user.password_hash = self._hasher.hash(password)
+                    session.execute(update(StaffUser).where(StaffUser.id == user.id)
+                                    .values(password_hash=self._hasher.hash(password)))
                 failed = False
         if failed:
             raise SignInFailed()
         return token
+
+    def record_failure(self, session: Session, attempt: Attempt, address: str) -> None:
+        """Count a failed password or code against the address, and tell staff when that starts slowing it."""
+        if self.throttle.record_failure(session, attempt, self.clock.now()):
+            self.alerts.raise_in(session, "address_throttled", address,
+                                 f"many failed sign-ins from {address}: every sign-in there is slowed",
+                                 actor=_SIGN_IN)
 
     def resume(self, token: str, address: str) -> StaffPrincipal | None:
         """The principal behind a session cookie, or ``None`` when it is unknown, revoked or expired.
@@ -172,7 +210,10 @@ class StaffAccounts:
             if now - row.last_seen_at >= LAST_SEEN_RESOLUTION:
                 row.last_seen_at = now
             user = row.user
-            return StaffPrincipal(user.id, user.username, user.display_name, user.role, row.id)
+            pending = row.second_factor_at is None and (
+                user.role in self.policy.mfa_roles
+                or session.scalar(select(StaffMfa.confirmed_at).where(StaffMfa.user_id == user.id)) is not None)
+            return StaffPrincipal(user.id, user.username, user.display_name, user.role, row.id, pending)
 
     def sign_out(self, token: str, address: str) -> None:
         """Revoke the session behind ``token`` (idempotent)."""
@@ -209,18 +250,86 @@ class StaffAccounts:
                               resource_id=user_id, detail=f"count={result.rowcount}")
             return int(result.rowcount)
 
-    def _username_key(self, username: str) -> str:
-        return hmac.new(self._pepper, username.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()
+    def unlock(self, username: str, *, actor: Actor = SYSTEM) -> int:
+        """Forget a user's failed sign-ins from every address and clear the alert; returns how many were forgotten.
 
-    def _throttled(self, session: Session, username_key: str, address: str, now: dt.datetime) -> bool:
-        since = now - dt.timedelta(minutes=self.policy.login_window_minutes)
-        session.execute(delete(LoginFailure).where(LoginFailure.at < since))
-        by_user = session.scalar(select(func.count()).select_from(LoginFailure)
-                                 .where(LoginFailure.username_key == username_key, LoginFailure.at >= since))
-        by_address = session.scalar(select(func.count()).select_from(LoginFailure)
-                                    .where(LoginFailure.address == address, LoginFailure.at >= since))
-        return bool((by_user or 0) >= self.policy.login_max_failures_per_user
-                    or (by_address or 0) >= self.policy.login_max_failures_per_address)
+        :raises AccountError: when no such user exists.
+        """
+        name = username.strip().lower()
+        with self.uow.begin() as session:
+            user = session.scalar(select(StaffUser).where(StaffUser.username == name))
+            if user is None:
+                raise AccountError(f"username: no user called {username!r}")
+            forgotten = self.throttle.unlock_user(session, name)
+            self.alerts.clear_in(session, "sign_in_locked", name, actor=actor)
+            self.audit.record(session, actor, "staff.user_unlocked", resource_type="staff_user", resource_id=user.id,
+                              detail=f"count={forgotten}")
+            return forgotten
+
+    def unlock_address(self, address: str, *, actor: Actor = SYSTEM) -> int:
+        """End the slow-down of an address (after finding the cause) and clear its alert."""
+        with self.uow.begin() as session:
+            forgotten = self.throttle.unlock_address(session, address)
+            self.alerts.clear_in(session, "address_throttled", address, actor=actor)
+            self.audit.record(session, actor, "staff.address_unlocked", detail=f"count={forgotten}")
+            return forgotten
+
+    def set_password(self, username: str, password: str, *, actor: Actor = SYSTEM) -> None:
+        """Give a user a new password (administrator or CLI) and end their sessions.
+
+        :raises AccountError: for an unknown user or a short password.
+        """
+        self._check_password(password)
+        with self.uow.begin() as session:
+            user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
+            if user is None:
+                raise AccountError(f"username: no user called {username!r}")
+            user.password_hash = self._hasher.hash(password)
+            self.audit.record(session, actor, "staff.password_changed", resource_type="staff_user",
+                              resource_id=user.id)
+            user_id = user.id
+        self.revoke_sessions(user_id, actor=actor)
+
+    def change_own_password(self, principal: StaffPrincipal, current: str, new: str, *, address: str) -> None:
+        """A signed-in user changes their password; their other sessions end, this one stays.
+
+        :raises AccountError: when the current password is wrong or the new one too short.
+        """
+        self._check_password(new)
+        actor = principal.actor(address)
+        with self.uow.begin() as session:
+            user = session.get(StaffUser, principal.user_id, with_for_update=True)
+            if user is None or not self._verify(user.password_hash, current):
+                self.audit.record(session, actor, "staff.password_changed", outcome="failure",
+                                  resource_type="staff_user", resource_id=principal.user_id)
+                failed = True
+            else:
+                user.password_hash = self._hasher.hash(new)
+                session.execute(update(StaffSession).where(
+                    StaffSession.user_id == user.id, StaffSession.revoked_at.is_(None),
+                    StaffSession.id != principal.session_id).values(revoked_at=self.clock.now()))
+                self.audit.record(session, actor, "staff.password_changed", resource_type="staff_user",
+                                  resource_id=user.id)
+                failed = False
+        if failed:
+            raise AccountError("current password: not correct")
+
+    def list_users(self) -> list[StaffListing]:
+        """Every staff account with its role, state, second factor and last sign-in."""
+        with self.uow.begin() as session:
+            last = (select(StaffSession.user_id, func.max(StaffSession.created_at).label("last"))
+                    .group_by(StaffSession.user_id).subquery())
+            rows = session.execute(
+                select(StaffUser, last.c.last, StaffMfa.confirmed_at)
+                .outerjoin(last, last.c.user_id == StaffUser.id)
+                .outerjoin(StaffMfa, StaffMfa.user_id == StaffUser.id)
+                .order_by(StaffUser.username)).all()
+            return [StaffListing(u.username, u.display_name, u.role, u.active, confirmed is not None, last_at)
+                    for u, last_at, confirmed in rows]
+
+    def _check_password(self, password: str) -> None:
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise AccountError(f"password: must be at least {MIN_PASSWORD_LENGTH} characters")
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

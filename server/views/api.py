@@ -150,3 +150,37 @@ def device_status() -> tuple[Response, int]:
     refused = services().stations.report(reports, reporter=g.device.name, stations=g.device.stations)
     rejected += [{"index": positions[i], "error": reason} for i, reason in refused]
     return jsonify(accepted=len(reports) - len(refused), rejected=rejected), 200
+
+
+@bp.get("/flags")
+@requires("front_desk", "assistant")
+def flags() -> Response:
+    """Staff flags not yet acknowledged (``?all=1``: acknowledged ones too), most urgent first."""
+    rows = services().flags.open(actor=signed_in_staff().actor(client_address()),
+                                 include_acknowledged=request.args.get("all") == "1")
+    return jsonify(flags=[{
+        "id": f.flag_id, "kind": f.kind, "priority": f.priority, "message": f.message,
+        "patient_name": f.patient_name or None, "visit_id": f.visit_id, "kiosk_id": f.kiosk_id,
+        "created_at": f.created_at.isoformat(),
+        "acknowledged_at": f.acknowledged_at.isoformat() if f.acknowledged_at else None,
+    } for f in rows])
+
+
+@bp.get("/pending-changes")
+@requires("front_desk")
+def pending_changes() -> Response:
+    """Contact and insurance changes patients asked for at the kiosk, waiting for staff."""
+    rows = services().changes.pending(actor=signed_in_staff().actor(client_address()))
+    return jsonify(changes=[{
+        "id": c.change_id, "patient_name": c.patient_name, "created_at": c.created_at.isoformat(),
+        "fields": [{"field": name, "on_file": now, "requested": asked} for name, now, asked in c.fields],
+    } for c in rows])
+
+
+@bp.get("/security/alerts")
+@requires("admin")
+def security_alerts() -> Response:
+    """Open security alerts (locked sign-ins, throttled addresses), newest first."""
+    return jsonify(alerts=[{
+        "id": a.id, "kind": a.kind, "subject": a.subject, "detail": a.detail, "raised_at": a.raised_at.isoformat(),
+    } for a in services().alerts.open()])

@@ -22,10 +22,10 @@ from playwright.sync_api import Playwright
 from playwright.sync_api import sync_playwright
 
 from tests import browsers
+from tests.procs import FRONTDESK
 from tests.procs import clean_env
 from tests.procs import free_port
 from tests.procs import run
-from tests.procs import start
 from tests.procs import wait_for
 
 PASSWORD = "correct horse battery"
@@ -63,6 +63,7 @@ class Served:
     env: dict[str, str]
     process: subprocess.Popen[str]
     instance: Path
+    log: Path
     users: dict[str, str] = field(default_factory=dict)
 
     def add_user(self, username: str, role: str) -> str:
@@ -76,8 +77,8 @@ class Served:
         """Stop the server as an operator would (SIGTERM) and return what it logged."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        _, err = self.process.communicate(timeout=30)
-        return err
+        self.process.wait(timeout=30)
+        return self.log.read_text()
 
 
 def serve(tmp_path: Path, config_text: str = "", **settings: str) -> Served:
@@ -92,8 +93,12 @@ def serve(tmp_path: Path, config_text: str = "", **settings: str) -> Served:
     env = clean_env(instance, FRONTDESK_WEB_PORT=str(port), FRONTDESK_HL7_LISTEN_PORT=str(free_port()), **extra)
     upgraded = run(["db", "upgrade"], env)
     assert upgraded.returncode == 0, upgraded.stderr
-    process = start(["serve"], env)
-    served = Served(f"http://127.0.0.1:{port}", env, process, instance)
+    # Logs go to a file, not a pipe: a long test makes more log lines than a pipe holds, and a server
+    # whose pipe is full blocks on its next log line.
+    log = tmp_path / "serve.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([FRONTDESK, "serve"], env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    served = Served(f"http://127.0.0.1:{port}", env, process, instance, log)
     try:
         wait_for(served.base + "/healthz")
     except AssertionError:

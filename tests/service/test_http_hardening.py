@@ -11,7 +11,9 @@ from flask.testing import FlaskClient
 from server import migrate
 from tests.conftest import StaffActions
 
-PUBLIC_ENDPOINTS = {"static", "staff.login", "staff.logout", "health.healthz", "api.openapi"}
+PUBLIC_ENDPOINTS = {"static", "staff.login", "staff.logout", "health.healthz", "api.openapi", "kiosk.static",
+                    "kiosk.welcome", "kiosk.enroll"}
+STATIC = {"static", "kiosk.static"}
 
 
 def concrete_path(rule: str) -> str:
@@ -23,7 +25,7 @@ def test_every_endpoint_declares_access(app: Flask) -> None:
         view = app.view_functions[rule.endpoint]
         access = getattr(view, "_access", None)
         if rule.endpoint in PUBLIC_ENDPOINTS:
-            assert access == "public" or rule.endpoint == "static", rule.endpoint
+            assert access == "public" or rule.endpoint in STATIC, rule.endpoint
         else:
             assert isinstance(access, dict), f"{rule.endpoint} has no @requires"
 
@@ -36,7 +38,9 @@ def test_anonymous_callers_are_turned_away_everywhere(app: Flask, client: FlaskC
             response = client.open(concrete_path(rule.rule), method=method)
             assert response.status_code in (302, 400, 401), (rule.rule, method, response.status_code)
             if response.status_code == 302:
-                assert response.headers["Location"] == "/staff/login"
+                # Kiosk pages send a browser that is not an enrolled kiosk to the enrolment screen.
+                home = "/kiosk/" if rule.endpoint.startswith("kiosk.") else "/staff/login"
+                assert response.headers["Location"] == home, rule.rule
 
 
 @pytest.mark.parametrize("path", ["/staff/login", "/healthz", "/api/v1/openapi.json", "/api/v1/visits", "/nowhere"])
@@ -46,7 +50,7 @@ def test_security_headers_on_every_response(client: FlaskClient, path: str) -> N
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Referrer-Policy"] == "same-origin"
     assert headers["Cache-Control"] == "no-store"
 
 

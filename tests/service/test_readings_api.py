@@ -107,6 +107,7 @@ def test_a_staff_session_is_not_a_gateway(client: FlaskClient, staff: t.Any, tok
     """A staff session cannot post readings; with no device reported yet, the device list is empty."""
     staff.create("alice", "admin")
     staff.sign_in("alice")
+    staff.pass_second_factor()
     assert client.post("/api/v1/readings", json={"readings": []}).status_code == 401
     assert client.get("/api/v1/devices").json == {"devices": []}
 

@@ -14,6 +14,7 @@ from server.config import ConfigError
 from server.config import WebConfig
 from server.config import check_production
 from server.config import ensure_secret_key
+from server.config import listener_security
 from server.config import load_config
 
 
@@ -134,5 +135,28 @@ def test_production_refuses_insecure_cookies_and_plain_database(tmp_path: Path) 
                                 "FRONTDESK_DATABASE_URL": "postgresql://db/x"}, instance_dir=tmp_path)
     with pytest.raises(ConfigError, match="sslmode=verify-full"):
         check_production(plain_pg)
-    check_production(load_config(env={"FRONTDESK_WEB_PRODUCTION": "true", "FRONTDESK_WEB_SECURE_COOKIES": "1"},
-                                 instance_dir=tmp_path))
+    check_production(load_config(env={"FRONTDESK_WEB_PRODUCTION": "true", "FRONTDESK_WEB_SECURE_COOKIES": "1",
+                                      "FRONTDESK_HL7_ALLOW_PLAIN_MLLP": "true"}, instance_dir=tmp_path))
+
+
+PRODUCTION = {"FRONTDESK_WEB_PRODUCTION": "true", "FRONTDESK_WEB_SECURE_COOKIES": "true"}
+TLS = {"FRONTDESK_HL7_TLS_CERT": "/etc/frontdesk/mllp.pem", "FRONTDESK_HL7_TLS_KEY": "/etc/frontdesk/mllp.key"}
+
+
+@pytest.mark.parametrize(("settings", "refused", "line"), [
+    ({}, True, "plain MLLP"),
+    (TLS, True, "TLS without client certificates"),
+    ({**TLS, "FRONTDESK_HL7_TLS_CA": "/etc/frontdesk/ca.pem", "FRONTDESK_HL7_TLS_REQUIRE_CLIENT_CERT": "true"}, False,
+     "mutual TLS: only senders with a certificate from hl7.tls_ca"),
+    ({"FRONTDESK_HL7_ALLOW_PLAIN_MLLP": "true"}, False, "plain MLLP, allowed by hl7.allow_plain_mllp"),
+])
+def test_production_requires_mutual_tls_on_the_hl7_listener_unless_plain_is_allowed(
+        tmp_path: Path, settings: dict[str, str], refused: bool, line: str) -> None:
+    config = load_config(env={**PRODUCTION, **settings}, instance_dir=tmp_path)
+    assert listener_security(config.hl7) == line
+    if refused:
+        with pytest.raises(ConfigError, match="hl7.tls_require_client_cert: the HL7 listener must use mutual TLS"):
+            check_production(config)
+    else:
+        check_production(config)
+    check_production(load_config(env=settings, instance_dir=tmp_path))
