@@ -113,7 +113,7 @@ TABLE: tuple[Driver, ...] = (
     Driver("datex-as3", "GE Datex-Ohmeda S/5 computer interface: NIBP, SpO2, pulse, temperature",
            datex.DatexDecoder, datex_sim.DatexSimulator,
            SerialSettings(baudrate=19200, bytesize=8, parity="E", stopbits=1, rtscts=True),
-           quiet_timeout=3.0 * datex.DEFAULT_INTERVAL + 2.0, poll_interval=1.0),
+           quiet_timeout=3.0 * datex.DEFAULT_INTERVAL + 2.0, poll_interval=1.0, scenarios=datex_sim.SCENARIOS),
     Driver("intellivue-mib", "Philips IntelliVue MIB/RS232 data export: NIBP, SpO2, pulse, temperature",
            intellivue.IntelliVueDecoder, intellivue_sim.IntelliVueSimulator,
            SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1),

@@ -32,6 +32,7 @@ from server.config import load_config
 from server.db import make_engine
 from server.extensions import babel
 from server.extensions import csrf
+from server.live import StreamSlots
 from server.live import make_hub
 from server.services import build_services
 from server.services.context import Clock
@@ -69,6 +70,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.extensions["frontdesk"] = build_services(config, engine, secret=secret, clock=clock,
                                                  live=make_hub(config.database_url, config.database.schema))
     app.extensions["frontdesk.engine"] = engine
+    app.extensions["frontdesk.streams"] = StreamSlots.for_threads(config.web.threads)
     csrf.init_app(app)
     # Pages set g.language (the kiosk: the patient's choice); everything else is English.
     babel.init_app(app, locale_selector=lambda: g.get("language", "en"))

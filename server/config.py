@@ -75,7 +75,10 @@ class WebConfig:
     offset are read. ``threads`` is how many requests are served at once: an
     open live page (a station page, a board) holds one for as long as it is
     open, so the default leaves room for 4 station pages and 2 boards beside 20
-    kiosks and staff pages, each of whose requests holds one only briefly.
+    kiosks and staff pages, each of whose requests holds one only briefly. At
+    most ``threads`` minus a quarter of them (never fewer than 4) are given to
+    live pages (24 of the default 32); pages beyond that work without live
+    updates until one closes (:class:`server.live.StreamSlots`).
     """
 
     @property

@@ -61,6 +61,8 @@ STATION = "room1"
 ARRIVED_AT_START = 3
 DEMO_USERS = (("frontdesk", "front_desk"), ("assistant", "assistant"), ("admin", "admin"))
 DEMO_DEVICES = (("ox-1", "nonin-df8"), ("bp-1", "datex-as3"), ("thermo-1", "suretemp"), ("scale-1", "tanita"))
+DEMO_SCENARIOS = {"bp-1": "nibp-only"}
+"""The monitor serves as the blood-pressure monitor: the station's oximeter and thermometer are devices of their own."""
 
 # Made-up people; any likeness to a real patient is accidental.
 DEMO_PATIENTS = (
@@ -93,7 +95,8 @@ class SimulatorsPart:
     name = "device-simulators"
 
     def __init__(self, links: dict[str, Path]) -> None:
-        self.lines = [Line(drivers.get(driver).simulator("normal", index), PtyEndpoint(str(links[device_id])))
+        self.lines = [Line(drivers.get(driver).simulator(DEMO_SCENARIOS.get(device_id, "normal"), index),
+                           PtyEndpoint(str(links[device_id])))
                       for index, (device_id, driver) in enumerate(DEMO_DEVICES)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=run_simulators, args=(self.lines, self._stop), daemon=True,

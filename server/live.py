@@ -135,6 +135,7 @@ class LocalHub:
         self._lock = threading.Lock()
         self._subscriptions: set[Subscription] = set()
         self._seq = itertools.count(1)
+        self._closed = False
 
     def publish(self, channel: str, kind: str, data: dict[str, t.Any]) -> None:
         self.deliver(channel, kind, data)
@@ -148,13 +149,18 @@ class LocalHub:
             subscription._deliver(event)
 
     def subscribe(self, channels: t.Iterable[str]) -> Subscription:
+        """Receive the events of ``channels``; after :meth:`close` the subscription is closed from the start."""
         subscription = Subscription(self, frozenset(channels))
         with self._lock:
-            self._subscriptions.add(subscription)
+            if not self._closed:
+                self._subscriptions.add(subscription)
+                return subscription
+        subscription._wake_closed()
         return subscription
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             subscriptions, self._subscriptions = self._subscriptions, set()
         for subscription in subscriptions:
             subscription._wake_closed()
@@ -267,30 +273,103 @@ def make_hub(database_url: str, schema: str = "") -> Hub:
     return LocalHub()
 
 
-def sse_stream(subscription: Subscription, *, heartbeat: float = 15.0,
-               first: t.Iterable[Event] = ()) -> t.Iterator[str]:
-    """Server-Sent Events text for a subscription, until the hub closes or the client goes.
+class StreamSlots:
+    """How many event streams this process keeps open at once.
 
-    ``first`` is sent before anything else (a page's state as of now). A
-    comment line every ``heartbeat`` seconds keeps proxies from closing an idle
-    stream and lets the server notice a client that has gone. The subscription
-    is closed when the stream ends either way.
+    An open stream holds one of the web server's request threads for as long
+    as its page is open. Without a limit, enough open pages (tabs left open on
+    every desk) would hold every thread, and kiosks and staff pages would stop
+    getting answers. A page beyond the limit is told it is not live for now
+    (``busy``) and its browser asks again later; the page keeps working
+    without live updates meanwhile.
+
+    A stream asking when all slots are taken may wait a moment for one
+    (:meth:`take`): a page that reloads asks for its new stream before the
+    server has noticed that the old one is gone (it notices at the old
+    stream's next keep-alive), and would otherwise be refused its own slot.
+    At most ``waiters`` streams wait at once, so waiting never takes more than
+    a few of the threads kept for other requests.
     """
+
+    def __init__(self, limit: int, waiters: int = 1) -> None:
+        self.limit = limit
+        self.waiters = waiters
+        self._open = 0
+        self._waiting = 0
+        self._changed = threading.Condition()
+
+    @classmethod
+    def for_threads(cls, threads: int) -> StreamSlots:
+        """Leave a quarter of ``threads``, and never fewer than 4, to ordinary requests (at least one stream);
+        up to a quarter of those may be spent waiting for a slot."""
+        limit = max(1, threads - max(4, threads // 4))
+        return cls(limit, waiters=max(1, (threads - limit) // 4))
+
+    def take(self, wait: float = 0.0) -> bool:
+        """Take a slot if one is free, or becomes free within ``wait`` seconds."""
+        with self._changed:
+            if self._open < self.limit:
+                self._open += 1
+                return True
+            if wait <= 0 or self._waiting >= self.waiters:
+                return False
+            self._waiting += 1
+            try:
+                if not self._changed.wait_for(lambda: self._open < self.limit, timeout=wait):
+                    return False
+                self._open += 1
+                return True
+            finally:
+                self._waiting -= 1
+
+    def give_back(self) -> None:
+        """Return a slot taken with :meth:`take`."""
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
+
+
+SLOT_WAIT = 2.5
+"""How long a stream waits for a slot: longer than a keep-alive interval, so a reloaded page gets its own back."""
+
+BUSY_RETRY_MS = 10_000
+"""When a page beyond the stream limit asks again (its browser's EventSource reconnects by itself)."""
+
+
+def sse_stream(hub: Hub, channels: t.Iterable[str], *, slots: StreamSlots, heartbeat: float = 15.0,
+               first: t.Iterable[Event] = ()) -> t.Iterator[str]:
+    """Server-Sent Events text for ``channels``, until the hub closes or the client goes.
+
+    The stream subscribes when it starts and opens with a ``live`` event, so a
+    page that has seen it knows every later change reaches it. ``first`` is
+    sent next (a page's state as of now). A comment line every ``heartbeat``
+    seconds keeps proxies from closing an idle stream and lets the server
+    notice a client that has gone. With no slot free in ``slots`` within
+    :data:`SLOT_WAIT`, the stream is only a ``busy`` event and a later retry time. The subscription and the
+    slot are both given back when the stream ends either way; they are taken
+    inside the stream, so a response that is never sent holds neither.
+    """
+    if not slots.take(wait=SLOT_WAIT):
+        yield f"retry: {BUSY_RETRY_MS}\nevent: busy\ndata: {{}}\n\n"
+        return
     try:
-        yield "retry: 2000\n\n"
-        for initial in first:
-            yield _format(initial)
-        last = time.monotonic()
-        while not subscription.closed:
-            event = subscription.get(timeout=min(heartbeat, 1.0))
-            if event is not None:
-                yield _format(event)
-                last = time.monotonic()
-            elif time.monotonic() - last >= heartbeat:
-                yield ": keep-alive\n\n"
-                last = time.monotonic()
+        with hub.subscribe(channels) as subscription:
+            if subscription.closed:
+                return  # the server is stopping
+            yield "retry: 2000\nevent: live\ndata: {}\n\n"
+            for initial in first:
+                yield _format(initial)
+            last = time.monotonic()
+            while not subscription.closed:
+                event = subscription.get(timeout=min(heartbeat, 1.0))
+                if event is not None:
+                    yield _format(event)
+                    last = time.monotonic()
+                elif time.monotonic() - last >= heartbeat:
+                    yield ": keep-alive\n\n"
+                    last = time.monotonic()
     finally:
-        subscription.close()
+        slots.give_back()
 
 
 def _format(event: Event) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import typing as t
 
 from flask import Flask
 from waitress.server import create_server
+from waitress.wasyncore import close_all
 
 from server import create_app
 from server.config import Config
@@ -23,6 +25,9 @@ from server.logs import configure as configure_logging
 from server.services.context import Clock
 
 log = logging.getLogger("frontdesk.runtime")
+
+STOP_GRACE_SECONDS = 5.0
+"""How long a stop waits for requests in flight to finish (live streams end at once)."""
 
 
 class Background(t.Protocol):
@@ -72,15 +77,32 @@ def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Bac
     configure_logging()
     app = create_app(config, clock=clock)
     parts = background(app)
-    server = create_server(app, host=config.web.host, port=config.web.port, threads=config.web.threads,
-                           ident="frontdesk", **waitress_limits(config.web))
+    sockets: dict[int, t.Any] = {}
+    server = create_server(app, map=sockets, host=config.web.host, port=config.web.port,
+                           threads=config.web.threads, ident="frontdesk", **waitress_limits(config.web))
+    live = app.extensions["frontdesk"].live
     stopping = threading.Event()
+
+    def _close_when_idle() -> None:
+        """Stop accepting, end live streams, let requests in flight finish, then close every socket.
+
+        The sockets are closed from waitress's own loop, which then ends; closing
+        them first would leave request threads still answering writing into closed
+        connections.
+        """
+        server.accepting = False
+        live.close()
+        tasks = server.task_dispatcher
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while (tasks.active_count or tasks.queue) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.trigger.pull_trigger(lambda: close_all(sockets))
 
     def _stop(signum: int, _frame: t.Any) -> None:
         if not stopping.is_set():
             stopping.set()
             log.info("runtime.stopping", extra={"reason": signal.Signals(signum).name})
-            server.close()
+            threading.Thread(target=_close_when_idle, name="stopping", daemon=True).start()
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
@@ -96,14 +118,8 @@ def run_server(config: Config, *, background: t.Callable[[Flask], t.Sequence[Bac
         if ready:
             ready(base)
         server.run()
-    except OSError:
-        # Closing the listening socket from the signal handler ends waitress's
-        # loop with EBADF; anything else is a real failure.
-        if not stopping.is_set():
-            raise
     finally:
-        # Open live pages end their streams first, so no request thread is left waiting on the hub.
-        app.extensions["frontdesk"].live.close()
+        live.close()
         for part in reversed(started):
             part.stop()
         app.extensions["frontdesk.engine"].dispose()

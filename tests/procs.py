@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import typing as t
 import urllib.error
@@ -39,9 +40,44 @@ def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.Com
     return subprocess.run([FRONTDESK, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start ``frontdesk ARGS`` in the background with piped output."""
-    return subprocess.Popen([FRONTDESK, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class Started(subprocess.Popen[str]):
+    """A background ``frontdesk`` whose log (stderr) is read as it is written.
+
+    A pipe holds 64 KiB. A server's log left unread in it fills it after a few
+    hundred requests, and from then on every thread that logs (each request
+    does) waits for a reader that only comes at :meth:`communicate`: the server
+    looks hung. So stderr is drained into memory from the start;
+    :meth:`communicate` returns it whole as before. Stdout stays the caller's
+    to read (these commands print a line or two there, such as a pty's path).
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        super().__init__(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pipe, self.stderr = self.stderr, None
+        self._log: list[str] = []
+        self._drain = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._drain.start()
+
+    def _read(self, pipe: t.IO[str] | None) -> None:
+        assert pipe is not None
+        with pipe:
+            for line in pipe:
+                self._log.append(line)
+
+    def log(self) -> str:
+        """What the process has written on stderr so far."""
+        return "".join(self._log)
+
+    def communicate(self, input: str | None = None, timeout: float | None = None) -> tuple[t.Any, str]:
+        """Wait for the process to end; ``(stdout, stderr)`` as :meth:`subprocess.Popen.communicate` gives."""
+        out, _ = super().communicate(input, timeout)
+        self._drain.join(timeout)
+        return out, self.log()
+
+
+def start(args: list[str], env: dict[str, str]) -> Started:
+    """Start ``frontdesk ARGS`` in the background: stdout piped, stderr collected as it comes."""
+    return Started([FRONTDESK, *args], env)
 
 
 def wait_for(url: str, timeout: float = 30) -> None:

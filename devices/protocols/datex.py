@@ -42,6 +42,8 @@ Record (all integers little-endian)::
      86  T1    temp                            0.01 degC
     118  SpO2  spo2 pr ir_amp svo2             spo2 in 0.01 %, pr in 1/min
     group status bit 0 = module exists, bit 1 = measurement active
+    NIBP label bit 5 = measuring (cuff cycle under way), bit 7 = calibrating,
+    bit 8 = the shown result is older than 60 s (bits 3/4/6: auto, STAT, stasis)
 
     request: header with r_len 49, maintype 0, sr_desc[0] = (0, 0) and
     sr_desc[1] = (0, 0xFF), then phdb_rcrd_type uint8 (1 = displayed values),
@@ -67,8 +69,22 @@ Assumptions to verify on a monitor:
   artifact bit, so the S/5 signals poor SpO2 only through its "no value" codes.
 * An existing but inactive group (probe unplugged, sensor off) is reported as
   ``sensor_off``; a group whose module is absent produces no events at all.
+* The NIBP group's state is in its label word, not its status (the same Rust
+  port lists the label bits above). While a measurement is under way the NIBP
+  values are reported ``in_progress`` without a number, so the station shows
+  "Measuring…" instead of the previous patient's or the previous cycle's
+  result; calibrating voids them; a result older than 60 s is reported
+  ``old_result`` without a number. The monitor repeats its last NIBP result in
+  every record with the record's own time, so without that bit a result taken
+  before "Take vitals" would look new; a result less than 60 s old still does.
 * The checksum byte is stuffed like any other byte when it equals ``7E``/``7D``.
 * ``dri_level`` 0 in the request is accepted by all S/5 software levels.
+* ``r_time`` counts the monitor's own wall clock, with no zone: VSCaptureWave
+  prints it as is and leaves its conversion to local time commented out. So
+  ``device_time`` is naive, and the station dates a reading by when it arrived
+  (:func:`server.domain.vitals.believed_time`); read as UTC, a monitor set to a
+  clinic's local time would date every reading hours early, before "Take vitals",
+  and none would ever be offered.
 * ECG heart rate is decoded for the artifact state only: the metric table has
   no ECG heart-rate key, so pulse comes from the NIBP and SpO2 groups.
 """
@@ -85,6 +101,7 @@ from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.framing import ARTIFACT
+from devices.protocols.framing import IN_PROGRESS
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import FrameBuffer
@@ -131,6 +148,16 @@ STATUS_EXISTS = 1 << 0
 STATUS_ACTIVE = 1 << 1
 ECG_NOISE = 1 << 7
 ECG_ARTIFACT = 1 << 8
+
+LABEL_OFFSET = 4
+"""Offset of a group's label word, after its status dword."""
+
+NIBP_STATES: tuple[tuple[int, str], ...] = (
+    (1 << 5, IN_PROGRESS),
+    (1 << 7, "calibrating"),
+    (1 << 8, "old_result"),
+)
+"""NIBP label bits that say its values are not a current result, and the flag each becomes."""
 
 ECG_GROUP = 0
 NIBP_GROUP = 72
@@ -310,11 +337,15 @@ def decode_basic(data: bytes, device_time: dt.datetime | None) -> list[Event]:
     ecg_status = struct.unpack_from("<I", data, ECG_GROUP)[0]
     if ecg_status & STATUS_EXISTS and ecg_status & (ECG_ARTIFACT | ECG_NOISE):
         out.append(DeviceState(frozenset({ARTIFACT}), "ECG artifact or noise", device_time))
+    nibp_label = struct.unpack_from("<H", data, NIBP_GROUP + LABEL_OFFSET)[0]
+    nibp_flags = frozenset(flag for bit, flag in NIBP_STATES if nibp_label & bit)
     for field in FIELDS:
         status = struct.unpack_from("<I", data, field.group)[0]
         if not status & STATUS_EXISTS:
             continue
         flags = frozenset() if status & STATUS_ACTIVE else frozenset({SENSOR_OFF})
+        if field.group == NIBP_GROUP:
+            flags |= nibp_flags
         raw = struct.unpack_from("<h", data, field.group + field.offset)[0]
         out.append(_value(raw, field, flags, device_time))
     return out
@@ -374,7 +405,7 @@ class DatexDecoder:
             return
         self._heard = True
         r_time = HEADER.unpack_from(record)[4]
-        device_time = dt.datetime.fromtimestamp(r_time, dt.UTC) if r_time else None
+        device_time = dt.datetime.fromtimestamp(r_time, dt.UTC).replace(tzinfo=None) if r_time else None
         for offset, kind in descs:
             if kind != DRI_PH_DISPL and kind not in DRI_PH_TRENDS:
                 continue

@@ -24,6 +24,8 @@ NO_DATA = "no_data"
 SENSOR_OFF = "sensor_off"
 ARTIFACT = "artifact"
 LOW_BATTERY = "low_battery"
+IN_PROGRESS = "in_progress"
+"""A measurement is under way (a cuff inflating, a thermometer predicting): shown as such, never charted."""
 
 CONDITION_FLAGS: frozenset[str] = frozenset(
     {SENSOR_OFF, LOW_BATTERY, "battery_critical", "sensor_fault", "no_sensor", "defective_sensor",

@@ -60,6 +60,7 @@ from devices.protocols.base import DeviceState
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.framing import IN_PROGRESS
 from devices.protocols.framing import SENSOR_OFF
 from devices.protocols.framing import ByteScanner
 from devices.protocols.framing import ConditionTracker
@@ -108,7 +109,6 @@ ERROR_CODES: dict[int, str] = {}
 """Error code -> description, to fill from the OEM manual (p. 65); unknown codes are reported by number."""
 
 DEVICE_ERROR = "device_error"
-IN_PROGRESS = "in_progress"
 CALIBRATION_KEY = "calibration_key"
 PROBE_POSITION = "probe_position"
 

@@ -19,7 +19,9 @@ from devices.protocols.datex import ECG_ARTIFACT
 from devices.protocols.datex import ECG_GROUP
 from devices.protocols.datex import FIELDS
 from devices.protocols.datex import HEADER_SIZE
+from devices.protocols.datex import LABEL_OFFSET
 from devices.protocols.datex import NIBP_GROUP
+from devices.protocols.datex import NIBP_STATES
 from devices.protocols.datex import SPO2_GROUP
 from devices.protocols.datex import STATUS_ACTIVE
 from devices.protocols.datex import STATUS_EXISTS
@@ -33,6 +35,7 @@ from devices.protocols.datex import stuff
 from devices.simulators._common import check_scenario
 from devices.simulators._common import cuff_pressures
 from devices.simulators._common import garbled
+from devices.simulators.base import SCENARIOS as COMMON_SCENARIOS
 
 DATA_INVALID = -32767
 DATA_NOT_UPDATED = -32766
@@ -41,16 +44,27 @@ EPOCH = 1_795_600_000
 
 LIVE = STATUS_EXISTS | STATUS_ACTIVE
 
+SCENARIOS: tuple[str, ...] = (*COMMON_SCENARIOS, "nibp-only")
+"""``nibp-only``: a monitor used as a blood-pressure monitor, with no SpO2 or temperature module fitted
+(a station whose oximeter and thermometer are devices of their own)."""
+
+NIBP_CYCLE = 60
+NIBP_MEASURING = (40, 55)
+"""Seconds of each minute during which the cuff is measuring (NIBP label "measuring" bit set)."""
+
 
 class DatexSimulator:
     """One S/5 monitor: NIBP, temperature T1, SpO2 and ECG groups of the basic class.
 
-    :param scenario: one of :data:`devices.simulators.base.SCENARIOS`.
+    The cuff measures for 15 s of every minute (:data:`NIBP_MEASURING`), as
+    an automatic NIBP cycle does, so a station shows the measurement in progress.
+
+    :param scenario: one of :data:`SCENARIOS`.
     :param seed: seeds the measurement noise and the garbage, so a run replays.
     """
 
     def __init__(self, scenario: str = "normal", seed: int = 0) -> None:
-        self.scenario = check_scenario(scenario)
+        self.scenario = check_scenario(scenario, SCENARIOS)
         self._rng = random.Random(seed)
         self._framer = DatexFramer()
         self._now = 0.0
@@ -105,8 +119,12 @@ class DatexSimulator:
         elif self.scenario == "sensor-off":
             status[SPO2_GROUP] = status[T1_GROUP] = STATUS_EXISTS
             values["spo2"] = values["pulse_oximeter"] = values["temperature"] = DATA_INVALID
+        if self.scenario == "nibp-only":
+            status[SPO2_GROUP] = status[T1_GROUP] = 0
         for group, bits in status.items():
             struct.pack_into("<I", basic, group, bits)
+        if NIBP_MEASURING[0] <= int(self._now) % NIBP_CYCLE < NIBP_MEASURING[1]:
+            struct.pack_into("<H", basic, NIBP_GROUP + LABEL_OFFSET, NIBP_STATES[0][0])
         for field in FIELDS:
             struct.pack_into("<h", basic, field.group + field.offset, values[field.metric])
         time = EPOCH + int(self._now)

@@ -25,10 +25,10 @@ unit-tested on plain values.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP
 from decimal import Decimal
-from decimal import InvalidOperation
 
 from devices.nomenclature import METRICS
 from devices.normalise import NormaliseError
@@ -63,6 +63,7 @@ FLAG_TEXT: dict[str, str] = {
     "device_error": "Device error", "over_range": "Above the device's range", "under_range":
     "Below the device's range", "from_memory": "From the device's memory", "net_weight": "Net weight",
     "probe_position": "Check the probe position", "calibration_key": "Calibration check, not a patient reading",
+    "old_result": "Measured over a minute ago", "calibrating": "Calibrating",
 }
 
 
@@ -112,7 +113,8 @@ class Typed:
 class Row:
     """One line of the station page.
 
-    :param metrics: device metrics that fill it, preferred first.
+    :param metrics: device metrics that fill it (Pulse from an oximeter or a blood-pressure monitor); when
+        several devices offer one, the latest measured wins.
     :param typed: how it may be typed; ``None`` for device-only rows (SpO2) and BMI.
     """
 
@@ -155,6 +157,11 @@ def unit_text(ucum: str) -> str:
     return UNIT_TEXT.get(ucum, ucum)
 
 
+PLAIN_NUMBER = re.compile(r"\d+(?:[.,]\d*)?|[.,]\d+")
+"""What a typed value may look like: digits with one decimal point or comma. No sign, no exponent ("1e3"
+is a slip, and HL7 NM has no exponent), no "NaN"."""
+
+
 class EntryError(ValueError):
     """A typed value that cannot be used; the message is for the assistant, naming the field."""
 
@@ -181,12 +188,9 @@ def parse_entry(row: Row, text: str, unit: str) -> Entry | None:
         return None
     if unit not in typed.units:
         raise EntryError(f"{row.label}: choose a unit from the list")
-    try:
-        number = Decimal(text.replace(",", "."))
-    except InvalidOperation:
-        raise EntryError(f"{row.label}: enter a number, like {'98.6' if unit == '[degF]' else '72'}") from None
-    if not number.is_finite() or len(text) > 12 or number < 0:
-        raise EntryError(f"{row.label}: enter a number, like 72")
+    if not PLAIN_NUMBER.fullmatch(text) or len(text) > 12:
+        raise EntryError(f"{row.label}: enter a number, like {'98.6' if unit == '[degF]' else '72'}")
+    number = Decimal(text.replace(",", "."))
     if typed.integer and number != number.to_integral_value():
         raise EntryError(f"{row.label}: enter a whole number")
     if typed.low is not None and typed.high is not None and not typed.low <= number <= typed.high:
@@ -210,8 +214,8 @@ def bmi(weight_kg: Decimal, height_cm: Decimal) -> Decimal | None:
 LARGE_CHANGE: dict[str, tuple[Decimal, Decimal]] = {
     "weight": (Decimal(5), Decimal("0.10")),
     "height": (Decimal(5), Decimal(0)),
-    "temperature": (Decimal("1.5"), Decimal(0)),
-    "temperature_oral": (Decimal("1.5"), Decimal(0)),
+    **dict.fromkeys(("temperature", "temperature_oral", "temperature_rectal", "temperature_axillary",
+                     "temperature_tympanic"), (Decimal("1.5"), Decimal(0))),
     "systolic": (Decimal(40), Decimal(0)),
     "diastolic": (Decimal(30), Decimal(0)),
     "pulse_oximeter": (Decimal(40), Decimal(0)),

@@ -96,6 +96,20 @@
     if (String(data.session_id) !== root.dataset.session || data.status !== "open") { refresh(); }
   });
   events.addEventListener("resync", refresh);
-  root.dataset.live = "connected";
-  events.addEventListener("open", function () { root.dataset.live = "connected"; });
+  // "live": the server has subscribed this page, so every later change reaches it. "busy": the server has as
+  // many live pages open as it allows; the browser asks again by itself, and the page works without updates.
+  var paused = "Live readings are paused because many station pages are open. They come back by themselves; " +
+    "you can still type values and send to chart.";
+  var missed = false;  // the stream broke or was refused: changes may have gone by unseen
+  events.addEventListener("error", function () { missed = true; });
+  events.addEventListener("live", function () {
+    root.dataset.live = "connected";
+    if (notice.textContent === paused) { notice.hidden = true; notice.textContent = ""; }
+    if (missed) { missed = false; refresh(); }
+  });
+  events.addEventListener("busy", function () {
+    root.dataset.live = "busy";
+    notice.textContent = paused;
+    notice.hidden = false;
+  });
 }());

@@ -113,9 +113,9 @@ def arrive_patient(url: str, schema: str, instance: Path) -> None:
         engine.dispose()
 
 
-def serve_with_patient(page: Page, tmp_path: Path, config_text: str) -> Served:
+def serve_with_patient(page: Page, tmp_path: Path, config_text: str, **settings: str) -> Served:
     """``serve`` on SQLite with one arrived patient and the assistant signed in."""
-    served = serve(tmp_path, config_text)
+    served = serve(tmp_path, config_text, **settings)
     served.add_user("ama", "assistant")
     arrive_patient(f"sqlite:///{served.instance / 'frontdesk.db'}", "", served.instance)
     sign_in(page, served.base, "ama")
@@ -230,3 +230,24 @@ def test_records_system_down_still_charts_and_says_queued(page: Page, tmp_path: 
     finally:
         served.stop()
 
+
+
+def test_a_page_beyond_the_live_page_limit_says_so_works_and_goes_live_when_a_slot_frees(
+        page: Page, tmp_path: Path, records: Records, oximeter: Path) -> None:
+    # 4 request threads leave room for one live page (server.live.StreamSlots).
+    served = serve_with_patient(page, tmp_path, station_config(oximeter, records), FRONTDESK_WEB_THREADS="4")
+    try:
+        page.goto(served.base + "/staff/stations/room1")
+        expect(page.locator("[data-station-page]")).to_have_attribute("data-live", "connected")
+        other = page.context.new_page()
+        other.goto(served.base + "/staff/stations/room1")
+        expect(other.locator("[data-station-page]")).to_have_attribute("data-live", "busy")
+        expect(other.get_by_role("status")).to_contain_text("Live readings are paused")
+        assert_accessible(other, "station page with live readings paused")
+        other.get_by_role("button", name="Take vitals").click()
+        expect(other.get_by_role("heading", name="Vitals for Okonkwo, Ada")).to_be_visible()
+        page.close()  # the browser asks again within 10 s and gets the freed slot
+        expect(other.locator("[data-station-page]")).to_have_attribute("data-live", "connected", timeout=20000)
+        expect(other.get_by_label("SpO2", exact=True)).not_to_have_value("", timeout=15000)
+    finally:
+        served.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import typing as t
 from decimal import Decimal
@@ -10,6 +11,10 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from devices.normalise import normalise
+from devices.protocols import datex
+from devices.protocols.base import Measurement
+from devices.simulators.datex import DatexSimulator
 from hl7.er7 import parse_message
 from server.models import Observation
 from server.models import OutboxMessage
@@ -44,6 +49,16 @@ def send(services: Services, clock: FrozenClock, metric: str, value: str | None,
     services.vitals.record([IncomingReading(f"{device}-{metric}-{clock.now().isoformat()}", device, station, metric,
                                             None if value is None else Decimal(value), units[metric], flags, None,
                                             clock.now())])
+
+
+def send_frames(services: Services, clock: FrozenClock, decoder: t.Any, stream: bytes, device: str) -> None:
+    """What a decoder makes of device bytes, stored as the gateway stores it (device clock left out)."""
+    clock.advance(seconds=1)
+    readings = [normalise(event, device_id=device, station="room1", host_time=clock.now(), host_monotonic=0.0)
+                for event in decoder.feed(stream) if isinstance(event, Measurement)]
+    services.vitals.record([IncomingReading.from_reading(dataclasses.replace(r, device_time=None),
+                                                         f"{device}-{r.metric}-{clock.now().isoformat()}")
+                            for r in readings])
 
 
 def fields(**typed: tuple[str, str]) -> Draft:
@@ -269,3 +284,38 @@ def test_front_desk_cannot_open_a_station(client: FlaskClient, staff: t.Any, wai
     staff.create("fred", "front_desk")
     staff.sign_in("fred")
     assert client.get("/staff/stations/room1").status_code == 403
+
+
+def test_blood_pressure_and_temperature_in_progress_show_as_measuring_and_are_not_offered(
+        client: FlaskClient, staff: t.Any, services: Services, clock: FrozenClock, waiting_visit: int) -> None:
+    staff.create("ama", "assistant")
+    staff.sign_in("ama")
+    session_id = services.vitals.take("room1", waiting_visit, actor=AMA)
+    record = bytearray(DatexSimulator("normal", 7).record())
+    basic = datex.HEADER_SIZE + datex.CLASS_OFFSET
+    record[basic + datex.T1_GROUP : basic + datex.T1_GROUP + 4] = bytes(4)  # no temperature module on this monitor
+    label = basic + datex.NIBP_GROUP + datex.LABEL_OFFSET
+    record[label : label + 2] = b"\x20\x00"  # NIBP "measuring": the cuff is inflating
+    decoder = datex.DatexDecoder()
+    send_frames(services, clock, decoder, datex.encode_frame(bytes(record)), "bp-1")
+    services.vitals.record([IncomingReading("t-1", "thermo-1", "room1", "temperature_oral", Decimal("36.40"), "Cel",
+                                            ("in_progress",), None, clock.now())])
+    page = services.vitals.station_page("room1", actor=AMA)
+    assert page.session is not None and page.session.id == session_id
+    rows = {row.row.key: row for row in page.session.rows}
+    for key in ("systolic", "diastolic", "temperature"):
+        assert rows[key].current is not None and rows[key].current.in_progress, key
+        assert rows[key].captured is None, key
+    html = client.get("/staff/stations/room1").text
+    assert html.count("Measuring…") >= 3 and 'value="36.40"' not in html
+
+    record[label : label + 2] = b"\x00\x00"  # the result
+    send_frames(services, clock, decoder, datex.encode_frame(bytes(record)), "bp-1")
+    services.vitals.record([IncomingReading("t-2", "thermo-1", "room1", "temperature_oral", Decimal("36.50"), "Cel",
+                                            (), None, clock.now())])
+    page = services.vitals.station_page("room1", actor=AMA)
+    assert page.session is not None
+    rows = {row.row.key: row for row in page.session.rows}
+    assert rows["systolic"].captured is not None and rows["systolic"].captured.value == "124.00"
+    assert rows["temperature"].captured is not None and rows["temperature"].captured.value == "36.50"
+    assert "Measuring…" not in client.get("/staff/stations/room1").text

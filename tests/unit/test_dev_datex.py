@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from decimal import Decimal
 
@@ -77,7 +78,9 @@ def test_fixture_record_decodes_to_the_displayed_values_with_device_time() -> No
         "spo2": (Decimal("97.00"), "%"),
         "pulse_oximeter": (Decimal("70"), "/min"),
     }
-    assert all(e.flags == frozenset() and e.device_time is not None for e in by_metric(events).values())
+    assert all(e.flags == frozenset() for e in by_metric(events).values())
+    # The monitor's wall clock as it reads, with no zone (see the module docstring).
+    assert {e.device_time for e in by_metric(events).values()} == {dt.datetime(2026, 11, 25, 9, 46, 40)}
 
 
 def test_simulator_is_byte_exact_with_the_fixture() -> None:
@@ -213,3 +216,46 @@ def test_driver_is_registered_with_the_interface_serial_settings() -> None:
         datex.build_request(5))
     with pytest.raises(ValueError):
         driver.simulator("smoke", 4)
+
+
+def with_nibp_label(label: bytes) -> bytes:
+    """The simulator's first record with the NIBP group's label word (little-endian on the wire) replaced."""
+    record = bytearray(DatexSimulator("normal", 1).record())
+    at = datex.HEADER_SIZE + datex.CLASS_OFFSET + datex.NIBP_GROUP + datex.LABEL_OFFSET
+    record[at : at + 2] = label
+    return datex.encode_frame(bytes(record))
+
+
+NIBP_METRICS = ("systolic", "diastolic", "mean_arterial", "pulse_nibp")
+
+
+@pytest.mark.parametrize(("label", "flag"), [(b"\x20\x00", "in_progress"), (b"\x80\x00", "calibrating"),
+                                             (b"\x00\x01", "old_result")])
+def test_nibp_label_states_withhold_the_shown_result(label: bytes, flag: str) -> None:
+    found = by_metric(datex.DatexDecoder().feed(with_nibp_label(label)))
+    for metric in NIBP_METRICS:
+        assert found[metric].value is None
+        assert found[metric].flags == {"no_data", flag}
+    assert found["spo2"].value is not None and found["temperature"].value is not None
+
+
+def test_nibp_auto_stat_and_stasis_bits_leave_the_result_as_it_is() -> None:
+    found = by_metric(datex.DatexDecoder().feed(with_nibp_label(b"\x58\x00")))
+    assert all(found[metric].value is not None and not found[metric].flags for metric in NIBP_METRICS)
+
+
+def test_simulated_cuff_measures_for_part_of_every_minute() -> None:
+    simulator = DatexSimulator("normal", 2)
+    decoder = datex.DatexDecoder()
+    decoder.feed(simulator.receive(datex.build_request(5)))
+    states = {}
+    for second in range(5, 65, 5):
+        systolic = by_metric(decoder.feed(simulator.output(float(second))))["systolic"]
+        states[second] = "in_progress" in systolic.flags
+    assert [s for s, measuring in states.items() if measuring] == [40, 45, 50]
+
+
+def test_nibp_only_monitor_reports_blood_pressure_and_nothing_else() -> None:
+    found = by_metric(datex.DatexDecoder().feed(pushed_stream("nibp-only", records=1)))
+    assert set(found) == set(NIBP_METRICS)
+    assert all(m.value is not None for m in found.values())

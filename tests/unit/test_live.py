@@ -8,6 +8,7 @@ from server.live import QUEUE_LIMIT
 from server.live import RESYNC
 from server.live import Event
 from server.live import LocalHub
+from server.live import StreamSlots
 from server.live import sse_stream
 
 
@@ -64,20 +65,75 @@ def test_a_closed_subscription_receives_nothing_more() -> None:
 
 def test_sse_text_carries_id_event_and_json_data_then_ends_when_the_hub_closes() -> None:
     hub = LocalHub()
-    subscription = hub.subscribe(["station:room1"])
-    stream = sse_stream(subscription, heartbeat=60, first=[Event("station:room1", "state", {"devices": 2}, 0)])
-    assert next(stream) == "retry: 2000\n\n"
+    slots = StreamSlots(1)
+    stream = sse_stream(hub, ["station:room1"], slots=slots, heartbeat=60,
+                        first=[Event("station:room1", "state", {"devices": 2}, 0)])
+    assert next(stream) == "retry: 2000\nevent: live\ndata: {}\n\n"
     assert next(stream) == 'id: 0\nevent: state\ndata: {"channel":"station:room1","devices":2}\n\n'
     hub.publish("station:room1", "reading", {"value": "97"})
     assert next(stream).startswith("id: 1\nevent: reading\ndata: ")
     hub.close()
     assert list(stream) == []
+    assert slots.take(), "the ended stream gave its slot back"
 
 
 def test_sse_sends_a_keep_alive_comment_when_nothing_happens() -> None:
-    subscription = LocalHub().subscribe(["board"])
-    stream = sse_stream(subscription, heartbeat=0.05)
+    hub = LocalHub()
+    slots = StreamSlots(1)
+    stream = sse_stream(hub, ["board"], slots=slots, heartbeat=0.05)
     next(stream)
     assert next(stream) == ": keep-alive\n\n"
     stream.close()
-    assert subscription.closed
+    assert slots.take(), "a stream closed by its client gave its slot back"
+
+
+def test_a_stream_beyond_the_limit_is_told_busy_and_holds_nothing() -> None:
+    hub = LocalHub()
+    slots = StreamSlots(1, waiters=0)
+    first = sse_stream(hub, ["board"], slots=slots, heartbeat=60)
+    assert "event: live" in next(first)
+    refused = list(sse_stream(hub, ["board"], slots=slots, heartbeat=60))
+    assert refused == ["retry: 10000\nevent: busy\ndata: {}\n\n"]
+    first.close()
+    again = sse_stream(hub, ["board"], slots=slots, heartbeat=60)
+    assert "event: live" in next(again)
+    again.close()
+
+
+def test_a_response_that_is_never_sent_takes_no_slot() -> None:
+    slots = StreamSlots(1)
+    sse_stream(LocalHub(), ["board"], slots=slots).close()
+    assert slots.take()
+
+
+def test_the_stream_limit_leaves_request_threads_free() -> None:
+    assert [StreamSlots.for_threads(n).limit for n in (4, 8, 32, 64)] == [1, 4, 24, 48]
+    assert [StreamSlots.for_threads(n).waiters for n in (4, 8, 32, 64)] == [1, 1, 2, 4]
+
+
+def test_a_stream_waits_briefly_for_a_slot_given_back_meanwhile() -> None:
+    slots = StreamSlots(1, waiters=1)
+    assert slots.take()
+    threading.Timer(0.1, slots.give_back).start()
+    assert slots.take(wait=5)
+    assert not slots.take(wait=0.05)
+
+
+def test_only_so_many_streams_wait_at_once() -> None:
+    slots = StreamSlots(1, waiters=1)
+    assert slots.take()
+    waiting = threading.Thread(target=slots.take, kwargs={"wait": 0.5})
+    waiting.start()
+    while slots._waiting == 0:
+        threading.Event().wait(0.01)
+    assert not slots.take(wait=5), "a second waiter is refused at once"
+    waiting.join()
+
+
+def test_a_closed_hub_gives_only_closed_subscriptions_and_empty_streams() -> None:
+    hub = LocalHub()
+    hub.close()
+    assert hub.subscribe(["board"]).closed
+    slots = StreamSlots(1)
+    assert list(sse_stream(hub, ["board"], slots=slots)) == []
+    assert slots.take()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 from flask import abort
+from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -37,8 +38,9 @@ bp = Blueprint("stations", __name__, url_prefix="/staff/stations")
 
 HEARTBEAT_SECONDS = 1.0
 """Keep-alive of a station's event stream. The server learns that a page was closed only when a write to it
-fails, so this is also how soon a closed or reloaded page gives its server thread back; one short comment a
-second per open page costs nothing beside that."""
+fails, so this is also how soon a closed or reloaded page gives its server thread back (shorter than
+:data:`server.live.SLOT_WAIT`, so a reloaded page gets its slot back); one short comment a second per open
+page costs nothing beside that."""
 
 
 @bp.get("/")
@@ -79,9 +81,9 @@ def events(station_id: str) -> Response:
         services().stations.get(station_id)
     except StationNotFound:
         abort(404)
-    subscription = services().live.subscribe([f"station:{station_id}"])
-    return Response(sse_stream(subscription, heartbeat=HEARTBEAT_SECONDS), mimetype="text/event-stream",
-                    headers={"X-Accel-Buffering": "no"})
+    stream = sse_stream(services().live, [f"station:{station_id}"], slots=current_app.extensions["frontdesk.streams"],
+                        heartbeat=HEARTBEAT_SECONDS)
+    return Response(stream, mimetype="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
 
 def _checked_form() -> None:
