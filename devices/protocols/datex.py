@@ -75,8 +75,11 @@ Assumptions to verify on a monitor:
   "Measuring…" instead of the previous patient's or the previous cycle's
   result; calibrating voids them; a result older than 60 s is reported
   ``old_result`` without a number. The monitor repeats its last NIBP result in
-  every record with the record's own time, so without that bit a result taken
-  before "Take vitals" would look new; a result less than 60 s old still does.
+  every record with the record's own time, so the decoder reports a result
+  once, when it first appears (a cuff cycle ended, or the values changed), and
+  drops its repeats: a result measured before "Take vitals" is never reported
+  again as if new. Right after connecting, a result under 60 s old is reported
+  once, since the decoder cannot know when it was taken.
 * The checksum byte is stuffed like any other byte when it equals ``7E``/``7D``.
 * ``dri_level`` 0 in the request is accepted by all S/5 software levels.
 * ``r_time`` counts the monitor's own wall clock, with no zone: VSCaptureWave
@@ -161,6 +164,7 @@ NIBP_STATES: tuple[tuple[int, str], ...] = (
 
 ECG_GROUP = 0
 NIBP_GROUP = 72
+NIBP_METRICS = frozenset({"systolic", "diastolic", "mean_arterial", "pulse_nibp"})
 T1_GROUP = 86
 SPO2_GROUP = 118
 GROUP_VALUES = 6
@@ -367,6 +371,8 @@ class DatexDecoder:
         self.silence = 3.0 * interval if silence is None else silence
         self._heard = False
         self._last_heard: float | None = None
+        self._nibp_result: tuple[Decimal | None, ...] | None = None
+        self._nibp_cycled = False
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data`` and return the events it completed, in stream order."""
@@ -413,5 +419,23 @@ class DatexDecoder:
             if start + CLASS_SIZE > len(record):
                 out.append(FrameRejected("subrecord outside record", len(record)))
                 return
-            out.extend(decode_basic(record[start : start + CLASS_SIZE], device_time))
+            out.extend(self._new_nibp_only(decode_basic(record[start : start + CLASS_SIZE], device_time)))
             return
+
+    def _new_nibp_only(self, events: list[Event]) -> list[Event]:
+        """Drop the repeats of an NIBP result already reported (see the module docstring).
+
+        A result counts as new after a cuff cycle (an ``in_progress`` record) or
+        when its values differ from the last one reported.
+        """
+        nibp = [e for e in events if isinstance(e, Measurement) and e.metric in NIBP_METRICS]
+        if any(IN_PROGRESS in e.flags for e in nibp):
+            self._nibp_cycled = True
+            return events
+        result = tuple(e.value for e in nibp)
+        if not nibp or all(value is None for value in result):
+            return events
+        if result == self._nibp_result and not self._nibp_cycled:
+            return [e for e in events if not (isinstance(e, Measurement) and e.metric in NIBP_METRICS)]
+        self._nibp_result, self._nibp_cycled = result, False
+        return events

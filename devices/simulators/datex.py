@@ -57,7 +57,9 @@ class DatexSimulator:
     """One S/5 monitor: NIBP, temperature T1, SpO2 and ECG groups of the basic class.
 
     The cuff measures for 15 s of every minute (:data:`NIBP_MEASURING`), as
-    an automatic NIBP cycle does, so a station shows the measurement in progress.
+    an automatic NIBP cycle does, so a station shows the measurement in progress;
+    between cycles every record repeats the last result unchanged, as the
+    monitor does.
 
     :param scenario: one of :data:`SCENARIOS`.
     :param seed: seeds the measurement noise and the garbage, so a run replays.
@@ -71,6 +73,8 @@ class DatexSimulator:
         self._interval = 0
         self._next_due = 0.0
         self._sent = 0
+        self._nibp: tuple[int, int, int, int] | None = None
+        self._nibp_cycle = -1
 
     def receive(self, data: bytes) -> bytes:
         """Answer a transmission request with the first record; other frames get no answer."""
@@ -104,11 +108,16 @@ class DatexSimulator:
         struct.pack_into("<h", basic, ECG_GROUP + 6, round(rng.gauss(72, 2)))
         systolic, diastolic, mean = cuff_pressures(rng, 122, 79)
         pulse = round(rng.gauss(72, 2))
+        # The result shown is the last completed cycle's; a new one appears when a cycle's measuring ends.
+        cycle = int(self._now) // NIBP_CYCLE + (int(self._now) % NIBP_CYCLE >= NIBP_MEASURING[1])
+        if self._nibp is None or cycle != self._nibp_cycle:
+            self._nibp, self._nibp_cycle = (systolic, diastolic, mean, pulse), cycle
+        systolic, diastolic, mean, nibp_pulse = self._nibp
         values = {
             "systolic": systolic * 100,
             "diastolic": diastolic * 100,
             "mean_arterial": mean * 100,
-            "pulse_nibp": pulse,
+            "pulse_nibp": nibp_pulse,
             "temperature": round(rng.gauss(36.8, 0.1) * 100),
             "spo2": min(100, round(rng.gauss(97.5, 0.8))) * 100,
             "pulse_oximeter": pulse + rng.choice((-1, 0, 1)),

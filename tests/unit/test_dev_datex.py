@@ -88,13 +88,18 @@ def test_simulator_is_byte_exact_with_the_fixture() -> None:
         FIXTURES / "displayed_normal.bin").read_bytes()
 
 
+NIBP_FIELDS = sum(field.group == datex.NIBP_GROUP for field in datex.FIELDS)
+FOUR_RECORDS_ONE_NIBP_RESULT = 4 * len(datex.FIELDS) - 3 * NIBP_FIELDS
+"""Every value of four records, but the NIBP result (repeated unchanged by the monitor) only once."""
+
+
 @pytest.mark.parametrize("scenario", ["normal", "artifact", "sensor-off", "garbage"])
 def test_stream_decodes_the_same_whole_and_byte_by_byte(scenario: str) -> None:
     stream = pushed_stream(scenario)
     whole = datex.DatexDecoder().feed(stream)
     single = decode_split(datex.DatexDecoder(), stream, "bytes")
     assert whole == single
-    assert sum(isinstance(e, Measurement) for e in whole) == 4 * len(datex.FIELDS)
+    assert sum(isinstance(e, Measurement) for e in whole) == FOUR_RECORDS_ONE_NIBP_RESULT
 
 
 def test_artifact_scenario_flags_ecg_artifact_and_withholds_oximetry() -> None:
@@ -120,7 +125,7 @@ def test_garbage_scenario_rejects_noise_and_corrupt_frames_and_keeps_every_good_
     events = datex.DatexDecoder().feed(pushed_stream("garbage", records=4))
     rejected = [e for e in events if isinstance(e, FrameRejected)]
     assert rejected and {"checksum"} <= {e.reason for e in rejected}
-    assert sum(isinstance(e, Measurement) for e in events) == 4 * len(datex.FIELDS)
+    assert sum(isinstance(e, Measurement) for e in events) == FOUR_RECORDS_ONE_NIBP_RESULT
     assert all(e.value is not None for e in events if isinstance(e, Measurement))
 
 
@@ -188,7 +193,7 @@ def test_conversation_request_is_answered_and_then_pushed_every_interval() -> No
     assert simulator.output(1.0) == b""
     assert len(by_metric(decoder.feed(simulator.receive(decoder.on_connect())))) == len(datex.FIELDS)
     assert simulator.output(3.0) == b""
-    assert len(by_metric(decoder.feed(simulator.output(6.0)))) == len(datex.FIELDS)
+    assert len(by_metric(decoder.feed(simulator.output(6.0)))) == len(datex.FIELDS) - NIBP_FIELDS
     assert simulator.receive(datex.build_request(0)) == b""
     assert simulator.output(60.0) == b""
 
@@ -244,15 +249,28 @@ def test_nibp_auto_stat_and_stasis_bits_leave_the_result_as_it_is() -> None:
     assert all(found[metric].value is not None and not found[metric].flags for metric in NIBP_METRICS)
 
 
-def test_simulated_cuff_measures_for_part_of_every_minute() -> None:
+def test_simulated_cuff_measures_for_part_of_every_minute_and_each_result_is_reported_once() -> None:
     simulator = DatexSimulator("normal", 2)
     decoder = datex.DatexDecoder()
     decoder.feed(simulator.receive(datex.build_request(5)))
     states = {}
     for second in range(5, 65, 5):
-        systolic = by_metric(decoder.feed(simulator.output(float(second))))["systolic"]
-        states[second] = "in_progress" in systolic.flags
-    assert [s for s, measuring in states.items() if measuring] == [40, 45, 50]
+        systolic = by_metric(decoder.feed(simulator.output(float(second)))).get("systolic")
+        states[second] = None if systolic is None else "measuring" if "in_progress" in systolic.flags else "result"
+    assert states == {5: None, 10: None, 15: None, 20: None, 25: None, 30: None, 35: None,
+                      40: "measuring", 45: "measuring", 50: "measuring", 55: "result", 60: None}
+
+
+def test_a_repeated_nibp_result_is_not_reported_again_unless_a_cuff_cycle_came_between() -> None:
+    """The monitor repeats its last result in every record: the next patient must never be offered it."""
+    decoder = datex.DatexDecoder()
+    first = by_metric(decoder.feed(with_nibp_label(b"\x00\x00")))
+    assert all(first[metric].value is not None for metric in NIBP_METRICS)
+    repeat = by_metric(decoder.feed(with_nibp_label(b"\x00\x00")))
+    assert not set(NIBP_METRICS) & set(repeat) and repeat["spo2"].value is not None
+    decoder.feed(with_nibp_label(b"\x20\x00"))
+    again = by_metric(decoder.feed(with_nibp_label(b"\x00\x00")))
+    assert all(again[metric].value == first[metric].value for metric in NIBP_METRICS)
 
 
 def test_nibp_only_monitor_reports_blood_pressure_and_nothing_else() -> None:
