@@ -135,7 +135,8 @@ def answer_questionnaires(page: Page, scans: list[str], *, item9: str | None = N
         if page.locator("body[data-step='notice']").count():
             scans.append(page.locator("h1").inner_text())
             scan(page, "notice", large=False)
-            page.get_by_role("button", name=texts["continue"]).click()
+            with page.expect_navigation():
+                page.get_by_role("button", name=texts["continue"]).click()
             continue
         if not page.locator("body[data-step='questions']").count():
             return
@@ -154,7 +155,9 @@ def answer_questionnaires(page: Page, scans: list[str], *, item9: str | None = N
                 labels.first.click()
         for box in page.locator("textarea").all():
             box.fill("Cough <script>alert(1)</script>")
-        page.get_by_role("button", name=texts["continue"], exact=True).click()
+        # Wait for the next page: reading the step of a page still loading would end the loop early.
+        with page.expect_navigation():
+            page.get_by_role("button", name=texts["continue"], exact=True).click()
     raise AssertionError("questionnaires did not end")
 
 
