@@ -15,7 +15,6 @@ from flask import Flask
 
 from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
-from hl7.dispatcher import OutboundItem
 from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
 from hl7.listener import parse_allowed_sender
@@ -107,7 +106,7 @@ class DispatcherPart:
             self.repository, clients, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                               max_attempts=settings.max_attempts),
-            batch_size=settings.batch_size, on_dead=_alert_dead_letter)
+            batch_size=settings.batch_size)
         cross_process = isinstance(services.live, PostgresHub)
         self.poll_interval = poll_interval if poll_interval is not None else 5.0 if cross_process else 0.5
         self.outbox = services.outbox
@@ -144,15 +143,6 @@ class DispatcherPart:
         if self._waker is not None:
             self._waker.join()
         self.repository.release()
-
-
-def _alert_dead_letter(item: OutboundItem, reason: str) -> None:
-    """One alert per message that becomes a dead letter (not per attempt): the patient's later messages wait.
-
-    The reason is left out: it is the receiver's text and may quote patient data.
-    """
-    log.error("outbox.dead_letter", extra={"control_id": item.control_id, "attempts": item.attempts,
-                                           "reason": "held until staff retry or discard it"})
 
 
 def _describe(peer: PeerInfo) -> str:

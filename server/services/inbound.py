@@ -78,8 +78,8 @@ from server.models.base import table_of
 from server.services.audit import AuditTrail
 from server.services.context import Actor
 from server.services.context import Clock
-from server.services.messages import patient_key
 from server.services.outbox import new_control_id
+from server.services.outbox import patient_key
 from server.services.patients import APPOINTMENT
 from server.services.patients import INSURANCE
 from server.services.patients import PATIENT
