@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from hl7.client import MLLPClient
-from hl7.dispatcher import Dispatcher
 from hl7.ack import ErrorDetail
 from hl7.ack import build_ack
+from hl7.client import MLLPClient
+from hl7.dispatcher import Dispatcher
 from hl7.er7 import parse_message
 from hl7.listener import PeerInfo
 from hl7.records_server import ACCEPT
@@ -106,9 +106,9 @@ def test_an_outage_longer_than_the_retry_allowance_keeps_every_message_and_deliv
     failures = [r for r in caplog.records if r.msg == "hl7.destination_failed"]
     assert len(failures) == rounds
     assert [r.levelname for r in failures[:3]] == ["WARNING", "WARNING", "ERROR"]
-    assert all(getattr(r, "peer") == f"127.0.0.1:{port}" and "refused" in getattr(r, "reason") for r in failures)
+    assert all(r.__dict__["peer"] == f"127.0.0.1:{port}" and "refused" in r.__dict__["reason"] for r in failures)
     recovered = [r for r in caplog.records if r.msg == "hl7.destination_recovered"]
-    assert [(r.levelname, getattr(r, "count")) for r in recovered] == [("INFO", rounds)]
+    assert [(r.levelname, r.__dict__["count"]) for r in recovered] == [("INFO", rounds)]
     assert not [r for r in caplog.records if r.msg == "hl7.dead_letter"]
 
 
