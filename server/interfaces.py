@@ -58,6 +58,16 @@ def destination_tls(settings: HL7Config) -> ssl.SSLContext | None:
                           keyfile=settings.destination_tls_key or None)
 
 
+def dispatcher_clients(settings: HL7Config) -> list[MLLPClient]:
+    """One MLLP client per ``destination_connections``, with the destination's TLS and server name."""
+    tls = destination_tls(settings)
+    return [MLLPClient(settings.destination_host, settings.destination_port, ssl_context=tls,
+                       server_hostname=settings.destination_tls_server_name or None,
+                       connect_timeout=settings.connect_timeout_seconds, ack_timeout=settings.ack_timeout_seconds,
+                       max_frame=settings.max_frame_kb * 1024)
+            for _ in range(settings.destination_connections)]
+
+
 class ListenerPart:
     """Inbound MLLP: SIU and ADT applied by :class:`server.services.inbound.Inbound`."""
 
@@ -69,6 +79,7 @@ class ListenerPart:
             on_unreadable=lambda raw, peer, _reason: services.inbound.handle(raw, _describe(peer)),
             group_handler=lambda frames, peer: services.inbound.handle_group(frames, _describe(peer)),
             host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
+            idle_timeout=settings.listen_idle_timeout_seconds,
             max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
         self.security = listener_security(settings)
 
@@ -97,11 +108,7 @@ class DispatcherPart:
     def __init__(self, services: Services, settings: HL7Config, *, owner: str | None = None,
                  poll_interval: float | None = None) -> None:
         self.repository = OutboxRepository(uow=services.uow, audit=services.audit, owner=owner)
-        tls = destination_tls(settings)
-        clients = [MLLPClient(settings.destination_host, settings.destination_port, ssl_context=tls,
-                              connect_timeout=settings.connect_timeout_seconds,
-                              ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
-                   for _ in range(settings.destination_connections)]
+        clients = dispatcher_clients(settings)
         self.dispatcher = Dispatcher(
             self.repository, clients, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
