@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,3 +215,18 @@ def test_a_rotated_certificate_is_used_from_the_next_connection_without_a_restar
         cert.write_bytes(pki.server.cert.read_bytes())
         assert send(server, trusting, "R2") == "AA"
     assert [peer.tls for peer in handler.peers] == [True]
+
+
+def test_a_failed_handshake_is_a_warning_naming_the_peer_and_the_reason(
+        pki: PKI, mtls_listener: MLLPListener, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="hl7.listener"), pytest.raises(TransportError):
+        send(mtls_listener, client_context(cafile=str(pki.ca.cafile)))
+        deadline = time.monotonic() + 10
+        # The listener logs from its connection thread, possibly after the client has given up.
+        while not [r for r in caplog.records if r.msg == "hl7.listener_handshake_failed"]:
+            assert time.monotonic() < deadline, "no handshake failure logged"
+            time.sleep(0.01)
+    (record,) = [r for r in caplog.records if r.msg == "hl7.listener_handshake_failed"]
+    assert record.levelname == "WARNING"
+    assert record.__dict__["peer"].startswith("127.0.0.1:")
+    assert "certificate" in record.__dict__["reason"].lower()
