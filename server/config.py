@@ -117,7 +117,10 @@ class HL7Config:
     ``destination_tls_server_name`` is the name its certificate must carry when
     it is not ``destination_host`` (connecting by address to a certificate
     issued for a name). ``listen_idle_timeout_seconds`` is how long a sender's
-    connection may stay silent before the listener closes it. With no
+    connection may stay silent before the listener closes it. ``max_attempts``
+    counts the records system's own rejections (AR/CE) of a message: transport
+    failures are retried for as long as they last, and an error is logged once
+    the oldest waiting message is older than ``backlog_alert_minutes``. With no
     ``destination_host`` messages are kept in the outbox and none is sent.
     ``destination_charset`` is the character set the records system reads;
     ``destination_connections`` how many connections to it deliver at once
@@ -151,6 +154,7 @@ class HL7Config:
     retry_base_seconds: int = field(default=2, metadata=_range(1, 3600))
     retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
+    backlog_alert_minutes: int = field(default=15, metadata=_range(1, 7 * 24 * 60))
     batch_size: int = field(default=50, metadata=_range(1, 1000))
     keep_days: int = field(default=0, metadata=_range(0, 3650))
     destination_charset: str = field(default="UTF-8", metadata=_choice(*CHARSET_NAMES))

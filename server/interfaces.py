@@ -6,12 +6,15 @@ each on its own, for sites that split them across processes or machines.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import ssl
 import threading
+import time
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
@@ -28,6 +31,7 @@ from server.live import PostgresHub
 from server.live import Subscription
 from server.runtime import Background
 from server.services import Services
+from server.services.outbox import BacklogWatch
 from server.services.outbox import OutboxRepository
 from server.services.retention import RetentionPart
 from server.stations import DevicesPart
@@ -93,6 +97,9 @@ class ListenerPart:
         self.listener.close()
 
 
+BACKLOG_CHECK_SECONDS = 30.0
+
+
 class DispatcherPart:
     """Outbound MLLP: delivers the outbox to ``destination_host:destination_port`` over
     ``destination_connections`` connections.
@@ -117,6 +124,7 @@ class DispatcherPart:
         cross_process = isinstance(services.live, PostgresHub)
         self.poll_interval = poll_interval if poll_interval is not None else 5.0 if cross_process else 0.5
         self.outbox = services.outbox
+        self.backlog = BacklogWatch(services.outbox, limit=dt.timedelta(minutes=settings.backlog_alert_minutes))
         self.live = services.live
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,10 +144,19 @@ class DispatcherPart:
         self._thread.start()
 
     def _wake_on_events(self, subscription: Subscription) -> None:
+        """Wake the dispatcher on every enqueue anywhere, and look at the backlog's age every
+        :data:`BACKLOG_CHECK_SECONDS`."""
+        next_check = time.monotonic()
         with subscription:
             while not self._stop.is_set() and not subscription.closed:
                 if subscription.get(timeout=0.5) is not None:
                     self.dispatcher.wake()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + BACKLOG_CHECK_SECONDS
+                    try:
+                        self.backlog.check()
+                    except SQLAlchemyError:
+                        log.warning("outbox.backlog_check_failed", exc_info=True)
 
     def stop(self) -> None:
         self.outbox.unsubscribe(self.dispatcher.wake)

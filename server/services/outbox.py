@@ -267,6 +267,36 @@ class Outbox:
                               detail=f"control_id={row.control_id}")
 
 
+class BacklogWatch:
+    """Alerts when the oldest undelivered message has waited too long, once per state change.
+
+    Transport failures never dead-letter (see :mod:`hl7.dispatcher`), so during
+    an outage nothing else would change state: the backlog's age is the alarm.
+    ``outbox.backlog_stalled`` is logged as an error when the oldest waiting
+    message passes ``limit``, and ``outbox.backlog_cleared`` once it is back
+    under it: two lines per outage, however long it lasts.
+    """
+
+    def __init__(self, outbox: Outbox, *, limit: dt.timedelta) -> None:
+        self.outbox = outbox
+        self.limit = limit
+        self.stalled = False
+
+    def check(self) -> bool:
+        """Look at the backlog now; returns whether it is stalled."""
+        stats = self.outbox.stats()
+        age = t.cast(float | None, stats["oldest_pending_age_seconds"])
+        counts = t.cast(dict[str, int], stats["counts"])
+        stalled = age is not None and age > self.limit.total_seconds()
+        if stalled and not self.stalled:
+            log.error("outbox.backlog_stalled", extra={"age_seconds": age,
+                                                       "count": counts["pending"] + counts["sending"]})
+        elif self.stalled and not stalled:
+            log.info("outbox.backlog_cleared", extra={"age_seconds": age})
+        self.stalled = stalled
+        return stalled
+
+
 class OutboxRepository:
     """The dispatcher's view of the outbox (:class:`hl7.dispatcher.OutboxRepository`).
 

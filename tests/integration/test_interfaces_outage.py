@@ -8,6 +8,7 @@ time, so an outage of many retry rounds takes no waiting.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import socket
@@ -31,6 +32,7 @@ from server.models import AuditEvent
 from server.services import Services
 from server.services.context import Actor
 from server.services.context import FrozenClock
+from server.services.outbox import BacklogWatch
 from server.services.outbox import OutboxRepository
 from server.services.outbox import Selection
 from tests.conftest import Database
@@ -222,3 +224,25 @@ def test_a_staff_retry_gives_a_fresh_allowance(services: Services, clock: Frozen
     assert (row.status, row.attempts, row.rejections) == ("pending", 0, 0)
 
 
+
+
+def test_a_backlog_older_than_the_limit_alerts_once_and_its_clearing_is_logged_once(
+        services: Services, clock: FrozenClock, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (visit_id,) = add_patients(services, 1)
+    visit_through(services, visit_id, "arrived")
+    watch = BacklogWatch(services.outbox, limit=dt.timedelta(minutes=15))
+    with caplog.at_level(logging.INFO, logger="frontdesk.outbox"):
+        assert watch.check() is False
+        clock.advance(minutes=16)
+        assert [watch.check(), watch.check()] == [True, True]
+        receiver = Receiver(tmp_path / "records.sqlite3")
+        receiver.start()
+        dispatcher = dispatcher_to(services, receiver.port)
+        try:
+            dispatcher.dispatch_once()
+        finally:
+            stop(dispatcher)
+            receiver.close()
+        assert [watch.check(), watch.check()] == [False, False]
+    events = [(r.msg, r.levelname) for r in caplog.records if str(r.msg).startswith("outbox.backlog")]
+    assert events == [("outbox.backlog_stalled", "ERROR"), ("outbox.backlog_cleared", "INFO")]
