@@ -1,4 +1,5 @@
-"""Interfaces in operation: count the receiver's own rejections of an outbox message apart from its attempts.
+"""Interfaces in operation: count the receiver's own rejections of an outbox message apart from its attempts,
+and a device's readings and unrecognised observations apart from its frames.
 
 Only rejections (AR/CE) count toward a dead letter; transport failures are
 retried for as long as an outage lasts. Rows written before this revision
@@ -23,8 +24,14 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('rejections', sa.Integer(), server_default='0', nullable=False))
+    with op.batch_alter_table('device', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('readings', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('unrecognised', sa.Integer(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('device', schema=None) as batch_op:
+        batch_op.drop_column('unrecognised')
+        batch_op.drop_column('readings')
     with op.batch_alter_table('outbox_message', schema=None) as batch_op:
         batch_op.drop_column('rejections')
