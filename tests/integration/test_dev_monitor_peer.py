@@ -70,7 +70,9 @@ def receive_acks(sock: socket.socket, count: int) -> list[bytes]:
     while len(acks) < count:
         data = sock.recv(65536)
         assert data, "the gateway closed the connection"
-        acks += [bytes(frame) for frame in framer.feed(data)]
+        for frame in framer.feed(data):
+            assert isinstance(frame, bytes), frame
+            acks.append(frame)
     return acks
 
 
