@@ -84,6 +84,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from server.views.staff import account as staff_account
     from server.views.staff import admin
     from server.views.staff import board
+    from server.views.staff import interfaces as staff_interfaces
     from server.views.staff import kiosk as staff_kiosk
     from server.views.staff import stations
 
@@ -92,6 +93,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.register_blueprint(admin.bp)
     app.register_blueprint(staff_account.bp)
     app.register_blueprint(stations.bp)
+    app.register_blueprint(staff_interfaces.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(kiosk.bp)

@@ -123,6 +123,7 @@ def devices() -> Response:
         "last_frame_time": d.last_frame_at.isoformat() if d.last_frame_at else None,
         "last_seen": d.last_seen_at.isoformat() if d.last_seen_at else None,
         "frames_accepted": d.frames_accepted, "frames_rejected": d.frames_rejected,
+        "readings": d.readings, "unrecognised": d.unrecognised,
         "last_error": d.last_error or None, "reconnects": d.reconnects, "flags": list(d.flags),
         "reported_by": d.reported_by,
     } for d in services().stations.devices()])

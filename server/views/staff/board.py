@@ -24,8 +24,6 @@ from flask import request
 from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from server.auth import client_address
 from server.auth import forbid
@@ -102,18 +100,6 @@ def logout() -> ResponseReturnValue:
     response.delete_cookie(session_cookie_name(), path="/", secure=_secure(), samesite="Lax")
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response
-
-
-@bp.app_template_global()
-def page_exists(path: str) -> bool:
-    """Whether this app serves ``path``: a link to an area that may not be installed shows only when it is."""
-    try:
-        current_app.url_map.bind("localhost").match(path, method="GET")
-    except RequestRedirect:
-        return True
-    except HTTPException:
-        return False
-    return True
 
 
 @root.get("/")
