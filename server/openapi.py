@@ -35,8 +35,7 @@ GATEWAY: list[dict[str, list[str]]] = [{"bearerToken": []}]
 def first_problem(error: ValidationError) -> str:
     """``field: reason`` for the first thing wrong, the form every API error takes."""
     first = error.errors(include_url=False, include_input=False)[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    return f"{where}: {first['msg']}"
+    return f"{first['loc'][0] if first['loc'] else 'body'}: {first['msg']}"
 
 
 def _refuse_bad_request(req: t.Any, resp: t.Any, error: Exception | None, instance: t.Any, adapter: t.Any) -> None:

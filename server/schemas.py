@@ -137,8 +137,8 @@ class ObservationOut(Model):
     metric: str
     value: str | None
     unit: str = Field(description="UCUM")
-    method: str = Field(description="device or typed")
-    status: str = Field(description="preliminary (live), final (charted) or corrected")
+    method: str = Field(description="device, manual (typed by staff) or calculated")
+    status: str = Field(description="preliminary (live), final (charted), corrected or entered_in_error")
     measured_at: dt.datetime
     device_id: str | None
     flags: list[str]
