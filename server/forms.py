@@ -73,7 +73,6 @@ class ChangePasswordForm(FlaskForm):
                             validators=[DataRequired(), EqualTo("new", "The new passwords differ.")])
 
 
-<<<<<<< HEAD
 class AddUserForm(FlaskForm):
     """An administrator adds a staff user."""
 
@@ -106,7 +105,8 @@ class AuditReportForm(FlaskForm):
                                                                  Length(max=64)])
     start = StringField("From", validators=[DataRequired("Enter the first day."), Length(max=10)])
     end = StringField("To", validators=[DataRequired("Enter the last day."), Length(max=10)])
-=======
+
+
 PRINTABLE = Regexp(r"^[^\x00-\x1f\x7f]*$", message="Use letters, digits and punctuation only.")
 
 
@@ -128,4 +128,3 @@ class BulkOutboxForm(FlaskForm):
                                                    ("mrn", "Messages of one patient (MRN)"),
                                                    ("error", "Messages whose error contains")])
     text = StringField("MRN or error text", validators=[Optional(), Length(max=200), PRINTABLE])
->>>>>>> issue-13-ops

@@ -33,7 +33,7 @@ from server.services.context import Clock
 from server.services.flags import FLAG_KINDS
 from server.services.flags import ChangeView
 from server.services.flags import PendingChanges
-from server.services.messages import patient_key
+from server.services.outbox import patient_key
 
 WAITING_STATES = frozenset({VisitState.ARRIVED, VisitState.ROOMED, VisitState.VITALS_TAKEN})
 """States in which the patient is in the clinic, so the minutes since arrival mean something."""
