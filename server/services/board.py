@@ -69,6 +69,7 @@ class BoardRow:
     flags: tuple[FlagItem, ...]
     changes: tuple[ChangeView, ...]
     dead_letters: int
+    messages_of: str
 
     @property
     def needs_attention(self) -> bool:
@@ -137,7 +138,7 @@ class Board:
                     rooms.get(visit.station_id or "", "") if state is VisitState.ROOMED else "",
                     arrived, int((now - arrived).total_seconds() // 60) if arrived else None,
                     tuple(flags.get(visit.id, ())), tuple(changes.get(patient.id, ())),
-                    dead.get(patient_key(patient.id), 0)))
+                    dead.get(patient_key(patient.id), 0), patient_key(patient.id)))
             return BoardPage(day, now, tuple(rows), tuple(loose), tuple(rooms.items()))
 
     def _arrivals(self, session: Session, visit_ids: list[int]) -> dict[int, dt.datetime]:

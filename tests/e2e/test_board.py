@@ -4,6 +4,8 @@ the date picker, error pages that keep the navigation, and an accessibility scan
 from __future__ import annotations
 
 import datetime as dt
+import signal
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
@@ -22,7 +24,11 @@ from server.services.patients import PatientRecord
 from server.services.stations import ensure_station
 from tests.browsers import assert_accessible
 from tests.e2e.conftest import Served
+from tests.e2e.conftest import serve
 from tests.e2e.conftest import sign_in
+from tests.procs import clean_env
+from tests.procs import free_port
+from tests.procs import start
 
 LIVE = 10_000
 """How long a live change may take to show in these tests (generous for a loaded CI machine; the benchmark
@@ -186,3 +192,29 @@ def test_board_without_script_still_works(browser: Browser, clinic: tuple[Served
         expect(row(page, "Okafor, Chidi").locator("[data-status]")).to_have_text("Arrived")
     finally:
         context.close()
+
+
+def test_a_dead_letter_shows_on_the_patients_row_live(browser: Browser, tmp_path: Path) -> None:
+    records_port = free_port()
+    records = start(["records-server", "--listen", f"127.0.0.1:{records_port}", "--reply", "AE",
+                     "--store", str(tmp_path / "records.sqlite3")], clean_env(tmp_path / "records"))
+    assert records.stdout is not None and "listening" in records.stdout.readline()
+    served = serve(tmp_path, f'[hl7]\ndestination_host = "127.0.0.1"\ndestination_port = {records_port}\n')
+    watching = browser.new_context().new_page()
+    acting = browser.new_context().new_page()
+    try:
+        book(offline_services(served), "D-1", "Haddad", "Rami")
+        served.add_user("fatima", "front_desk")
+        sign_in(watching, served.base, "fatima")
+        expect(watching.locator("[data-board]")).to_have_attribute("data-live", "connected")
+        sign_in(acting, served.base, "fatima")
+        row(acting, "Haddad, Rami").get_by_role("button", name="Mark arrived").click()
+        expect(row(watching, "Haddad, Rami")).to_contain_text("1 message to the records system stopped with an error",
+                                                             timeout=LIVE)
+        assert_accessible(watching, "board with a dead letter")
+    finally:
+        watching.context.close()
+        acting.context.close()
+        served.stop()
+        records.send_signal(signal.SIGTERM)
+        records.communicate(timeout=10)
