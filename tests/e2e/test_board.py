@@ -23,6 +23,8 @@ from server.services.patients import AppointmentRecord
 from server.services.patients import PatientRecord
 from server.services.stations import ensure_station
 from tests.browsers import assert_accessible
+from tests.conftest import drop_postgres_schema
+from tests.conftest import new_postgres_schema
 from tests.e2e.conftest import Served
 from tests.e2e.conftest import serve
 from tests.e2e.conftest import sign_in
@@ -218,3 +220,34 @@ def test_a_dead_letter_shows_on_the_patients_row_live(browser: Browser, tmp_path
         served.stop()
         records.send_signal(signal.SIGTERM)
         records.communicate(timeout=10)
+
+
+@pytest.mark.postgres
+def test_boards_on_two_serve_processes_follow_each_other(browser: Browser, tmp_path: Path,
+                                                         postgres_url: str) -> None:
+    schema = new_postgres_schema(postgres_url)
+    database = {"FRONTDESK_DATABASE_URL": postgres_url, "FRONTDESK_DATABASE_SCHEMA": schema,
+                "FRONTDESK_WEB_SECRET_KEY": "a shared secret for both processes"}
+    servers: list[Served] = []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        servers = [serve(tmp_path / "a", **database), serve(tmp_path / "b", **database)]
+        config = Config.for_tests(db_url=postgres_url, db_schema=schema, instance_dir=tmp_path / "book")
+        engine = make_engine(postgres_url, schema=schema)
+        book(build_services(config, engine, secret="test"), "P-1", "Nakamura", "Yui")
+        engine.dispose()
+        servers[0].add_user("fatima", "front_desk")
+        watching = browser.new_context().new_page()
+        acting = browser.new_context().new_page()
+        sign_in(watching, servers[0].base, "fatima")
+        expect(watching.locator("[data-board]")).to_have_attribute("data-live", "connected")
+        sign_in(acting, servers[1].base, "fatima")
+        row(acting, "Nakamura, Yui").get_by_role("button", name="Mark arrived").click()
+        expect(row(watching, "Nakamura, Yui").locator("[data-status]")).to_have_text("Arrived", timeout=LIVE)
+        watching.context.close()
+        acting.context.close()
+    finally:
+        for server in servers:
+            server.stop()
+        drop_postgres_schema(postgres_url, schema)
