@@ -192,6 +192,8 @@ def test_live_row_fetch(front_desk: StaffActions, client: FlaskClient, demo_visi
     assert client.get(f"/staff/board/rows?day={other}&visit={demo_visit}").status_code == 204
     assert client.get("/staff/board/rows?day=nope").status_code == 404
     assert client.get(f"/staff/board/rows?day={day}&visit=1e9").status_code == 404
+    assert client.get(f"/staff/board/rows?day={day}&visit=\u00b2").status_code == 404
+    assert client.get(f"/staff/board/rows?day={day}&visit={'9' * 30}").status_code == 404
 
 
 def test_changes_are_announced_after_commit_only(services: Services, demo_visit: int) -> None:

@@ -165,7 +165,7 @@ def rows() -> ResponseReturnValue:
     """A live update's fetch: the board's body for ``day``, or one visit's row (empty when it is not on that day)."""
     day = _day(request.args.get("day"))
     visit = request.args.get("visit", "")
-    if day is None or (visit and not visit.isdigit()) or len(visit) > 18:
+    if day is None or (visit and not (visit.isascii() and visit.isdigit())) or len(visit) > 18:
         abort(404)
     staff = signed_in_staff()
     board = services().board.day(day, actor=staff.actor(client_address()), visit_id=int(visit) if visit else None)
