@@ -64,6 +64,10 @@ HEARTBEAT_SECONDS = 1.0
 """Keep-alive of the board's event stream; as on a station page (:data:`server.views.staff.stations.HEARTBEAT_SECONDS`),
 it is also how soon a closed board gives its server thread back."""
 
+MIN_DAY, MAX_DAY = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
+"""The days the board shows: any a clinic could mean, with a next day that still exists."""
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
 def login() -> ResponseReturnValue:
@@ -130,9 +134,6 @@ def _day(text: str | None) -> dt.date | None:
     except ValueError:
         return None
     return day if MIN_DAY <= day <= MAX_DAY else None
-
-
-MIN_DAY, MAX_DAY = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
 
 
 @bp.get("/")
