@@ -68,6 +68,10 @@ class OutboxError(LookupError):
     """A staff action on a message that does not exist or is not in a state that allows it."""
 
 
+class OutboxMessageNotFound(OutboxError):
+    """No outbox message with that id."""
+
+
 def new_control_id() -> str:
     """A fresh MSH-10: 20 characters, unique, fixed for the life of the message."""
     return "FD" + uuid.uuid4().hex[:18].upper()
@@ -190,7 +194,7 @@ class Outbox:
             # Locked (on PostgreSQL) so a dispatcher cannot claim the row between the check and the change.
             row = session.get(OutboxMessage, message_id, with_for_update=True)
             if row is None:
-                raise OutboxError(f"outbox message {message_id} does not exist")
+                raise OutboxMessageNotFound(f"outbox message {message_id} does not exist")
             if row.status not in allowed:
                 raise OutboxError(f"outbox message {message_id} is {row.status}; {action} needs "
                                   f"{' or '.join(allowed)}")

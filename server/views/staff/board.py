@@ -50,6 +50,7 @@ from server.services.board import CHANGE_LABELS
 from server.services.flags import ChangeNotFound
 from server.services.flags import FlagNotFound
 from server.services.outbox import OutboxError
+from server.services.outbox import OutboxMessageNotFound
 from server.services.staff import SignInFailed
 from server.services.visits import UnknownRoom
 from server.services.visits import VisitNotFound
@@ -287,8 +288,10 @@ def outbox_action(message_id: int) -> ResponseReturnValue:
     action = form.action.data or ""
     try:
         getattr(services().outbox, action)(message_id, actor=staff.actor(client_address()))
-    except OutboxError as exc:
-        flash(str(exc), "error")
+    except OutboxMessageNotFound:
+        abort(404)
+    except OutboxError:
+        flash(f"Message {message_id} was already delivered or discarded; nothing was changed.", "error")
     else:
         flash(f"Message {message_id}: {'sent again' if action == 'retry' else 'discarded'}.", "info")
     return redirect(url_for("staff.outbox"))
