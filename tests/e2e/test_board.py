@@ -214,6 +214,11 @@ def test_a_dead_letter_shows_on_the_patients_row_live(browser: Browser, tmp_path
         expect(row(watching, "Haddad, Rami")).to_contain_text("1 message to the records system stopped with an error",
                                                              timeout=LIVE)
         assert_accessible(watching, "board with a dead letter")
+        row(watching, "Haddad, Rami").get_by_role("link", name="See the outbox").click()
+        expect(watching.get_by_role("row", name="ADT^A04")).to_contain_text("Stopped with an error")
+        assert_accessible(watching, "outbox page with a dead letter")
+        watching.get_by_role("button", name="Discard").click()
+        expect(watching.get_by_role("alert")).to_contain_text("discarded")
     finally:
         watching.context.close()
         acting.context.close()
