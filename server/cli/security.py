@@ -30,7 +30,7 @@ def register(main: click.Group) -> None:
     """Attach these commands to the ``frontdesk`` group and its ``users``, ``kiosks`` and ``gateways`` groups."""
     users = main.commands["users"]
     assert isinstance(users, click.Group)
-    for command in (users_list, users_passwd, users_unlock, users_reset_mfa):
+    for command in (users_list, users_passwd, users_unlock, users_reset_mfa, users_enable):
         users.add_command(command)
     for kind in ("kiosk", "gateway"):
         group = main.commands[f"{kind}s"]
@@ -71,6 +71,18 @@ def users_passwd(config: Config, username: str, password_stdin: bool) -> None:
     except AccountError as exc:
         fail(str(exc), EXIT_CONFIG)
     click.echo(f"password of {username.strip().lower()} changed; their sessions ended")
+
+
+@click.command("enable")
+@click.argument("username")
+@with_config
+def users_enable(config: Config, username: str) -> None:
+    """Let a disabled staff user sign in again (as Administration's "Enable")."""
+    try:
+        open_services(config).staff.enable(username)
+    except AccountError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    click.echo(f"user {username.strip().lower()} enabled")
 
 
 @click.command("unlock")
