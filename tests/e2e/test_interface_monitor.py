@@ -30,6 +30,7 @@ from tests.e2e.conftest import sign_in
 from tests.procs import run
 
 SCHEDULE = Path(__file__).resolve().parents[1] / "fixtures" / "inbound" / "siu_one_bad_lf.hl7"
+HELD_ADT = b"MSH|^~\\&|FRONTDESK|CLINIC|EHR|CLINIC|20261126080000||ADT^A04|HELD1|P|2.5.1\r"
 REFUSAL = "AE: Unknown location EXAM9 for this clinic"
 
 
@@ -44,9 +45,8 @@ def monitored(tmp_path: Path) -> t.Iterator[Served]:
         services = t.cast(Services, create_app(config).extensions["frontdesk"])
         with services.uow.begin() as session:
             patient_id = session.scalars(select(Patient.id).where(Patient.mrn == "MR77006")).one()
-            services.outbox.enqueue(session, b"MSH|^~\\&|FRONTDESK|CLINIC|EHR|CLINIC|20261126080000||ADT^A04|HELD1|P|2.5.1\r",
-                                    control_id="HELD1", message_type="ADT^A04", ordering_key=patient_key(patient_id),
-                                    dead_reason=REFUSAL)
+            services.outbox.enqueue(session, HELD_ADT, control_id="HELD1", message_type="ADT^A04",
+                                    ordering_key=patient_key(patient_id), dead_reason=REFUSAL)
         server.add_user("ana", "admin")
         yield server
     finally:
