@@ -79,6 +79,7 @@ def document() -> dict[str, t.Any]:
     }
     per_item = _json({"type": "object", "properties": {
         "accepted": {"type": "integer"},
+        "duplicates": {"type": "integer", "description": "readings: already held under their reading_id"},
         "rejected": {"type": "array", "items": {"type": "object", "properties": {
             "index": {"type": "integer"}, "error": {"type": "string"}}}}}},
         "Valid items stored; each refused one listed with the field at fault")

@@ -90,7 +90,8 @@ def readings() -> tuple[Response, int]:
     listed back with the reason, so one malformed reading cannot block the
     gateway's buffer behind it. A reading for a station the gateway is not
     registered for, or from a device of another station, is refused the same
-    way. Replays (same ``reading_id``) are accepted and change nothing.
+    way. Replays (same ``reading_id``) change nothing and are counted apart as
+    ``duplicates``, so a gateway can say how much of a replay was new.
     """
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("readings"), list):
@@ -107,10 +108,12 @@ def readings() -> tuple[Response, int]:
             good.append(reading)
         except (InvalidReading, ValueError) as exc:
             rejected.append({"index": index, "error": str(exc)})
-    accepted = services().vitals.record(good)
+    recorded = services().vitals.record(good)
     if rejected:
         log.warning("api.readings_rejected", extra={"count": len(rejected), "device_id": g.device.name})
-    return jsonify(accepted=accepted, rejected=rejected), 200
+    if recorded.duplicates:
+        log.info("api.readings_duplicate", extra={"duplicates": recorded.duplicates, "device_id": g.device.name})
+    return jsonify(accepted=recorded.accepted, duplicates=recorded.duplicates, rejected=rejected), 200
 
 
 @bp.get("/devices")
