@@ -127,12 +127,21 @@ def welcome() -> ResponseReturnValue:
     return _render(screen, "welcome.html")
 
 
-@bp.post("/enroll")
+@bp.route("/enroll", methods=["GET", "POST"])
 @public
 def enroll() -> ResponseReturnValue:
-    """Turn this browser into an enrolled kiosk with the code ``frontdesk kiosks add`` printed."""
-    _check_csrf()
-    code = request.form.get("code", "")
+    """Turn this browser into an enrolled kiosk with the code ``frontdesk kiosks add`` printed.
+
+    The code is typed into the form, or comes in a link (``/kiosk/enroll?code=…``, which
+    ``frontdesk demo`` prints): either way it works once, so a link seen later is worthless.
+    """
+    if request.method == "POST":
+        _check_csrf()
+        code = request.form.get("code", "")
+    else:
+        code = request.args.get("code", "")
+        if not code.strip():
+            return redirect(url_for("kiosk.welcome"))
     secret = services().kiosks.enroll(code[:200], client_address()) if code.strip() else None
     if secret is None:
         return _render(Screen("enroll", errors={"code": "enroll"}), "enroll.html", 200)

@@ -187,6 +187,21 @@ class Inbound:
         self.patients = patients
         self.visits = visits
 
+    def recent(self, *, control_id: str | None = None, message_type: str | None = None,
+               day: dt.date | None = None, limit: int = 200) -> list[InboundMessage]:
+        """Messages received, newest first, narrowed by control id, type (``SIU^S12``) or the clinic's day."""
+        query = select(InboundMessage).order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+        if control_id:
+            query = query.where(InboundMessage.control_id == control_id)
+        if message_type:
+            query = query.where(InboundMessage.message_type == message_type)
+        if day is not None:
+            start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone)
+            query = query.where(InboundMessage.received_at >= start,
+                                InboundMessage.received_at < start + dt.timedelta(days=1))
+        with self.uow.begin() as session:
+            return list(session.scalars(query.limit(limit)))
+
     def handle(self, raw: bytes, peer: str) -> bytes:
         """The listener's handler for one frame (a message or a batch): apply it and return the ACK to send."""
         if is_batch(raw):

@@ -63,6 +63,7 @@ from server.services.context import Actor
 from server.services.context import Clock
 from server.services.messages import OutboundMessages
 from server.services.stations import ensure_station
+from server.services.visits import VisitNotFound
 from server.services.visits import Visits
 
 log = logging.getLogger("frontdesk.vitals")
@@ -401,6 +402,20 @@ class Vitals:
             station = stations[value.reading_id]
             self.hub.publish(f"station:{station}", "reading", value.event(station))
         return Recorded(len(readings) - duplicates, duplicates)
+
+    def of_visit(self, visit_id: int, *, actor: Actor) -> list[Observation]:
+        """Every observation of a visit, live and charted, oldest first; audited as a read of the patient's.
+
+        :raises VisitNotFound: for an unknown visit.
+        """
+        with self.uow.begin() as session:
+            visit = session.get(Visit, visit_id)
+            if visit is None:
+                raise VisitNotFound(visit_id)
+            self.audit.record(session, actor, "observation.listed", patient_id=visit.patient_id,
+                              resource_type="visit", resource_id=visit.id)
+            return list(session.scalars(select(Observation).where(Observation.visit_id == visit_id)
+                                        .order_by(Observation.measured_at, Observation.id)))
 
     def live(self, station: str) -> list[Observation]:
         """The latest unassigned reading of every device and metric at ``station``."""
