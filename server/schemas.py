@@ -46,6 +46,12 @@ class PerItem(Model):
     rejected: list[Rejected]
 
 
+class ReadingsStored(PerItem):
+    """``POST /readings``'s answer: besides those taken, how many the server already held (a replay)."""
+
+    duplicates: int = Field(ge=0, description="readings already held under their reading_id; nothing changed")
+
+
 # Gateways ------------------------------------------------------------------------------------------
 
 

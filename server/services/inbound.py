@@ -247,7 +247,7 @@ class Inbound:
                 # Reserving ids costs a query per table: worth it only when several rows share one insert.
                 results = self._settle_all(session, prepared, peer, reserve=len(prepared) > 1)
         except Exception as exc:
-            log.warning("hl7.inbound_group_retried", extra={"messages": len(prepared), "reason": type(exc).__name__})
+            log.warning("hl7.inbound_group_retried", extra={"count": len(prepared), "reason": type(exc).__name__})
             return [self._alone(item, peer) for item in prepared]
         for result in results:
             log.log(logging.INFO if result.outcome == "AA" else logging.WARNING, "hl7.inbound",

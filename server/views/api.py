@@ -195,10 +195,11 @@ def security_alerts() -> s.AlertList:
 
 @bp.post("/readings")
 @requires(principals=("gateway",))
-@spec.validate(json=s.ReadingBatch, resp=Answers(HTTP_200=s.PerItem, **_GATEWAY_ERRORS), security=GATEWAY,
+@spec.validate(json=s.ReadingBatch, resp=Answers(HTTP_200=s.ReadingsStored, **_GATEWAY_ERRORS), security=GATEWAY,
                tags=["gateways"])
-def readings(json: s.ReadingBatch) -> s.PerItem:
-    """Readings from a station gateway; replays (same ``reading_id``) are accepted and change nothing.
+def readings(json: s.ReadingBatch) -> s.ReadingsStored:
+    """Readings from a station gateway; replays (same ``reading_id``) change nothing and are counted apart
+    as ``duplicates``, so a gateway can say how much of a replay was new.
 
     Each reading is checked on its own: valid ones are stored and bad ones are
     listed back with the reason, so one malformed reading cannot block the
@@ -218,10 +219,12 @@ def readings(json: s.ReadingBatch) -> s.PerItem:
             rejected.append(s.PerItem.Rejected(index=index, error=first_problem(exc)))
         except (InvalidReading, ValueError) as exc:
             rejected.append(s.PerItem.Rejected(index=index, error=str(exc)))
-    accepted = services().vitals.record(good)
+    recorded = services().vitals.record(good)
     if rejected:
         log.warning("api.readings_rejected", extra={"count": len(rejected), "device_id": g.device.name})
-    return s.PerItem(accepted=accepted, rejected=rejected)
+    if recorded.duplicates:
+        log.info("api.readings_duplicate", extra={"duplicates": recorded.duplicates, "device_id": g.device.name})
+    return s.ReadingsStored(accepted=recorded.accepted, duplicates=recorded.duplicates, rejected=rejected)
 
 
 @bp.post("/devices/status")
