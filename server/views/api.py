@@ -139,7 +139,7 @@ def pending_changes() -> s.ChangeList:
     rows = services().changes.pending(actor=signed_in_staff().actor(client_address()))
     return s.ChangeList(changes=[s.ChangeOut(
         id=c.change_id, patient_name=c.patient_name, created_at=c.created_at,
-        fields=[s.ChangeOut.Field_(field=name, on_file=now, requested=asked) for name, now, asked in c.fields])
+        fields=[s.FieldChange(field=name, on_file=now, requested=asked) for name, now, asked in c.fields])
         for c in rows])
 
 
@@ -214,9 +214,9 @@ def readings(json: s.ReadingBatch) -> s.PerItem:
             check_sender(g.device.stations, owners, reading.station, reading.device_id)
             good.append(reading)
         except ValidationError as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=first_problem(exc)))
+            rejected.append(s.Rejected(index=index, error=first_problem(exc)))
         except (InvalidReading, ValueError) as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=str(exc)))
+            rejected.append(s.Rejected(index=index, error=str(exc)))
     accepted = services().vitals.record(good)
     if rejected:
         log.warning("api.readings_rejected", extra={"count": len(rejected), "device_id": g.device.name})
@@ -241,9 +241,9 @@ def device_status(json: s.DeviceStatusBatch) -> s.PerItem:
             reports.append(DeviceReport.from_json(s.DeviceStatusIn.model_validate(item).model_dump()))
             positions.append(index)
         except ValidationError as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=first_problem(exc)))
+            rejected.append(s.Rejected(index=index, error=first_problem(exc)))
         except ValueError as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=str(exc)))
+            rejected.append(s.Rejected(index=index, error=str(exc)))
     refused = services().stations.report(reports, reporter=g.device.name, stations=g.device.stations)
-    rejected += [s.PerItem.Rejected(index=positions[i], error=reason) for i, reason in refused]
+    rejected += [s.Rejected(index=positions[i], error=reason) for i, reason in refused]
     return s.PerItem(accepted=len(reports) - len(refused), rejected=rejected)
