@@ -4,8 +4,8 @@ Each simulated kiosk is a thread with its own keep-alive HTTP connection and coo
 code from ``frontdesk kiosks add``, doing what a browser does: every page GET, every form POST with its
 CSRF token, redirects followed. A check-in is welcome → Check in → last name and birth date →
 appointment → details → two consents → intake (2 pages) → PHQ-9 (PHQ-2 gate open, 2 pages) → GAD-7 →
-AUDIT-C → "You're checked in" → reset. Patients come from SIU^S12 messages imported with
-``frontdesk import-hl7``, as in a clinic.
+AUDIT-C (→ STEADI for every other patient, who is over 65) → "You're checked in" → reset. Patients come
+from SIU^S12 messages imported with ``frontdesk import-hl7``, as in a clinic.
 
 Printed per step (method and route): p50 and p95 of the server's own time (``duration_ms`` from its
 request log) and of the time the client saw, and check-ins per minute. Beside them, in the same run,
@@ -41,6 +41,7 @@ from urllib.parse import urlencode
 
 import psycopg
 
+from server.config import WebConfig
 from server.demo import siu_s12
 
 FRONTDESK = str(Path(sys.executable).with_name("frontdesk"))
@@ -59,7 +60,7 @@ app = Flask("bare")
 @app.get("/ping")
 def ping():
     return "ok"
-serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, _quiet=True)
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
 """
 
 
@@ -167,9 +168,10 @@ def server_times(log: Path) -> dict[str, list[float]]:
 
 
 def bare_floor(kiosks: int, requests_each: int) -> list[float]:
-    """Latency of ``return "ok"`` under waitress with 8 threads, hit by the same number of clients."""
+    """Latency of ``return "ok"`` under waitress with as many threads as ``serve``, hit by the same number
+    of clients."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(WebConfig().threads)])
     try:
         wait_for(port, "/ping")
         timings: dict[str, list[float]] = defaultdict(list)
@@ -204,8 +206,8 @@ def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: di
                    FRONTDESK_HL7_LISTEN_PORT=str(free_port()), **extra_env)
         subprocess.run([FRONTDESK, "db", "upgrade"], env=env, check=True, capture_output=True)
         now = dt.datetime.now(dt.UTC)
-        patients = [(f"B{k:02d}{r:02d}", f"Bench{k:02d}x{r:02d}", "19800101") for k in range(kiosks)
-                    for r in range(rounds)]
+        patients = [(f"B{k:02d}{r:02d}", f"Bench{k:02d}x{r:02d}", "19500101" if (k + r) % 2 == 0 else "19800101")
+                    for k in range(kiosks) for r in range(rounds)]
         schedule = root / "schedule.hl7"
         schedule.write_bytes(b"".join(
             siu_s12(f"BENCH-{mrn}", now, now + dt.timedelta(minutes=10), mrn, last, "Pat", born, "F", "en",

@@ -75,6 +75,8 @@ def status_to_json(status: DeviceStatus, station: str) -> dict[str, t.Any]:
         "last_frame_time": None if status.last_frame_time is None else status.last_frame_time.isoformat(),
         "frames_accepted": status.frames_accepted,
         "frames_rejected": status.frames_rejected,
+        "readings": status.readings,
+        "unrecognised": status.unrecognised,
         "reconnects": status.reconnects,
         "last_error": status.last_error,
         "flags": sorted(status.flags),

@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from server import preflight  # noqa: F401  (first of ours: stops with one line if python-hl7 shadows hl7)
 from server import security
+from server.auth import staff_chrome
 from server.auth import wants_json
 from server.bounds import BoundedIntConverter
 from server.bounds import BoundedJSONProvider
@@ -81,13 +82,18 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from kiosk import views as kiosk
     from server.views import api
     from server.views.staff import account as staff_account
+    from server.views.staff import admin
     from server.views.staff import board
+    from server.views.staff import interfaces as staff_interfaces
     from server.views.staff import kiosk as staff_kiosk
     from server.views.staff import stations
 
     app.register_blueprint(board.bp)
+    app.register_blueprint(board.root)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(staff_account.bp)
     app.register_blueprint(stations.bp)
+    app.register_blueprint(staff_interfaces.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(kiosk.bp)
@@ -121,6 +127,14 @@ def _install_request_log(app: Flask) -> None:
         return response
 
 
+ERROR_TITLES = {400: "Something in that request was not right", 403: "Not allowed",
+                404: "Page not found", 405: "Not allowed", 413: "Too much data"}
+ERROR_TEXTS = {403: "Your role does not allow this page.",
+               404: "There is nothing at this address. It may have been removed, or the link may be wrong.",
+               405: "This page cannot be used that way.",
+               413: "That was more than this page accepts. Nothing was saved."}
+
+
 def _install_error_pages(app: Flask) -> None:
     """Generic error bodies (ASVS 16.5.1): status and a short sentence, never internals."""
 
@@ -130,7 +144,9 @@ def _install_error_pages(app: Flask) -> None:
         message = error.description if status == 400 else error.name
         if wants_json():
             return jsonify(error=message), status
-        return render_template("error.html", status=status, message=message), status
+        return render_template("error.html", status=status, message=ERROR_TITLES.get(status, message),
+                               explanation=ERROR_TEXTS.get(status, message if status == 400 else ""),
+                               **staff_chrome()), status
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response | str, int]:

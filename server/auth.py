@@ -22,6 +22,7 @@ from flask import request
 from flask import url_for
 from flask.typing import ResponseReturnValue
 
+from server.forms import SignOutForm
 from server.services import Services
 from server.services.devices import DevicePrincipal
 from server.services.staff import StaffPrincipal
@@ -145,4 +146,18 @@ def forbid(staff: StaffPrincipal, message: str = "Your role does not allow this 
                          detail=f"endpoint={request.endpoint}")
     if wants_json():
         return jsonify(error="not allowed for your role"), 403
-    return render_template("error.html", status=403, message=message), 403
+    return render_template("error.html", status=403, message="Not allowed", explanation=message,
+                           **staff_chrome()), 403
+
+
+def staff_chrome() -> dict[str, t.Any]:
+    """What a page needs to show the staff navigation and "Sign out" (an error page too): nothing for
+    anyone not fully signed in, so the navigation never shows to a kiosk or before the second factor."""
+    try:
+        staff = current_staff()
+    except Exception:  # noqa: BLE001 (an error page must render even when the database is what failed)
+        return {}
+    if staff is None or staff.needs_second_factor:
+        return {}
+    # No form data: an error page may be answering a body that could not be read (malformed JSON).
+    return {"staff": staff, "sign_out": SignOutForm(formdata=None)}

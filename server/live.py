@@ -38,6 +38,8 @@ import typing as t
 from dataclasses import dataclass
 
 import psycopg
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 log = logging.getLogger("frontdesk.live")
 
@@ -48,6 +50,10 @@ NOTIFY_LIMIT = 7900
 """PostgreSQL refuses ``NOTIFY`` payloads of 8000 bytes or more; larger events become a ``resync`` hint."""
 
 RESYNC = "resync"
+
+BOARD_CHANNEL = "board"
+"""Where anything shown on the front-desk board is announced: visits, flags, changes, dead letters.
+Events carry a ``visit_id`` when the change belongs to one visit, and nothing identifying."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +269,30 @@ class PostgresHub:
             self.local.deliver(str(message["c"]), str(message["k"]), dict(message["d"]))
         except (ValueError, KeyError, TypeError):
             log.warning("live.bad_payload")
+
+
+_AFTER_COMMIT = "frontdesk.live_pending"
+
+
+def publish_after_commit(session: Session, hub: Hub, channel: str, kind: str, data: dict[str, t.Any]) -> None:
+    """Publish on ``hub`` once ``session``'s transaction commits, and never if it rolls back.
+
+    For services that change something inside a caller's transaction (a
+    kiosk check-in moving a visit): the event must not reach a page before the
+    change it announces is visible to that page's next read.
+    """
+    session.info.setdefault(_AFTER_COMMIT, []).append((hub, channel, kind, data))
+
+
+@event.listens_for(Session, "after_commit")
+def _publish_pending(session: Session) -> None:
+    for hub, channel, kind, data in session.info.pop(_AFTER_COMMIT, []):
+        hub.publish(channel, kind, data)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 def make_hub(database_url: str, schema: str = "") -> Hub:

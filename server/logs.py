@@ -31,7 +31,8 @@ ALLOWED_FIELDS = frozenset({
     "request_id", "method", "endpoint", "status", "duration_ms", "actor_type", "actor_id", "role",
     "visit_id", "patient_id", "appointment_id", "control_id", "message_type", "outcome", "reason",
     "device_id", "driver", "port", "station", "count", "attempts", "address", "host", "port_number",
-    "schema", "version", "path",
+    "schema", "version", "path", "peer", "delay_seconds", "age_seconds", "frames", "readings", "rejected",
+    "accepted", "duplicates", "replayed", "error", "state", "direction",
 })
 
 

@@ -86,8 +86,10 @@ class DeviceStatusIn(Model):
     connected: bool = False
     stale: bool = False
     last_frame_time: str | None = Field(default=None, max_length=40)
-    frames_accepted: int = Field(ge=0)
+    frames_accepted: int = Field(ge=0, description="frames (messages, records, packets) decoded")
     frames_rejected: int = Field(ge=0)
+    readings: int = Field(default=0, ge=0, description="values those frames carried")
+    unrecognised: int = Field(default=0, ge=0, description="observations in good frames that are not charted")
     reconnects: int = Field(ge=0)
     last_error: str | None = Field(default=None, max_length=500)
     flags: list[t.Annotated[str, Field(max_length=32)]] = Field(default=[], max_length=16)
@@ -243,8 +245,10 @@ class DeviceOut(Model):
     stale: bool
     last_frame_time: dt.datetime | None
     last_seen: dt.datetime | None
-    frames_accepted: int
+    frames_accepted: int = Field(description="frames (messages, records, packets) decoded")
     frames_rejected: int
+    readings: int = Field(description="values those frames carried")
+    unrecognised: int = Field(description="observations in good frames that are not charted")
     last_error: str | None
     reconnects: int
     flags: list[str]

@@ -32,18 +32,19 @@ from devices.drivers import Driver
 from devices.gateway import DeviceWorker
 from devices.gateway import Gateway
 from devices.gateway import default_normaliser
-from devices.gateway import read_wait
+from devices.gateway import open_link
 from devices.reading import Reading
 from devices.reading import measurement_fields
 from devices.simulators import runner
 from devices.simulators.base import SCENARIOS
+from devices.status import DeviceStatus
 from devices.transport import LinkError
-from devices.transport import SerialLink
 from devices.uplink import DiskBuffer
 from devices.uplink import Uplink
 from devices.uplink import status_to_json
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
+from server.device_hooks import device_hooks
 
 BY_ID_DIR = "/dev/serial/by-id"
 STATUS_INTERVAL = 2.0
@@ -169,13 +170,14 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
         config = from_mapping(entry)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
-    link = SerialLink(port, config.serial_settings(spec.serial), read_wait=read_wait(spec))
+    link = open_link(config, spec)
     try:
         link.open()
     except LinkError as exc:
         fail(str(exc))
     readings: queue.Queue[Reading] = queue.Queue()
-    worker = DeviceWorker(config, spec, readings.put, normalise=default_normaliser(), link=link)
+    worker = DeviceWorker(config, spec, readings.put, normalise=default_normaliser(), link=link,
+                          hooks=device_hooks())
     stop = _stop_on_signals()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True, name="probe")
     thread.start()
@@ -196,10 +198,20 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
         stop.set()
         thread.join(2.0)
     status = worker.status.snapshot(time.monotonic())
-    click.echo(f"{status.frames_accepted} frames accepted, {status.frames_rejected} rejected"
-               + (f"; last error: {status.last_error}" if status.last_error else ""), err=True)
+    click.echo(f"{counts(status)}" + (f"; last error: {status.last_error}" if status.last_error else ""), err=True)
     if printed < count:
         fail(f"{printed} of {count} readings from {port} within {timeout:g} s")
+
+
+def counts(status: DeviceStatus) -> str:
+    """A device's counters in words: frames as frames, readings as readings."""
+    return (f"{_plural(status.frames_accepted, 'frame')} decoded with {_plural(status.readings, 'reading')}, "
+            f"{_plural(status.unrecognised, 'observation')} not recognised, "
+            f"{_plural(status.frames_rejected, 'frame')} rejected")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _reading_text(reading: Reading) -> str:
@@ -272,7 +284,7 @@ def gateway(server: str, token: str, config_path: str | None, device_specs: tupl
             raise ConfigError("no devices: give --config FILE with [[devices]] or --device")
         buffer = DiskBuffer(buffer_dir)
         uplink = Uplink(server, token, name, buffer)
-        station = Gateway(configs, uplink.submit)
+        station = Gateway(configs, uplink.submit, hooks=device_hooks())
     except (ConfigError, ValueError) as exc:
         fail(str(exc), EXIT_CONFIG)
     except OSError as exc:

@@ -1,13 +1,15 @@
 """Security administration: staff passwords and lock-outs, device tokens, the audit chain, retention.
 
 The logic lives in services (``StaffAccounts``, ``DevicePrincipals``,
-``AuditVerifier``) so the administration pages can call the same functions.
+``AuditVerifier``, ``AuditReports``) so the administration pages can call the same functions.
 Every change is audited as done by ``system`` (an operator at the console).
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import sys
 
 import click
 
@@ -19,6 +21,8 @@ from server.cli.common import read_password
 from server.cli.common import with_config
 from server.cli.core import open_services
 from server.config import Config
+from server.services.audit_report import ReportError
+from server.services.context import SYSTEM
 from server.services.staff import AccountError
 
 
@@ -140,6 +144,30 @@ def audit_verify(config: Config) -> None:
     if result.finding is not None:
         fail(f"audit trail broken: {result.finding} ({result.checked} rows before it are intact)")
     click.echo(f"audit trail intact: {result.checked} rows; head {result.head_seq} {result.head_hash}")
+
+
+@audit.command("report")
+@click.option("--mrn", required=True, help="The patient's medical record number.")
+@click.option("--from", "start", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day, YYYY-MM-DD.")
+@click.option("--to", "end", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day, YYYY-MM-DD.")
+@with_config
+def audit_report(config: Config, mrn: str, start: dt.datetime, end: dt.datetime) -> None:
+    """Who viewed or changed a patient's data between two days (inclusive, clinic time), as CSV on stdout.
+
+    Running the report is itself audited, as done by ``system``.
+    """
+    try:
+        report = open_services(config).audit_reports.accesses(mrn, start.date(), end.date(), actor=SYSTEM)
+    except ReportError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    if not report.patients:
+        click.echo(f"no patient with MRN {report.mrn}", err=True)
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["at", "actor_type", "actor_id", "actor_name", "action", "description", "outcome", "resource",
+                  "address"])
+    for row in report.rows:
+        out.writerow([row.at.isoformat(), row.actor_type, row.actor_id, row.actor_name, row.action,
+                      row.description, row.outcome, row.resource, row.address])
 
 
 @click.command("grant")

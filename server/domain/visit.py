@@ -20,6 +20,7 @@ Why these edges beyond the straight line:
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class VisitState(enum.StrEnum):
@@ -36,6 +37,17 @@ class VisitState(enum.StrEnum):
 
 S = VisitState
 
+STATE_TEXT: dict[VisitState, str] = {
+    S.EXPECTED: "Expected",
+    S.ARRIVED: "Arrived",
+    S.ROOMED: "In a room",
+    S.VITALS_TAKEN: "Vitals taken",
+    S.CHECKED_OUT: "Checked out",
+    S.CANCELLED: "Cancelled",
+    S.NO_SHOW: "Did not come",
+}
+"""What staff read for each state (never the stored name)."""
+
 TRANSITIONS: dict[VisitState, frozenset[VisitState]] = {
     S.EXPECTED: frozenset({S.ARRIVED, S.CANCELLED, S.NO_SHOW}),
     S.ARRIVED: frozenset({S.ROOMED, S.EXPECTED, S.CHECKED_OUT, S.CANCELLED}),
@@ -47,11 +59,20 @@ TRANSITIONS: dict[VisitState, frozenset[VisitState]] = {
 }
 
 
+def _refusal(current: VisitState, target: VisitState) -> str:
+    if current is target:
+        return f"This visit is already {STATE_TEXT[current].lower()}; nothing was changed."
+    if not TRANSITIONS[current]:
+        return f"This visit is {STATE_TEXT[current].lower()}, so it can no longer be changed here."
+    return (f"This visit is {STATE_TEXT[current].lower()} now, so it cannot become "
+            f"{STATE_TEXT[target].lower()}; nothing was changed.")
+
+
 class IllegalTransition(ValueError):
     """A state change the visit rules do not allow."""
 
     def __init__(self, current: VisitState, target: VisitState) -> None:
-        super().__init__(f"a visit cannot go from {current.value} to {target.value}")
+        super().__init__(_refusal(current, target))
         self.current = current
         self.target = target
 
@@ -76,3 +97,42 @@ def next_state(current: str | VisitState, target: str | VisitState) -> VisitStat
     if target not in TRANSITIONS[current]:
         raise IllegalTransition(current, target)
     return target
+
+
+@dataclass(frozen=True)
+class VisitAction:
+    """A button on the board: the state it moves a visit to, from which states, and who may press it."""
+
+    target: VisitState
+    sources: frozenset[VisitState]
+    label: str
+    done: str
+    roles: tuple[str, ...]
+
+
+ACTIONS: tuple[VisitAction, ...] = (
+    VisitAction(S.ARRIVED, frozenset({S.EXPECTED, S.NO_SHOW}), "Mark arrived", "marked as arrived", ("front_desk",)),
+    VisitAction(S.ROOMED, frozenset({S.ARRIVED}), "Room", "put in a room", ("front_desk", "assistant")),
+    VisitAction(S.EXPECTED, frozenset({S.ARRIVED}), "Cancel check-in", "back to expected (check-in cancelled)",
+                ("front_desk",)),
+    VisitAction(S.CHECKED_OUT, frozenset({S.ARRIVED, S.ROOMED, S.VITALS_TAKEN}), "Check out", "checked out",
+                ("front_desk",)),
+    VisitAction(S.NO_SHOW, frozenset({S.EXPECTED}), "Did not come", "marked as not come", ("front_desk",)),
+    VisitAction(S.CANCELLED, frozenset({S.EXPECTED, S.ARRIVED}), "Cancel visit", "cancelled", ("front_desk",)),
+)
+"""What the board offers. ``vitals_taken`` is absent: "Send to chart" on a station page sets it.
+
+Every action is a legal edge of :data:`TRANSITIONS` (a unit test holds the two together); the roles say
+who may press it, and an administrator may press any.
+"""
+
+
+def may_set(role: str, target: str | VisitState) -> bool:
+    """Whether ``role`` may move a visit to ``target`` from the board at all (from some state)."""
+    return any(a.target == target and (role == "admin" or role in a.roles) for a in ACTIONS)
+
+
+def actions_for(state: str | VisitState, role: str) -> list[VisitAction]:
+    """The board's actions for a visit in ``state`` that ``role`` may take: exactly the legal ones."""
+    state = VisitState(state)
+    return [a for a in ACTIONS if state in a.sources and (role == "admin" or role in a.roles)]

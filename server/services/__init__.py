@@ -22,6 +22,8 @@ from server.services.alerts import SecurityAlerts
 from server.services.api_tokens import ApiTokens
 from server.services.audit import AuditTrail
 from server.services.audit import AuditVerifier
+from server.services.audit_report import AuditReports
+from server.services.board import Board
 from server.services.checkin import CheckIn
 from server.services.consents import load_consents
 from server.services.context import Clock
@@ -51,6 +53,7 @@ class Services:
     clock: Clock
     audit: AuditTrail
     audit_verifier: AuditVerifier
+    audit_reports: AuditReports
     alerts: SecurityAlerts
     staff: StaffAccounts
     mfa: SecondFactors
@@ -58,6 +61,7 @@ class Services:
     outbox: Outbox
     patients: Patients
     visits: Visits
+    board: Board
     inbound: Inbound
     vitals: Vitals
     stations: Stations
@@ -86,15 +90,15 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
     outbox = Outbox(uow=uow, clock=clock, audit=audit)
     messages = OutboundMessages(settings=config.hl7, outbox=outbox, clock=clock)
     patients = Patients(uow=uow, clock=clock, audit=audit)
-    visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone)
+    visits = Visits(uow=uow, clock=clock, audit=audit, messages=messages, zone=config.web.zone, live=live)
     alerts = SecurityAlerts(uow=uow, clock=clock, audit=audit)
     staff = StaffAccounts(uow=uow, clock=clock, audit=audit, alerts=alerts, policy=config.web, pepper=secret)
     # A separate `frontdesk bridge` (or another `serve`) hears about new messages through the hub.
     outbox.subscribe(lambda: live.publish("outbox", "enqueued", {}))
     kiosk = config.kiosk
     kiosks = KioskSessions(uow=uow, clock=clock, audit=audit, settings=kiosk)
-    flags = StaffFlags(uow=uow, clock=clock, audit=audit)
-    changes = PendingChanges(uow=uow, clock=clock, audit=audit, messages=messages)
+    flags = StaffFlags(uow=uow, clock=clock, audit=audit, live=live)
+    changes = PendingChanges(uow=uow, clock=clock, audit=audit, messages=messages, live=live)
     checkin = CheckIn(
         kiosks=kiosks, uow=uow, clock=clock, audit=audit, visits=visits, messages=messages, flags=flags,
         changes=changes, settings=kiosk, pepper=secret, live=live,
@@ -105,6 +109,7 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         clock=clock,
         audit=audit,
         audit_verifier=AuditVerifier(uow=uow),
+        audit_reports=AuditReports(uow=uow, audit=audit, zone=config.web.zone),
         alerts=alerts,
         staff=staff,
         mfa=SecondFactors(uow=uow, clock=clock, audit=audit, staff=staff, secret=secret),
@@ -112,6 +117,7 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         patients=patients,
         outbox=outbox,
         visits=visits,
+        board=Board(uow=uow, clock=clock, audit=audit, changes=changes, zone=config.web.zone),
         inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits, zone=config.web.zone),
         vitals=Vitals(uow=uow, clock=clock, live=live, audit=audit, visits=visits, messages=messages),
         stations=Stations(uow=uow, clock=clock, live=live),

@@ -13,10 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.db import UnitOfWork
+from server.live import BOARD_CHANNEL
+from server.live import Hub
+from server.live import LocalHub
+from server.live import publish_after_commit
 from server.models import Insurance
 from server.models import Patient
 from server.models import PendingChange
@@ -87,10 +92,11 @@ _PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2}
 class StaffFlags:
     """Raises, lists and acknowledges flags; every read of a flagged patient's name is audited."""
 
-    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail) -> None:
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, live: Hub | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.audit = audit
+        self.live = live or LocalHub()
 
     def raise_in(self, session: Session, kind: str, *, actor: Actor, patient_id: int | None = None,
                  visit_id: int | None = None, kiosk_id: int | None = None, detail: str = "") -> int:
@@ -102,6 +108,7 @@ class StaffFlags:
         session.flush()
         self.audit.record(session, actor, "flag.raised", patient_id=patient_id, resource_type="staff_flag",
                           resource_id=flag.id, detail=f"kind={kind}")
+        publish_after_commit(session, self.live, BOARD_CHANNEL, "flag", {"visit_id": visit_id})
         return flag.id
 
     def open(self, *, actor: Actor, include_acknowledged: bool = False) -> list[FlagView]:
@@ -121,6 +128,11 @@ class StaffFlags:
                                       flag.visit_id, flag.kiosk_id, flag.created_at, flag.acknowledged_at))
             return sorted(views, key=lambda v: (_PRIORITY_ORDER[v.priority], v.created_at))
 
+    def exists(self, flag_id: int) -> bool:
+        """Whether a flag with this id was ever raised (an acknowledged one too)."""
+        with self.uow.begin() as session:
+            return session.get(StaffFlag, flag_id) is not None
+
     def acknowledge(self, flag_id: int, *, actor: Actor) -> None:
         """Mark a flag as seen and handled by ``actor`` (audited).
 
@@ -134,16 +146,19 @@ class StaffFlags:
             flag.acknowledged_by = f"{actor.actor_type}:{actor.actor_id}"
             self.audit.record(session, actor, "flag.acknowledged", patient_id=flag.patient_id,
                               resource_type="staff_flag", resource_id=flag.id, detail=f"kind={flag.kind}")
+            publish_after_commit(session, self.live, BOARD_CHANNEL, "flag", {"visit_id": flag.visit_id})
 
 
 class PendingChanges:
     """Patient-requested changes: recorded from the kiosk, decided by staff."""
 
-    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, messages: OutboundMessages) -> None:
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, messages: OutboundMessages,
+                 live: Hub | None = None) -> None:
         self.uow = uow
         self.clock = clock
         self.audit = audit
         self.messages = messages
+        self.live = live or LocalHub()
 
     def request_in(self, session: Session, patient_id: int, visit_id: int | None, changes: dict[str, str], *,
                    actor: Actor) -> int:
@@ -158,23 +173,34 @@ class PendingChanges:
         self.audit.record(session, actor, "patient.change_requested", patient_id=patient_id,
                           resource_type="pending_change", resource_id=row.id,
                           detail="fields=" + ",".join(sorted(changes)))
+        publish_after_commit(session, self.live, BOARD_CHANNEL, "change", {"visit_id": visit_id})
         return row.id
 
     def pending(self, *, actor: Actor) -> list[ChangeView]:
         """Changes waiting for a decision, oldest first, each beside the value it would replace."""
         with self.uow.begin() as session:
-            rows = session.execute(select(PendingChange, Patient).join(Patient, Patient.id == PendingChange.patient_id)
-                                   .where(PendingChange.status == "pending").order_by(PendingChange.id)).all()
-            views = []
-            for change, patient in rows:
-                self.audit.record(session, actor, "patient.change_viewed", patient_id=patient.id,
-                                  resource_type="pending_change", resource_id=change.id)
-                plan = patient.insurance[0] if patient.insurance else None
-                fields = tuple((name, _current(patient, plan, name), change.changes[name]) for name in CHANGE_FIELDS
-                               if name in change.changes)
-                views.append(ChangeView(change.id, f"{patient.family_name}, {patient.given_name}", fields,
-                                        change.created_at))
-            return views
+            return [view for _, view in self.pending_in(session, actor)]
+
+    def pending_in(self, session: Session, actor: Actor,
+                   *where: ColumnElement[bool]) -> list[tuple[int, ChangeView]]:
+        """:meth:`pending` in the caller's transaction, narrowed by ``where``; each view with its patient id."""
+        rows = session.execute(select(PendingChange, Patient).join(Patient, Patient.id == PendingChange.patient_id)
+                               .where(PendingChange.status == "pending", *where).order_by(PendingChange.id)).all()
+        views = []
+        for change, patient in rows:
+            self.audit.record(session, actor, "patient.change_viewed", patient_id=patient.id,
+                              resource_type="pending_change", resource_id=change.id)
+            plan = patient.insurance[0] if patient.insurance else None
+            fields = tuple((name, _current(patient, plan, name), change.changes[name]) for name in CHANGE_FIELDS
+                           if name in change.changes)
+            views.append((patient.id, ChangeView(change.id, f"{patient.family_name}, {patient.given_name}", fields,
+                                                 change.created_at)))
+        return views
+
+    def exists(self, change_id: int) -> bool:
+        """Whether a change with this id was ever asked for (a decided one too)."""
+        with self.uow.begin() as session:
+            return session.get(PendingChange, change_id) is not None
 
     def decide(self, change_id: int, approve: bool, *, actor: Actor) -> str | None:
         """Approve (apply the change and enqueue ADT^A08) or reject a pending change.
@@ -199,6 +225,7 @@ class PendingChanges:
             self.audit.record(session, actor, f"patient.change_{change.status}", patient_id=change.patient_id,
                               resource_type="pending_change", resource_id=change.id,
                               detail=f"control_id={control_id}" if control_id else "")
+            publish_after_commit(session, self.live, BOARD_CHANNEL, "change", {"visit_id": change.visit_id})
             return control_id
 
     def _apply(self, patient: Patient, changes: dict[str, str]) -> None:

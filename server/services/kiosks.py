@@ -37,6 +37,11 @@ GRACE = dt.timedelta(seconds=10)
 """Slack after the countdown before the server ends a session itself (the page's own reset comes first)."""
 
 DEVICE_SEEN_RESOLUTION = dt.timedelta(minutes=1)
+SESSION_SEEN_RESOLUTION = dt.timedelta(seconds=5)
+"""A session's last activity is written at most this often: a page view that follows a form post
+(post, redirect, page) then writes nothing, and the database commits once per step, not three times.
+It must stay well below :data:`GRACE`, so the server never ends a session before the page's own
+countdown has run out."""
 LANGUAGES = ("en", "es")
 
 
@@ -135,7 +140,7 @@ class KioskSessions:
             if current is not None and self._expired(current, now):
                 self.end_in(session, current, "timeout", actor, now)
                 current = None
-            if current is not None and activity:
+            if current is not None and activity and now - current.last_seen_at >= SESSION_SEEN_RESOLUTION:
                 current.last_seen_at = now
             yield Turn(session, device, current, actor, now)
 

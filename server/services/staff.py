@@ -66,6 +66,17 @@ class StaffListing:
     active: bool
     second_factor: bool
     last_sign_in: dt.datetime | None
+    user_id: int
+
+
+@dataclass(frozen=True)
+class SessionListing:
+    """One open session of a staff user, as an administrator sees it (never its token)."""
+
+    session_id: int
+    created_at: dt.datetime
+    last_seen_at: dt.datetime
+    address: str
 
 
 @dataclass(frozen=True)
@@ -326,8 +337,49 @@ class StaffAccounts:
                 .outerjoin(last, last.c.user_id == StaffUser.id)
                 .outerjoin(StaffMfa, StaffMfa.user_id == StaffUser.id)
                 .order_by(StaffUser.username)).all()
-            return [StaffListing(u.username, u.display_name, u.role, u.active, confirmed is not None, last_at)
+            return [StaffListing(u.username, u.display_name, u.role, u.active, confirmed is not None, last_at, u.id)
                     for u, last_at, confirmed in rows]
+
+    def user(self, user_id: int) -> StaffListing:
+        """One account by id.
+
+        :raises AccountError: when no such user exists.
+        """
+        found = [u for u in self.list_users() if u.user_id == user_id]
+        if not found:
+            raise AccountError(f"user: no user with id {user_id}")
+        return found[0]
+
+    def enable(self, username: str, *, actor: Actor = SYSTEM) -> None:
+        """Let a disabled account sign in again (its old sessions stay ended).
+
+        :raises AccountError: when no such user exists.
+        """
+        with self.uow.begin() as session:
+            user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
+            if user is None:
+                raise AccountError(f"username: no user called {username!r}")
+            user.active = True
+            self.audit.record(session, actor, "staff.user_enabled", resource_type="staff_user", resource_id=user.id)
+
+    def open_sessions(self, user_id: int) -> list[SessionListing]:
+        """A user's sessions that are not revoked, newest first (an idle or old one ends at its next use)."""
+        with self.uow.begin() as session:
+            rows = session.scalars(select(StaffSession).where(
+                StaffSession.user_id == user_id, StaffSession.revoked_at.is_(None))
+                .order_by(StaffSession.created_at.desc(), StaffSession.id.desc())).all()
+            return [SessionListing(r.id, r.created_at, r.last_seen_at, r.address) for r in rows]
+
+    def end_session(self, user_id: int, session_id: int, *, actor: Actor) -> bool:
+        """End one of a user's sessions (a browser left signed in elsewhere); ``False`` when it is not open."""
+        with self.uow.begin() as session:
+            row = session.get(StaffSession, session_id)
+            if row is None or row.user_id != user_id or row.revoked_at is not None:
+                return False
+            row.revoked_at = self.clock.now()
+            self.audit.record(session, actor, "staff.session_ended", resource_type="staff_session",
+                              resource_id=row.id, detail=f"user={user_id}")
+            return True
 
     def _check_password(self, password: str) -> None:
         if len(password) < MIN_PASSWORD_LENGTH:

@@ -13,8 +13,13 @@ from server.db import UnitOfWork
 from server.domain.visit import VisitState
 from server.domain.visit import VitalsNotCharted
 from server.domain.visit import next_state
+from server.live import BOARD_CHANNEL
+from server.live import Hub
+from server.live import LocalHub
+from server.live import publish_after_commit
 from server.models import Appointment
 from server.models import Observation
+from server.models import Station
 from server.models import Visit
 from server.models import VisitTransition
 from server.services.audit import AuditTrail
@@ -25,6 +30,13 @@ from server.services.messages import OutboundMessages
 
 class VisitNotFound(LookupError):
     """No visit with that id."""
+
+
+class UnknownRoom(ValueError):
+    """The room chosen for a patient is not a station (any more)."""
+
+    def __init__(self) -> None:
+        super().__init__("That room is not in the list any more: choose a room and try again.")
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,9 @@ class Visits:
     """Visit queries and transitions, each audited."""
 
     def __init__(self, *, uow: UnitOfWork, clock: Clock, audit: AuditTrail, messages: OutboundMessages,
-                 zone: dt.tzinfo = dt.UTC) -> None:
+                 zone: dt.tzinfo = dt.UTC, live: Hub | None = None) -> None:
         self.zone = zone
+        self.live = live or LocalHub()
         self.uow = uow
         self.clock = clock
         self.audit = audit
@@ -79,7 +92,7 @@ class Visits:
                     patient.id))
             return summaries
 
-    def transition(self, visit_id: int, target: str, *, actor: Actor) -> None:
+    def transition(self, visit_id: int, target: str, *, actor: Actor, room: str | None = None) -> None:
         """Move a visit to ``target``, recording when and by whom, and tell the records system.
 
         The transition, its audit row and the ADT it calls for (A04 on arrival,
@@ -88,7 +101,10 @@ class Visits:
         ``vitals_taken`` is refused unless vitals were charted for the visit:
         that state is what "Send to chart" on a station page sets.
 
+        :param room: for ``roomed``, the station the patient is shown to.
+
         :raises VisitNotFound: for an unknown id.
+        :raises UnknownRoom: for a ``room`` that is not a station.
         :raises server.domain.visit.IllegalTransition: when the rules forbid it
             (:class:`~server.domain.visit.VitalsNotCharted` for ``vitals_taken`` without vitals).
         """
@@ -101,6 +117,10 @@ class Visits:
                     select(Observation.id).where(Observation.visit_id == visit_id, Observation.status == "final")
                     .limit(1)) is None:
                 raise VitalsNotCharted()
+            if room is not None and target == VisitState.ROOMED.value:
+                if session.get(Station, room) is None:
+                    raise UnknownRoom()
+                visit.station_id = room
             self.transition_in(session, visit, target, actor=actor)
 
     def transition_in(self, session: Session, visit: Visit, target: str, *, actor: Actor) -> None:
@@ -116,3 +136,4 @@ class Visits:
         self.audit.record(session, actor, f"visit.{new.value}", patient_id=visit.patient_id,
                           resource_type="visit", resource_id=visit.id,
                           detail=f"control_id={control_id}" if control_id else "")
+        publish_after_commit(session, self.live, BOARD_CHANNEL, "visit", {"visit_id": visit.id})

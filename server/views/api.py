@@ -179,7 +179,8 @@ def devices() -> s.DeviceList:
         id=d.id, driver=d.driver, port=d.port, station=d.station_id, state=d.state,
         connected=d.state in ("connected", "stale"), stale=d.stale, last_frame_time=d.last_frame_at,
         last_seen=d.last_seen_at, frames_accepted=d.frames_accepted, frames_rejected=d.frames_rejected,
-        last_error=d.last_error or None, reconnects=d.reconnects, flags=list(d.flags), reported_by=d.reported_by)
+        readings=d.readings, unrecognised=d.unrecognised, last_error=d.last_error or None,
+        reconnects=d.reconnects, flags=list(d.flags), reported_by=d.reported_by)
         for d in services().stations.devices()])
 
 

@@ -7,18 +7,23 @@ in large-text mode, at the kiosk's portrait size.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+import sqlite3
 import subprocess
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message as hl7apy_parse
 from playwright.sync_api import Browser
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
+from hl7.er7 import parse_message
 from server.demo import siu_s12
 from tests.browsers import assert_accessible
 from tests.e2e.conftest import Served
@@ -33,7 +38,7 @@ PORTRAIT = {"width": 1080, "height": 1920}
 NOW = dt.datetime.now(dt.UTC)
 # (MRN, last name, first name, born YYYYMMDD, minutes from now, provider id, provider name)
 PATIENTS = (
-    ("E2E01", "Nuñez-O'Hara", "Rosa", "19800214", 10, "D01", "Okafor"),
+    ("E2E01", "Nuñez-O'Hara", "Rosa", "19500214", 10, "D01", "Okafor"),     # 65+: STEADI too
     ("E2E02", "Lindqvist", "Maja", "19790101", 15, "D02", "Haddad"),
     ("E2E03", "Twin", "Ada", "19900505", 5, "D01", "Okafor"),
     ("E2E04", "Twin", "Bea", "19900505", 25, "D02", "Haddad"),
@@ -66,6 +71,12 @@ class Site:
         result = run(["kiosks", "add", name], self.served.env)
         assert result.returncode == 0, result.stderr
         return result.stdout.split()[-1]
+
+    def stored(self, message_type: str) -> list[bytes]:
+        """The messages of one type the records system has stored, in arrival order."""
+        with contextlib.closing(sqlite3.connect(self.store)) as db:
+            return [bytes(row[0]) for row in db.execute(
+                "SELECT payload FROM message WHERE message_type LIKE ? ORDER BY id", (message_type + "%",))]
 
     def received(self) -> str:
         """What the records system has printed so far (one line per message)."""
@@ -171,10 +182,10 @@ def test_full_check_in_in_english_reaches_the_records_system(kiosk_page: Page, s
     scan(page, "welcome")
     page.get_by_role("button", name="Check in", exact=True).click()
     scan(page, "identify")
-    identify(page, "", "1980-02-14")
+    identify(page, "", "1950-02-14")
     expect(page.get_by_role("alert")).to_contain_text("There is a problem")
     scan(page, "identify with errors", large=False)
-    identify(page, "nunez ohara", "2/14/1980")
+    identify(page, "nunez ohara", "2/14/1950")
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Rosa")
     scan(page, "appointment")
     page.get_by_role("button", name="Yes, that's me").click()
@@ -200,10 +211,18 @@ def test_full_check_in_in_english_reaches_the_records_system(kiosk_page: Page, s
     page.get_by_role("button", name="I agree and sign").click()
     scans: list[str] = []
     answer_questionnaires(page, scans, texts=ENGLISH)
-    assert {"Mood questions (PHQ-9)", "Worry questions (GAD-7)"} <= set(scans)
+    assert {"Mood questions (PHQ-9)", "Worry questions (GAD-7)", "Staying steady on your feet"} <= set(scans)
     expect(page.get_by_role("heading", level=1)).to_have_text("You're checked in")
     scan(page, "checked in")
     eventually(lambda: "ADT^A04" in site.received() and "ORU^R01" in site.received(), what="A04 and ORU delivered")
+    (oru,) = [m for m in site.stored("ORU^R01") if parse_message(m).value("PID", 3) == "E2E01"]
+    hl7apy_parse(oru.decode(), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True).validate()
+    message = parse_message(oru)
+    assert [obr.raw(4).split("^")[0] for obr in message.all("OBR")] == [
+        "intake", "44249-1", "69737-5", "72109-2", "steadi-stay-independent"]
+    observations = {obx.value(3): obx.value(5) for obx in message.all("OBX")}
+    assert observations["8661-1"] == "Cough <script>alert(1)</script>"     # the reason for the visit, as typed
+    assert {"44261-6", "70274-6", "75626-2", "steadi-total"} <= set(observations)
 
 
 def test_full_check_in_in_spanish_with_every_screen_scanned(kiosk_page: Page, site: Site) -> None:

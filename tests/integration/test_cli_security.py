@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +14,9 @@ from server.config import ensure_secret_key
 from server.config import load_config
 from server.db import make_engine
 from server.services import build_services
+from server.services.context import SYSTEM
+from server.services.context import Actor
+from server.services.patients import PatientRecord
 from server.services.staff import SignInFailed
 from tests.procs import clean_env
 from tests.procs import run
@@ -122,3 +128,24 @@ def test_audit_verify_finds_rows_cut_from_the_end(trail: dict[str, str]) -> None
     tamper(trail, "DELETE FROM audit_event WHERE seq >= (SELECT MAX(seq) - 1 FROM audit_event)")
     result = run(["audit", "verify"], trail)
     assert result.returncode == 1 and "is missing (deleted): the chain head says" in result.stderr
+
+
+def test_audit_report_is_csv_of_who_saw_the_patient(env: dict[str, str]) -> None:
+    services = in_process(env)
+    with services.uow.begin() as session:
+        services.patients.upsert_in(session, PatientRecord(mrn="AR-1", mrn_authority="TEST", family_name="Report",
+                                                           given_name="Ada"), actor=SYSTEM)
+    alice = next(u.user_id for u in services.staff.list_users() if u.username == "alice")
+    services.audit_reports.accesses("AR-1", dt.date(2000, 1, 1), dt.date(2000, 1, 1),
+                                    actor=Actor("staff", str(alice)))
+    today = services.board.today().isoformat()
+    report = run(["audit", "report", "--mrn", "AR-1", "--from", today, "--to", today], env)
+    assert report.returncode == 0, report.stderr
+    rows = list(csv.DictReader(io.StringIO(report.stdout)))
+    seen = {(r["actor_name"], r["action"]) for r in rows}
+    assert seen >= {("alice", "audit.report"), ("frontdesk", "patient.created")}
+    assert "Ada" not in report.stdout and "Report" not in report.stdout
+
+    refused = run(["audit", "report", "--mrn", "AR-1", "--from", today, "--to", "2000-01-01"], env)
+    assert refused.returncode == 2 and "end date is before the start date" in refused.stderr
+    assert "Traceback" not in refused.stderr

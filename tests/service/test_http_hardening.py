@@ -11,12 +11,13 @@ from flask.testing import FlaskClient
 from server import migrate
 from tests.conftest import StaffActions
 
-PUBLIC_ENDPOINTS = {"static", "staff.login", "staff.logout", "health.healthz", "api.openapi", "kiosk.static",
-                    "kiosk.welcome", "kiosk.enroll"}
+PUBLIC_ENDPOINTS = {"static", "root.index", "staff.login", "staff.logout", "health.healthz", "api.openapi",
+                    "kiosk.static", "kiosk.welcome", "kiosk.enroll"}
 STATIC = {"static", "kiosk.static"}
 
 
 def concrete_path(rule: str) -> str:
+    rule = re.sub(r"<any\(([^,)]+)[^>]*>", r"\1", rule)
     return re.sub(r"<(?:int:)?[^>]+>", "1", rule)
 
 

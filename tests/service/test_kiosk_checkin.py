@@ -7,9 +7,12 @@ import datetime as dt
 
 import pytest
 from flask.testing import FlaskClient
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message as hl7apy_parse
 from sqlalchemy import func
 from sqlalchemy import select
 
+from hl7.er7 import parse_message
 from server.models import AuditEvent
 from server.models import ConsentSignature
 from server.models import KioskSession
@@ -158,9 +161,18 @@ def test_check_in_writes_visit_a04_responses_and_oru_together(kiosk: Kiosk, visi
         messages = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         assert [m.message_type for m in messages] == ["ADT^A04", "ORU^R01"]
         assert messages[0].created_at == messages[1].created_at == row.updated_at
-        oru = messages[1].payload.decode()
-        assert "OBR|1|" in oru and "44249-1^PHQ-9" in oru and "44261-6^" in oru and "69737-5^" in oru
-        assert "72109-2^" in oru and "steadi" not in oru
+        oru = parse_message(messages[1].payload)
+        strict = hl7apy_parse(messages[1].payload.decode(), validation_level=VALIDATION_LEVEL.STRICT,
+                              find_groups=True)
+        assert strict.validate()
+        panels = [obr.raw(4).split("^")[::2] for obr in oru.all("OBR")]
+        assert panels == [["intake", "L"], ["44249-1", "LN"], ["69737-5", "LN"], ["72109-2", "LN"],
+                          ["steadi-stay-independent", "L"]]
+        observations = {obx.value(3): obx for obx in oru.all("OBX")}
+        assert observations["8661-1"].raw(3).endswith("^LN") and observations["8661-1"].value(5) == "Cough"
+        assert observations["allergies-changed"].raw(5) == "LA33-6^Yes^LN"
+        assert (observations["44261-6"].value(5), observations["75626-2"].value(2)) == ("3", "NM")
+        assert (observations["steadi-total"].value(5), observations["steadi-1"].raw(5)) == ("14", "LA33-6^Yes^LN")
         responses = {r.questionnaire: r for r in session.scalars(select(QuestionnaireResponse))}
         assert set(responses) == {"intake", "phq-9", "gad-7", "audit-c", "steadi"}
         assert (responses["phq-9"].score, responses["phq-9"].severity) == (3, "none-minimal")
