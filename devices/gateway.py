@@ -124,11 +124,11 @@ class DeviceWorker:
                 except LinkError as exc:
                     self._decoder = None
                     self.status.disconnected(str(exc))
-                    log.warning("device %s: %s; reconnecting", self.config.id, exc)
+                    log.warning("device.disconnected", extra={"device_id": self.config.id, "reason": str(exc)})
                 except Exception as exc:
                     # A fault outside the decoder (a driver's odd port error) must not end
                     # the thread: the device would stay dead until a restart.
-                    log.exception("device %s: unexpected fault; reconnecting", self.config.id)
+                    log.exception("device.fault", extra={"device_id": self.config.id})
                     self._decoder = None
                     self.link.close()
                     self.status.disconnected(f"unexpected fault: {type(exc).__name__}: {exc}")
@@ -144,7 +144,7 @@ class DeviceWorker:
             self._open_failures += 1
             self.status.failed(str(exc))
             if self._open_failures == 1:
-                log.warning("device %s: %s; retrying with backoff", self.config.id, exc)
+                log.warning("device.open_failed", extra={"device_id": self.config.id, "reason": str(exc)})
             opened = False
         if not opened:
             stop.wait(self.link.wait_time(self._clock()))
@@ -156,7 +156,7 @@ class DeviceWorker:
     def _start_session(self, now: float) -> None:
         path = self.link.path or self.config.port
         self.status.connected(path, now)
-        log.info("device %s: connected on %s", self.config.id, path)
+        log.info("device.connected", extra={"device_id": self.config.id, "port": path})
         self._new_decoder()
         self._negotiate(now)
 
@@ -179,8 +179,8 @@ class DeviceWorker:
         now = self._clock()
         if self._conversation is not None:
             if self.status.is_stale(now) and now - self._negotiated_at >= self.driver.quiet_timeout:
-                log.info("device %s: quiet for %.1f s, renegotiating", self.config.id,
-                         self.driver.quiet_timeout)
+                log.info("device.renegotiating", extra={"device_id": self.config.id,
+                                                        "delay_seconds": self.driver.quiet_timeout})
                 self._negotiate(now)
             request = self._conversation.poll(now)
             if request:
@@ -203,7 +203,7 @@ class DeviceWorker:
             self._decoder_fault(f"protocol error: {exc}")
             return
         except Exception as exc:
-            log.exception("device %s: decoder fault", self.config.id)
+            log.exception("device.decoder_fault", extra={"device_id": self.config.id})
             self._decoder_fault(f"decoder fault: {type(exc).__name__}: {exc}")
             return
         frames = decoder.frames - frames_before
@@ -240,13 +240,14 @@ class DeviceWorker:
             reading = self._normalise(event, device_id=self.config.id, station=self.config.station,
                                       host_time=host_time, host_monotonic=host_monotonic)
         except Exception as exc:
-            log.warning("device %s: %s not normalised: %s", self.config.id, event.metric, exc)
+            log.warning("device.reading_not_normalised", extra={"device_id": self.config.id, "metric": event.metric,
+                                                                "reason": str(exc)})
             self.status.failed(f"not normalised: {type(exc).__name__}: {exc}")
             return False
         try:
             self._on_reading(reading)
         except Exception as exc:
-            log.exception("device %s: reading for %s not delivered", self.config.id, event.metric)
+            log.exception("device.reading_not_delivered", extra={"device_id": self.config.id, "metric": event.metric})
             self.status.failed(f"delivery failed: {type(exc).__name__}: {exc}")
         return True
 

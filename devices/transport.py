@@ -234,7 +234,7 @@ class SerialLink:
             try:
                 port.close()
             except PORT_ERRORS as exc:
-                log.debug("closing %s: %s", self.path, exc)
+                log.debug("device.close_failed", extra={"port": self.path, "reason": str(exc)})
 
     def _require(self) -> serial.SerialBase:
         if self._serial is None:

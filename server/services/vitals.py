@@ -95,6 +95,15 @@ class InvalidReading(ValueError):
     """A reading that cannot be stored; the message names the field."""
 
 
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of readings did: ``accepted`` taken (new, or older than a value already shown), and
+    ``duplicates`` the server already held under the same ``reading_id``."""
+
+    accepted: int
+    duplicates: int
+
 class VitalsConflict(Exception):
     """A station action that cannot be done as asked; the message is for the assistant."""
 
@@ -375,11 +384,16 @@ class Vitals:
 
     # Live readings -------------------------------------------------------------------------------
 
-    def record(self, readings: t.Sequence[IncomingReading]) -> int:
-        """Store a batch in one transaction, then announce it; returns how many were new or already known."""
+    def record(self, readings: t.Sequence[IncomingReading]) -> Recorded:
+        """Store a batch in one transaction, then announce it; says how many were taken and how many the
+        server already held (a gateway's replay after a lost answer: same ``reading_id``, nothing changes)."""
         announced: list[LiveValue] = []
+        duplicates = 0
         with self.uow.begin() as session:
             for reading in readings:
+                if session.scalar(select(Observation.id).where(Observation.reading_id == reading.reading_id)):
+                    duplicates += 1
+                    continue
                 stored = self._record_one(session, reading)
                 if stored is not None:
                     announced.append(stored)
@@ -387,7 +401,7 @@ class Vitals:
         for value in announced:
             station = stations[value.reading_id]
             self.hub.publish(f"station:{station}", "reading", value.event(station))
-        return len(readings)
+        return Recorded(len(readings) - duplicates, duplicates)
 
     def of_visit(self, visit_id: int, *, actor: Actor) -> list[Observation]:
         """Every observation of a visit, live and charted, oldest first; audited as a read of the patient's.
@@ -409,8 +423,6 @@ class Vitals:
             return list(session.scalars(_live_query(station).order_by(Observation.metric, Observation.device_id)))
 
     def _record_one(self, session: Session, reading: IncomingReading) -> LiveValue | None:
-        if session.scalar(select(Observation.id).where(Observation.reading_id == reading.reading_id)):
-            return None
         ensure_station(session, reading.station)
         measured_at = reading.measured_at
         row = session.scalar(select(Observation).where(
