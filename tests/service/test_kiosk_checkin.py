@@ -235,6 +235,7 @@ def test_checking_in_twice_changes_nothing(kiosk: Kiosk, visit: int, services: S
     kiosk.start()
     kiosk.identify("O'Brien-Müller", "03/09/1958")
     assert kiosk.step() == "already"
+    assert services.checkin.screen(kiosk.creds, "already").data == {"done_seconds": 15}   # resets like "done"
     with services.uow.begin() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
 
