@@ -233,6 +233,7 @@ def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: di
             sizes = page_sizes(browsers[0], patients[0][1], patients[0][2])
             browsers[0].think = think
             failures: list[str] = []
+            load = os.getloadavg()
             started = time.perf_counter()
 
             def kiosk(index: int) -> None:
@@ -259,7 +260,9 @@ def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: di
         floor = bare_floor(kiosks, max(50, per_step // kiosks))
         server_side = server_times(log)
         print(f"\n== {name}: {kiosks} kiosks, {think:.1f} s on each screen, {completed} check-ins in {wall:.1f} s = "
-              f"{completed / wall * 60:.0f} check-ins/min ({per_step} requests); failures: {len(failures)}")
+              f"{completed / wall * 60:.0f} check-ins/min ({per_step} requests); failures: {len(failures)}; "
+              f"load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+              f"({os.cpu_count()} CPUs)")
         for failure in failures[:3]:
             print(f"   {failure}")
         print(f"   {'step':32} {'n':>5}  {'server p50':>10} {'p95':>7}   {'client p50':>10} {'p95':>7}  (ms)")

@@ -669,6 +669,9 @@ class CheckIn:
         return {"ticket": row.draft.get("ticket"), "wait": row.draft.get("wait"),
                 "done_seconds": self.settings.done_seconds}
 
+    def _data_already(self, turn: Turn, row: KioskSession) -> dict[str, t.Any]:
+        return {"done_seconds": self.settings.done_seconds}
+
     def try_again(self, credentials: Credentials) -> None:
         """From "please see the front desk" back to identification, in the same session (limits still count)."""
         with self.kiosks.turn(credentials) as turn:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from flask.testing import FlaskClient
@@ -234,6 +235,7 @@ def test_checking_in_twice_changes_nothing(kiosk: Kiosk, visit: int, services: S
     kiosk.start()
     kiosk.identify("O'Brien-Müller", "03/09/1958")
     assert kiosk.step() == "already"
+    assert services.checkin.screen(kiosk.creds, "already").data == {"done_seconds": 15}   # resets like "done"
     with services.uow.begin() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
 
@@ -345,6 +347,36 @@ def test_activity_is_written_sparingly_but_never_ends_a_session_before_its_count
     assert kiosk.step() == "identify"
     clock.advance(seconds=settings.idle_seconds + settings.warning_seconds)
     assert kiosk.step() == "identify"                               # the page's countdown has only just ended
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token of a kiosk page (its forms write the hidden field themselves)."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def test_a_form_post_leads_straight_to_the_next_step(services: Services, client: FlaskClient, visit: int) -> None:
+    code = services.devices.add("kiosk", "lobby-2")
+    page = client.get("/kiosk/").text
+    client.post("/kiosk/enroll", data={"csrf_token": csrf_token(page), "code": code})
+    page = client.get("/kiosk/").text
+    started = client.post("/kiosk/start", data={"csrf_token": csrf_token(page), "mode": "checkin"})
+    assert started.headers["Location"] == "/kiosk/identify"
+    page = client.get("/kiosk/identify").text
+    missed = client.post("/kiosk/identify", data={"csrf_token": csrf_token(page), "last_name": "Nobody",
+                                                  "birth_date": "03/09/1958"})
+    assert (missed.status_code, missed.headers["Location"]) == (303, "/kiosk/front-desk")
+    page = client.get("/kiosk/front-desk").text
+    again = client.post("/kiosk/front-desk", data={"csrf_token": csrf_token(page)})
+    assert again.headers["Location"] == "/kiosk/identify"
+    page = client.get("/kiosk/identify").text
+    found = client.post("/kiosk/identify", data={"csrf_token": csrf_token(page), "last_name": "O'Brien-Müller",
+                                                 "birth_date": "03/09/1958"})
+    assert (found.status_code, found.headers["Location"]) == (303, "/kiosk/appointment")
+    page = client.get("/kiosk/appointment").text
+    finished = client.post("/kiosk/reset", data={"csrf_token": csrf_token(page), "reason": "cancelled"})
+    assert finished.headers["Location"] == "/kiosk/"
 
 
 def test_staff_force_reset_ends_the_session(kiosk: Kiosk, visit: int, services: Services) -> None:
