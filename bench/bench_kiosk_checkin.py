@@ -14,7 +14,7 @@ threads, hit by the same 20 clients. Runs on SQLite, then on PostgreSQL when it 
 ``FRONTDESK_BENCH_DATABASE_URL``; default ``postgresql://postgres@127.0.0.1:5432/test``). Also the size
 of each kiosk page with its CSS and script (target 100 KB), against the bare endpoint's response.
 
-    python bench/bench_kiosk_checkin.py [--kiosks 20] [--rounds 3] [--think 1.0]
+    python bench/bench_kiosk_checkin.py [--kiosks 20] [--rounds 3] [--think 1.0] [--backend sqlite|postgresql]
 
 Each simulated patient spends ``--think`` seconds on a screen (default 1 s, several times faster than
 people); ``--think 0`` sends requests back to back and measures the server saturated.
@@ -326,9 +326,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="check-ins per kiosk")
     parser.add_argument("--think", type=float, default=1.0,
                         help="seconds each simulated patient spends on a screen (people take 5-30 s; 0 saturates)")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), help="only this one (default: both)")
     args = parser.parse_args()
     limits = {"FRONTDESK_KIOSK_LOOKUP_MAX_FAILURES_PER_KIOSK": "1000"}
-    run_backend("SQLite", args.kiosks, args.rounds, args.think, limits)
+    if args.backend != "postgresql":
+        run_backend("SQLite", args.kiosks, args.rounds, args.think, limits)
+    if args.backend == "sqlite":
+        return
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.Error as exc:

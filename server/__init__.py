@@ -67,7 +67,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     if config.web.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.web.trusted_proxies)
-    engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None)
+    engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None,
+                         connections=config.web.threads)
     app.extensions["frontdesk"] = build_services(config, engine, secret=secret, clock=clock,
                                                  live=make_hub(config.database_url, config.database.schema))
     app.extensions["frontdesk.engine"] = engine

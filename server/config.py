@@ -297,7 +297,7 @@ def _check_database_url(url: str) -> None:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError("database.url: not a database URL; supported are " + ", ".join(DATABASE_DRIVERS.values())
                           ) from None
     backend, _, driver = parsed.drivername.partition("+")

@@ -82,6 +82,11 @@ DEMO_PATIENTS = (
     ("D1005", "Johnson", "Marcus", "19580830", "M", "en", ("D01", "Okafor", "Ngozi"), "EXAM2", 80),
 )
 
+KIOSK_PATIENTS = tuple(f"{family} {born[4:6]}/{born[6:]}/{born[:4]}"
+                       for _, family, _, born, *_ in DEMO_PATIENTS[ARRIVED_AT_START:])
+"""Who can check in at the demo's kiosk: the patients not checked in at start (Müller's appointment is at the
+next full hour, always within the arrival window; Johnson, over 65, also gets the falls questions)."""
+
 
 class RecordsPart:
     """The reference records system, in process, printing one line per message it receives."""
@@ -176,8 +181,8 @@ def run_demo(config: Config, *, port: int | None, hl7_port: int | None = None,
         echo(f"\nFrontdesk demo is running.  Board (front desk): {base}/staff/   health: {base}/healthz")
         echo(f"Patient kiosk (this link enrolls the browser that opens it, once): "
              f"{base}/kiosk/enroll?code={kiosk_code}")
-        echo(f"  then check in as Rivera 03/09/1984 (Spanish speaker), Chen 11/23/1971, O'Brien 06/02/1990 …; "
-             f"lobby screen: {base}/kiosk/lobby")
+        echo(f"  then check in as {' or '.join(KIOSK_PATIENTS)} (the first {ARRIVED_AT_START} patients have "
+             f"arrived already; Español on any screen); lobby screen: {base}/kiosk/lobby")
         for station in STATIONS:
             devices = ", ".join(f"{d} ({v})" for d, v, s in DEMO_DEVICES if s == station)
             echo(f"Station {station}: {base}/staff/stations/{station}   devices: {devices}")

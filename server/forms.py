@@ -43,9 +43,9 @@ class BoardActionForm(FlaskForm):
 
 
 class OutboxActionForm(FlaskForm):
-    """Retry or discard one outbox message (the id is in the URL)."""
+    """Retry or discard one outbox message (the id is in the URL; the pressed button is the action)."""
 
-    action = SelectField("Action", choices=[SelectChoice("retry", "Retry"), SelectChoice("discard", "Discard")])
+    action = SelectField("Action", choices=[SelectChoice("retry", "Send again"), SelectChoice("discard", "Discard")])
 
 
 class StationForm(FlaskForm):

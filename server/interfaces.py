@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
+from hl7.dispatcher import OutboundItem
 from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
 from hl7.listener import parse_allowed_sender
@@ -27,6 +28,7 @@ from hl7.tls import server_context
 from server.config import Config
 from server.config import HL7Config
 from server.config import listener_security
+from server.live import BOARD_CHANNEL
 from server.live import PostgresHub
 from server.live import Subscription
 from server.runtime import Background
@@ -120,7 +122,7 @@ class DispatcherPart:
             self.repository, clients, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
                               max_attempts=settings.max_attempts),
-            batch_size=settings.batch_size)
+            batch_size=settings.batch_size, on_dead=self._dead_letter)
         cross_process = isinstance(services.live, PostgresHub)
         self.poll_interval = poll_interval if poll_interval is not None else 5.0 if cross_process else 0.5
         self.outbox = services.outbox
@@ -129,6 +131,11 @@ class DispatcherPart:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waker: threading.Thread | None = None
+
+    def _dead_letter(self, item: OutboundItem, reason: str) -> None:
+        """Show it on the boards: the patient's row says a message stopped (the dispatcher logs the alert; the
+        reason stays out of both, as it may quote patient data)."""
+        self.live.publish(BOARD_CHANNEL, "message", {"messages_of": item.ordering_key})
 
     def start(self) -> None:
         """Run the dispatcher; a message enqueued anywhere wakes it at once instead of at the next poll."""

@@ -62,6 +62,8 @@ spec = SpecTree(
                 "browser session or an API token (`frontdesk tokens add`); gateways with their own token.",
     path="openapi",
     page_templates={},
+    naming_strategy=lambda model: model.__name__,
+    nested_naming_strategy=lambda _parent, child: child,
     validation_error_status=400,
     validation_error_model=ApiError,
     before=_refuse_bad_request,

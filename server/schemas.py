@@ -35,12 +35,15 @@ class ApiError(Model):
     error: str
 
 
+class Rejected(Model):
+    """One refused item of a batch: its position and why."""
+
+    index: int = Field(ge=0)
+    error: str
+
+
 class PerItem(Model):
     """A batch answer: how many items were stored, and each refused one with its position and reason."""
-
-    class Rejected(Model):
-        index: int = Field(ge=0)
-        error: str
 
     accepted: int = Field(ge=0)
     rejected: list[Rejected]
@@ -176,16 +179,17 @@ class FlagList(Model):
     flags: list[FlagOut]
 
 
-class ChangeOut(Model):
-    class Field_(Model):
-        field: str
-        on_file: str
-        requested: str
+class FieldChange(Model):
+    field: str
+    on_file: str
+    requested: str
 
+
+class ChangeOut(Model):
     id: int
     patient_name: str
     created_at: dt.datetime
-    fields: list[Field_]
+    fields: list[FieldChange]
 
 
 class ChangeList(Model):

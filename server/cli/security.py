@@ -30,7 +30,7 @@ def register(main: click.Group) -> None:
     """Attach these commands to the ``frontdesk`` group and its ``users``, ``kiosks`` and ``gateways`` groups."""
     users = main.commands["users"]
     assert isinstance(users, click.Group)
-    for command in (users_list, users_passwd, users_unlock, users_reset_mfa):
+    for command in (users_list, users_passwd, users_unlock, users_reset_mfa, users_enable):
         users.add_command(command)
     for kind in ("kiosk", "gateway"):
         group = main.commands[f"{kind}s"]
@@ -73,6 +73,18 @@ def users_passwd(config: Config, username: str, password_stdin: bool) -> None:
     click.echo(f"password of {username.strip().lower()} changed; their sessions ended")
 
 
+@click.command("enable")
+@click.argument("username")
+@with_config
+def users_enable(config: Config, username: str) -> None:
+    """Let a disabled staff user sign in again (as Administration's "Enable")."""
+    try:
+        open_services(config).staff.enable(username)
+    except AccountError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    click.echo(f"user {username.strip().lower()} enabled")
+
+
 @click.command("unlock")
 @click.argument("username", required=False)
 @click.option("--address", default="", help="Instead: end the slow-down of sign-ins from this address.")
@@ -109,8 +121,9 @@ def _device_list(kind: str) -> click.Command:
     @click.command("list", help=f"List registered {kind}s, revoked ones included (tokens are never shown).")
     @with_config
     def command(config: Config) -> None:
+        rows = open_services(config).devices.list(kind)
         click.echo(f"{'NAME':<24} {'STATE':<8} {'REGISTERED':<21} {'LAST SEEN':<21} LOCATION")
-        for row in open_services(config).devices.list(kind):
+        for row in rows:
             state = "revoked" if row.revoked_at else "active"
             click.echo(f"{row.name:<24} {state:<8} {_when(row.created_at):<21} {_when(row.last_seen_at):<21} "
                        f"{row.location}")

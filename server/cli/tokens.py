@@ -47,8 +47,9 @@ def tokens_add(config: Config, username: str, name: str, scopes: tuple[str, ...]
 @with_config
 def tokens_list(config: Config) -> None:
     """List tokens, revoked ones included (the tokens themselves are never shown)."""
+    rows = open_services(config).api_tokens.list()
     click.echo(f"{'ID':>4} {'USER':<16} {'NAME':<20} {'STATE':<8} {'LAST USED':<17} SCOPES")
-    for row in open_services(config).api_tokens.list():
+    for row in rows:
         used = row.last_used_at.strftime("%Y-%m-%d %H:%M") if row.last_used_at else "-"
         click.echo(f"{row.id:>4} {row.username:<16} {row.name:<20} {'revoked' if row.revoked_at else 'active':<8} "
                    f"{used:<17} {' '.join(row.scopes)}")

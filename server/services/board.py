@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from sqlalchemy.orm import joinedload
 
 from server.db import UnitOfWork
 from server.domain.visit import STATE_TEXT
 from server.domain.visit import VisitState
-from server.models import Appointment
 from server.models import OutboxMessage
 from server.models import PendingChange
 from server.models import StaffFlag
@@ -34,6 +32,7 @@ from server.services.flags import FLAG_KINDS
 from server.services.flags import ChangeView
 from server.services.flags import PendingChanges
 from server.services.outbox import patient_key
+from server.services.visits import day_query
 
 WAITING_STATES = frozenset({VisitState.ARRIVED, VisitState.ROOMED, VisitState.VITALS_TAKEN})
 """States in which the patient is in the clinic, so the minutes since arrival mean something."""
@@ -70,6 +69,7 @@ class BoardRow:
     flags: tuple[FlagItem, ...]
     changes: tuple[ChangeView, ...]
     dead_letters: int
+    messages_of: str
 
     @property
     def needs_attention(self) -> bool:
@@ -108,14 +108,9 @@ class Board:
 
         A ``visit_id`` not on that day gives a page without rows.
         """
-        start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone)
-        end = start + dt.timedelta(days=1)
         now = self.clock.now()
         with self.uow.begin() as session:
-            query = (select(Visit).join(Appointment)
-                     .where(Appointment.start_at >= start, Appointment.start_at < end)
-                     .order_by(Appointment.start_at, Visit.id)
-                     .options(joinedload(Visit.patient), joinedload(Visit.appointment)))
+            query = day_query(day, self.zone)
             if visit_id is not None:
                 query = query.where(Visit.id == visit_id)
             visits = session.scalars(query).all()
@@ -143,7 +138,7 @@ class Board:
                     rooms.get(visit.station_id or "", "") if state is VisitState.ROOMED else "",
                     arrived, int((now - arrived).total_seconds() // 60) if arrived else None,
                     tuple(flags.get(visit.id, ())), tuple(changes.get(patient.id, ())),
-                    dead.get(patient_key(patient.id), 0)))
+                    dead.get(patient_key(patient.id), 0), patient_key(patient.id)))
             return BoardPage(day, now, tuple(rows), tuple(loose), tuple(rooms.items()))
 
     def _arrivals(self, session: Session, visit_ids: list[int]) -> dict[int, dt.datetime]:

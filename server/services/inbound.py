@@ -187,9 +187,12 @@ class Inbound:
         self.patients = patients
         self.visits = visits
 
-    def recent(self, *, control_id: str | None = None, message_type: str | None = None,
+    def recent(self, *, actor: Actor, control_id: str | None = None, message_type: str | None = None,
                day: dt.date | None = None, limit: int = 200) -> list[InboundMessage]:
-        """Messages received, newest first, narrowed by control id, type (``SIU^S12``) or the clinic's day."""
+        """Messages received, newest first, narrowed by control id, type (``SIU^S12``) or the clinic's day.
+
+        Audited: an error text may quote a field of the message (a malformed birth date, say).
+        """
         query = select(InboundMessage).order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
         if control_id:
             query = query.where(InboundMessage.control_id == control_id)
@@ -200,7 +203,10 @@ class Inbound:
             query = query.where(InboundMessage.received_at >= start,
                                 InboundMessage.received_at < start + dt.timedelta(days=1))
         with self.uow.begin() as session:
-            return list(session.scalars(query.limit(limit)))
+            rows = list(session.scalars(query.limit(limit)))
+            self.audit.record(session, actor, "inbound.listed", resource_type="inbound_message",
+                              detail=f"count={len(rows)}")
+            return rows
 
     def handle(self, raw: bytes, peer: str) -> bytes:
         """The listener's handler for one frame (a message or a batch): apply it and return the ACK to send."""

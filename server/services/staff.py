@@ -97,6 +97,17 @@ class StaffPrincipal:
         return Actor("staff", str(self.user_id), role=self.role, address=address)
 
 
+def _named(session: Session, username: str) -> StaffUser:
+    """The account called ``username`` (any case, spaces around ignored).
+
+    :raises AccountError: when no such user exists.
+    """
+    user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
+    if user is None:
+        raise AccountError(f"username: no user called {username!r}")
+    return user
+
+
 def hash_token(token: str) -> str:
     """SHA-256 of a random bearer token: enough for 256-bit secrets, and cheap per request."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
@@ -244,9 +255,7 @@ class StaffAccounts:
         :raises AccountError: when no such user exists.
         """
         with self.uow.begin() as session:
-            user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
-            if user is None:
-                raise AccountError(f"username: no user called {username!r}")
+            user = _named(session, username)
             user.active = False
             self.audit.record(session, actor, "staff.user_disabled", resource_type="staff_user", resource_id=user.id)
             user_id = user.id
@@ -270,9 +279,7 @@ class StaffAccounts:
         """
         name = username.strip().lower()
         with self.uow.begin() as session:
-            user = session.scalar(select(StaffUser).where(StaffUser.username == name))
-            if user is None:
-                raise AccountError(f"username: no user called {username!r}")
+            user = _named(session, name)
             forgotten = self.throttle.unlock_user(session, name)
             self.alerts.clear_in(session, "sign_in_locked", name, actor=actor)
             self.audit.record(session, actor, "staff.user_unlocked", resource_type="staff_user", resource_id=user.id,
@@ -294,9 +301,7 @@ class StaffAccounts:
         """
         self._check_password(password)
         with self.uow.begin() as session:
-            user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
-            if user is None:
-                raise AccountError(f"username: no user called {username!r}")
+            user = _named(session, username)
             user.password_hash = self._hasher.hash(password)
             self.audit.record(session, actor, "staff.password_changed", resource_type="staff_user",
                               resource_id=user.id)
@@ -356,9 +361,7 @@ class StaffAccounts:
         :raises AccountError: when no such user exists.
         """
         with self.uow.begin() as session:
-            user = session.scalar(select(StaffUser).where(StaffUser.username == username.strip().lower()))
-            if user is None:
-                raise AccountError(f"username: no user called {username!r}")
+            user = _named(session, username)
             user.active = True
             self.audit.record(session, actor, "staff.user_enabled", resource_type="staff_user", resource_id=user.id)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import Select
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import joinedload
@@ -53,6 +54,15 @@ class VisitSummary:
     patient_id: int = 0
 
 
+def day_query(day: dt.date, zone: dt.tzinfo) -> Select[Visit]:
+    """Visits whose appointment starts on ``day`` in ``zone``, earliest first, with patient and appointment."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=zone)
+    return (select(Visit).join(Appointment)
+            .where(Appointment.start_at >= start, Appointment.start_at < start + dt.timedelta(days=1))
+            .order_by(Appointment.start_at, Visit.id)
+            .options(joinedload(Visit.patient), joinedload(Visit.appointment)))
+
+
 class Visits:
     """Visit queries and transitions, each audited."""
 
@@ -72,14 +82,8 @@ class Visits:
     def for_day(self, day: dt.date, *, actor: Actor) -> list[VisitSummary]:
         """Visits whose appointment starts on ``day`` in the clinic's time zone, earliest first, with times
         in that zone; one audit row per patient."""
-        start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone)
-        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=self.zone)
         with self.uow.begin() as session:
-            rows = session.scalars(
-                select(Visit).join(Appointment)
-                .where(Appointment.start_at >= start, Appointment.start_at < end)
-                .order_by(Appointment.start_at, Visit.id)
-                .options(joinedload(Visit.patient), joinedload(Visit.appointment))).all()
+            rows = session.scalars(day_query(day, self.zone)).all()
             summaries = []
             for visit in rows:
                 patient, appointment = visit.patient, visit.appointment

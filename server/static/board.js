@@ -86,6 +86,13 @@
   // Once a form is on its way this page is done; an update now would only race the answer.
   document.addEventListener("submit", function () { events.close(); }, true);
   ["visit", "flag", "change"].forEach(function (kind) { events.addEventListener(kind, onChange); });
+  // A message to the records system stopped: the rows of that patient (the event names their messages' key).
+  events.addEventListener("message", function (e) {
+    var key = JSON.parse(e.data).messages_of;
+    body.querySelectorAll("tr[data-visit]").forEach(function (tr) {
+      if (tr.dataset.messages === key) { refreshRow(tr.dataset.visit); }
+    });
+  });
   events.addEventListener("resync", refreshAll);
   var paused = "Live updates are paused because many pages are open; they come back by themselves. " +
     "Reload to see the latest.";

@@ -139,7 +139,7 @@ def pending_changes() -> s.ChangeList:
     rows = services().changes.pending(actor=signed_in_staff().actor(client_address()))
     return s.ChangeList(changes=[s.ChangeOut(
         id=c.change_id, patient_name=c.patient_name, created_at=c.created_at,
-        fields=[s.ChangeOut.Field_(field=name, on_file=now, requested=asked) for name, now, asked in c.fields])
+        fields=[s.FieldChange(field=name, on_file=now, requested=asked) for name, now, asked in c.fields])
         for c in rows])
 
 
@@ -163,7 +163,8 @@ def outbox() -> s.OutboxReport:
                tags=["inbound"])
 def inbound(query: s.InboundQuery) -> s.InboundList:
     """HL7 messages received, newest first (at most 200), by control id, type or day; no message text."""
-    rows = services().inbound.recent(control_id=query.control_id, message_type=query.message_type, day=query.date)
+    rows = services().inbound.recent(actor=signed_in_staff().actor(client_address()), control_id=query.control_id,
+                                     message_type=query.message_type, day=query.date)
     return s.InboundList(messages=[s.InboundOut(
         id=m.id, control_id=m.control_id, message_type=m.message_type, sending_application=m.sending_application,
         outcome=m.outcome, error=m.error, received_at=m.received_at) for m in rows])
@@ -216,9 +217,9 @@ def readings(json: s.ReadingBatch) -> s.ReadingsStored:
             check_sender(g.device.stations, owners, reading.station, reading.device_id)
             good.append(reading)
         except ValidationError as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=first_problem(exc)))
+            rejected.append(s.Rejected(index=index, error=first_problem(exc)))
         except (InvalidReading, ValueError) as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=str(exc)))
+            rejected.append(s.Rejected(index=index, error=str(exc)))
     recorded = services().vitals.record(good)
     if rejected:
         log.warning("api.readings_rejected", extra={"count": len(rejected), "device_id": g.device.name})
@@ -245,9 +246,9 @@ def device_status(json: s.DeviceStatusBatch) -> s.PerItem:
             reports.append(DeviceReport.from_json(s.DeviceStatusIn.model_validate(item).model_dump()))
             positions.append(index)
         except ValidationError as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=first_problem(exc)))
+            rejected.append(s.Rejected(index=index, error=first_problem(exc)))
         except ValueError as exc:
-            rejected.append(s.PerItem.Rejected(index=index, error=str(exc)))
+            rejected.append(s.Rejected(index=index, error=str(exc)))
     refused = services().stations.report(reports, reporter=g.device.name, stations=g.device.stations)
-    rejected += [s.PerItem.Rejected(index=positions[i], error=reason) for i, reason in refused]
+    rejected += [s.Rejected(index=positions[i], error=reason) for i, reason in refused]
     return s.PerItem(accepted=len(reports) - len(refused), rejected=rejected)

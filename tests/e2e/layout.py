@@ -23,13 +23,15 @@ min => {
     const box = el.getBoundingClientRect();
     return style.display !== 'none' && style.visibility !== 'hidden' && (box.width > 0 || box.height > 0);
   };
-  const controls = [...document.querySelectorAll(
-    'a[href], button, input:not([type=hidden]), select, textarea, summary, [role=button], [tabindex]:not([tabindex="-1"])')];
+  const controls = [...document.querySelectorAll('a[href], button, input:not([type=hidden]), select, textarea, '
+                                                 + 'summary, [role=button], [tabindex]:not([tabindex="-1"])')];
   // A radio button's or checkbox's label is where a finger lands: it is a target too.
-  const labels = [...document.querySelectorAll('label')].filter(l => l.control && ['radio', 'checkbox'].includes(l.control.type));
+  const labels = [...document.querySelectorAll('label')]
+    .filter(l => l.control && ['radio', 'checkbox'].includes(l.control.type));
   return [...controls, ...labels].filter(shown).map(el => {
     const box = el.getBoundingClientRect();
-    return {what: `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${(el.innerText || el.value || el.getAttribute('aria-label') || '').trim().slice(0, 40)}"`,
+    const text = (el.innerText || el.value || el.getAttribute('aria-label') || '').trim().slice(0, 40);
+    return {what: `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''} "${text}"`,
             width: Math.round(box.width * 10) / 10, height: Math.round(box.height * 10) / 10};
   }).filter(t => t.width < min || t.height < min);
 }
@@ -39,16 +41,26 @@ _OVERFLOW = """
 () => {
   const problems = [];
   const root = document.documentElement;
-  if (root.scrollWidth > root.clientWidth) problems.push(`the page scrolls sideways (${root.scrollWidth} > ${root.clientWidth} px)`);
-  const name = el => `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${el.className && typeof el.className === 'string' ? '.' + el.className.trim().split(/\\s+/).join('.') : ''}`;
+  if (root.scrollWidth > root.clientWidth) {
+    problems.push(`the page scrolls sideways (${root.scrollWidth} > ${root.clientWidth} px)`);
+  }
+  const name = el => {
+    const own = typeof el.className === 'string' ? el.className.trim() : '';
+    const classes = own ? '.' + own.replace(/ +/g, '.') : '';
+    return `${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}${classes}`;
+  };
   for (const el of document.body.querySelectorAll('*')) {
     if (el.closest('dialog:not([open]), [hidden], .visually-hidden, script, head')) continue;
     const style = getComputedStyle(el);
     if (style.display === 'none') continue;
     const box = el.getBoundingClientRect();
     if (box.width === 0 && box.height === 0) continue;
-    if (box.left < -1 || box.right > innerWidth + 1) problems.push(`${name(el)} reaches outside the screen (${Math.round(box.left)}..${Math.round(box.right)} px of ${innerWidth})`);
-    if (['hidden', 'clip'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) problems.push(`${name(el)} cuts off its content`);
+    if (box.left < -1 || box.right > innerWidth + 1) {
+      problems.push(`${name(el)} reaches outside the screen (${Math.round(box.left)}..${Math.round(box.right)} px)`);
+    }
+    if (['hidden', 'clip'].includes(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`${name(el)} cuts off its content`);
+    }
   }
   return problems;
 }

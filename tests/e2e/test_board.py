@@ -4,6 +4,8 @@ the date picker, error pages that keep the navigation, and an accessibility scan
 from __future__ import annotations
 
 import datetime as dt
+import signal
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
@@ -21,8 +23,14 @@ from server.services.patients import AppointmentRecord
 from server.services.patients import PatientRecord
 from server.services.stations import ensure_station
 from tests.browsers import assert_accessible
+from tests.conftest import drop_postgres_schema
+from tests.conftest import new_postgres_schema
 from tests.e2e.conftest import Served
+from tests.e2e.conftest import serve
 from tests.e2e.conftest import sign_in
+from tests.procs import clean_env
+from tests.procs import free_port
+from tests.procs import start
 
 LIVE = 10_000
 """How long a live change may take to show in these tests (generous for a loaded CI machine; the benchmark
@@ -186,3 +194,65 @@ def test_board_without_script_still_works(browser: Browser, clinic: tuple[Served
         expect(row(page, "Okafor, Chidi").locator("[data-status]")).to_have_text("Arrived")
     finally:
         context.close()
+
+
+def test_a_dead_letter_shows_on_the_patients_row_live(browser: Browser, tmp_path: Path) -> None:
+    records_port = free_port()
+    records = start(["records-server", "--listen", f"127.0.0.1:{records_port}", "--reply", "AE",
+                     "--store", str(tmp_path / "records.sqlite3")], clean_env(tmp_path / "records"))
+    assert records.stdout is not None and "listening" in records.stdout.readline()
+    served = serve(tmp_path, f'[hl7]\ndestination_host = "127.0.0.1"\ndestination_port = {records_port}\n')
+    watching = browser.new_context().new_page()
+    acting = browser.new_context().new_page()
+    try:
+        book(offline_services(served), "D-1", "Haddad", "Rami")
+        served.add_user("fatima", "front_desk")
+        sign_in(watching, served.base, "fatima")
+        expect(watching.locator("[data-board]")).to_have_attribute("data-live", "connected")
+        sign_in(acting, served.base, "fatima")
+        row(acting, "Haddad, Rami").get_by_role("button", name="Mark arrived").click()
+        expect(row(watching, "Haddad, Rami")).to_contain_text("1 message to the records system stopped with an error",
+                                                             timeout=LIVE)
+        assert_accessible(watching, "board with a dead letter")
+        row(watching, "Haddad, Rami").get_by_role("link", name="See the outbox").click()
+        expect(watching.get_by_role("row", name="ADT^A04")).to_contain_text("Stopped with an error")
+        assert_accessible(watching, "outbox page with a dead letter")
+        watching.get_by_role("button", name="Discard").click()
+        expect(watching.get_by_role("alert")).to_contain_text("discarded")
+    finally:
+        watching.context.close()
+        acting.context.close()
+        served.stop()
+        records.send_signal(signal.SIGTERM)
+        records.communicate(timeout=10)
+
+
+@pytest.mark.postgres
+def test_boards_on_two_serve_processes_follow_each_other(browser: Browser, tmp_path: Path,
+                                                         postgres_url: str) -> None:
+    schema = new_postgres_schema(postgres_url)
+    database = {"FRONTDESK_DATABASE_URL": postgres_url, "FRONTDESK_DATABASE_SCHEMA": schema,
+                "FRONTDESK_WEB_SECRET_KEY": "a shared secret for both processes"}
+    servers: list[Served] = []
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    try:
+        servers = [serve(tmp_path / "a", **database), serve(tmp_path / "b", **database)]
+        config = Config.for_tests(db_url=postgres_url, db_schema=schema, instance_dir=tmp_path / "book")
+        engine = make_engine(postgres_url, schema=schema)
+        book(build_services(config, engine, secret="test"), "P-1", "Nakamura", "Yui")
+        engine.dispose()
+        servers[0].add_user("fatima", "front_desk")
+        watching = browser.new_context().new_page()
+        acting = browser.new_context().new_page()
+        sign_in(watching, servers[0].base, "fatima")
+        expect(watching.locator("[data-board]")).to_have_attribute("data-live", "connected")
+        sign_in(acting, servers[1].base, "fatima")
+        row(acting, "Nakamura, Yui").get_by_role("button", name="Mark arrived").click()
+        expect(row(watching, "Nakamura, Yui").locator("[data-status]")).to_have_text("Arrived", timeout=LIVE)
+        watching.context.close()
+        acting.context.close()
+    finally:
+        for server in servers:
+            server.stop()
+        drop_postgres_schema(postgres_url, schema)

@@ -84,9 +84,10 @@ def test_sign_in_submit_a_form_and_sign_out_over_https(tls_page: Page, behind_tl
     assert cookies["__Host-frontdesk_session"]["secure"]
     assert_accessible(tls_page, "today page over HTTPS")
 
-    tls_page.get_by_label("New state for Quartey, Nana").select_option("arrived")
-    tls_page.get_by_role("button", name="Apply").click()
-    expect(tls_page.get_by_role("cell", name="arrived", exact=True)).to_be_visible()
+    patient = tls_page.get_by_role("row").filter(has=tls_page.get_by_role("rowheader", name="Quartey, Nana"))
+    patient.get_by_role("button", name="Mark arrived").click()
+    expect(tls_page.get_by_role("alert")).to_have_text("Done: the visit is marked as arrived.")
+    expect(patient.get_by_role("cell", name="Arrived", exact=True)).to_be_visible()
 
     tls_page.get_by_role("button", name="Sign out").click()
     expect(tls_page).to_have_url(proxy.base + "/staff/login")

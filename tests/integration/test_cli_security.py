@@ -149,3 +149,15 @@ def test_audit_report_is_csv_of_who_saw_the_patient(env: dict[str, str]) -> None
     refused = run(["audit", "report", "--mrn", "AR-1", "--from", today, "--to", "2000-01-01"], env)
     assert refused.returncode == 2 and "end date is before the start date" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_users_disable_and_enable(env: dict[str, str]) -> None:
+    assert run(["users", "disable", "alice"], env).returncode == 0
+    services = in_process(env)
+    with pytest.raises(SignInFailed):
+        services.staff.sign_in("alice", PASSWORD, "10.1.1.3")
+    enabled = run(["users", "enable", "alice"], env)
+    assert enabled.returncode == 0 and "alice enabled" in enabled.stdout
+    services.staff.sign_in("alice", PASSWORD, "10.1.1.3")
+    missing = run(["users", "enable", "nobody"], env)
+    assert missing.returncode == 2 and "no user called" in missing.stderr

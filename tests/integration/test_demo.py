@@ -5,47 +5,13 @@ link that makes a browser a kiosk and a database the CLI finds; Ctrl-C stops eac
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import threading
-import typing as t
 from pathlib import Path
 
-from tests.procs import FRONTDESK
+from tests.demo_run import Demo
 from tests.procs import Browser
 from tests.procs import clean_env
 from tests.procs import eventually
-from tests.procs import free_port
 from tests.procs import run
-
-
-class Demo:
-    """One ``frontdesk demo`` subprocess whose printed lines are collected as they come."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.web, self.hl7, self.records = free_port(), free_port(), free_port()
-        self.process = subprocess.Popen(
-            [FRONTDESK, "demo", "--port", str(self.web), "--hl7-port", str(self.hl7),
-             "--records-port", str(self.records)],
-            env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self.errors: list[str] = []
-        for pipe, sink in ((self.process.stdout, self.lines), (self.process.stderr, self.errors)):
-            threading.Thread(target=self._read, args=(pipe, sink), daemon=True).start()
-
-    @staticmethod
-    def _read(pipe: t.IO[str] | None, sink: list[str]) -> None:
-        assert pipe is not None
-        for line in pipe:
-            sink.append(line)
-
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def printed(self, pattern: str) -> str:
-        match = re.search(pattern, self.output())
-        assert match, f"{pattern!r} not printed:\n{self.output()}"
-        return match.group(1)
 
 
 def test_two_demos_side_by_side_then_ctrl_c(tmp_path: Path) -> None:
@@ -53,10 +19,8 @@ def test_two_demos_side_by_side_then_ctrl_c(tmp_path: Path) -> None:
     demos = [Demo(env, tmp_path), Demo(env, tmp_path)]
     try:
         for demo in demos:
-            eventually(lambda demo=demo: "Stop with Ctrl+C." in demo.output() or demo.process.poll() is not None,
-                       timeout=90, what="the demo's welcome")
-            assert demo.process.poll() is None, demo.output() + "".join(demo.errors)
-            base = f"http://127.0.0.1:{demo.web}"
+            demo.wait_ready()
+            base = demo.base
             assert f"{base}/staff/" in demo.output()
             for station in ("room1", "room2"):
                 assert f"{base}/staff/stations/{station}" in demo.output()
@@ -80,9 +44,7 @@ def test_two_demos_side_by_side_then_ctrl_c(tmp_path: Path) -> None:
             eventually(lambda demo=demo: demo.output().count("ADT^A04") >= 3, timeout=60,
                        what="the first check-ins' ADT^A04 at this demo's records system")
     finally:
-        for demo in demos:
-            demo.process.send_signal(signal.SIGINT)
-        codes = [demo.process.wait(timeout=60) for demo in demos]
+        codes = [demo.stop() for demo in demos]
     for demo in demos:
         assert "Traceback" not in "".join(demo.errors), "".join(demo.errors)[-3000:]
     assert codes == [0, 0]

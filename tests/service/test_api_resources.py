@@ -118,5 +118,6 @@ def test_inbound_messages_by_control_id_and_day(client: FlaskClient, services: S
     assert [(m["control_id"], m["message_type"], m["outcome"]) for m in found] == [("CTRL-2", "SIU^S12", "AA")]
     assert len(client.get("/api/v1/inbound?date=2026-11-26").json["messages"]) == 2
     assert client.get("/api/v1/inbound?date=2026-11-27").json["messages"] == []
+    assert len(audited(services, "inbound.listed")) == 3
     response = client.get("/api/v1/inbound?date=tomorrow")
     assert response.status_code == 400 and response.json["error"].startswith("date:")

@@ -20,6 +20,8 @@ from server.services.stations import ensure_station
 from tests.conftest import START
 from tests.conftest import StaffActions
 from tests.conftest import csrf_token
+from tests.kiosk_helpers import enrolled_kiosk
+from tests.kiosk_helpers import schedule
 
 INTERNAL_NAMES = re.compile(r">[^<]*\b(checked_out|vitals_taken|no_show|roomed|expected)\b[^<]*<")
 
@@ -192,6 +194,8 @@ def test_live_row_fetch(front_desk: StaffActions, client: FlaskClient, demo_visi
     assert client.get(f"/staff/board/rows?day={other}&visit={demo_visit}").status_code == 204
     assert client.get("/staff/board/rows?day=nope").status_code == 404
     assert client.get(f"/staff/board/rows?day={day}&visit=1e9").status_code == 404
+    assert client.get(f"/staff/board/rows?day={day}&visit=\u00b2").status_code == 404
+    assert client.get(f"/staff/board/rows?day={day}&visit={'9' * 30}").status_code == 404
 
 
 def test_changes_are_announced_after_commit_only(services: Services, demo_visit: int) -> None:
@@ -214,3 +218,19 @@ def test_every_row_shown_is_an_audited_read(front_desk: StaffActions, client: Fl
     report = services.audit_reports.accesses("SENT-4711", START.date(), START.date(), actor=SYSTEM)
     assert [r.action for r in report.rows].count("visit.listed") >= 1
     assert {r.actor_name for r in report.rows if r.action == "visit.listed"} == {"fatima"}
+
+
+def test_a_kiosk_check_in_reaches_the_board(services: Services, client: FlaskClient, front_desk: StaffActions) -> None:
+    born = dt.date(1958, 3, 9)
+    visit_id = schedule(services, "K100", "Kiosk", "Kim", born, START + dt.timedelta(minutes=20))
+    kiosk = enrolled_kiosk(services)
+    with services.live.subscribe(["board"]) as subscription:
+        kiosk.to_questions("Kiosk", "03/09/1958")
+        kiosk.answer_all(lambda link_id, options: "LA6571-9" if link_id == "44250-9" else
+                         "LA6570-1" if link_id == "44260-8" else options[0])
+        events = []
+        while (event := subscription.get(timeout=0.2)) is not None:
+            events.append((event.kind, event.data.get("visit_id")))
+    assert ("visit", visit_id) in events and ("flag", visit_id) in events
+    row = _row(client.get(f"/staff/board/rows?day={START.date().isoformat()}&visit={visit_id}").text, visit_id)
+    assert "Arrived" in row and "Urgent:" in row

@@ -325,6 +325,28 @@ def test_idle_session_is_destroyed_on_the_server_and_audited(kiosk: Kiosk, visit
     assert count(services, AuditEvent, AuditEvent.action == "kiosk.timeout") == 1
 
 
+def test_activity_is_written_sparingly_but_never_ends_a_session_before_its_countdown(
+        kiosk: Kiosk, visit: int, services: Services, clock: FrozenClock) -> None:
+    kiosk.start()
+
+    def last_seen() -> dt.datetime:
+        with services.uow.begin() as session:
+            return session.scalars(select(KioskSession)).one().last_seen_at
+
+    started = last_seen()
+    clock.advance(seconds=4)
+    assert kiosk.step() == "identify"
+    assert last_seen() == started                                   # a page right after a post writes nothing
+    clock.advance(seconds=2)
+    assert kiosk.step() == "identify"
+    assert last_seen() == started + dt.timedelta(seconds=6)
+    settings = services.checkin.settings
+    clock.advance(seconds=4)                                        # activity at +10 s, not written
+    assert kiosk.step() == "identify"
+    clock.advance(seconds=settings.idle_seconds + settings.warning_seconds)
+    assert kiosk.step() == "identify"                               # the page's countdown has only just ended
+
+
 def test_staff_force_reset_ends_the_session(kiosk: Kiosk, visit: int, services: Services) -> None:
     kiosk.start()
     kiosk.identify("O'Brien-Müller", "03/09/1958")

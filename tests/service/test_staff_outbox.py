@@ -38,7 +38,7 @@ def test_front_desk_sees_and_retries_a_dead_letter(staff: StaffActions, client: 
     page = client.get("/staff/outbox")
     assert page.status_code == 200
     assert "FDDEAD0000000000001" in page.text and "PID-3 unknown to the receiver" in page.text
-    assert "dead: 1" in page.text
+    assert "Stopped with an error: 1" in page.text
     with services.uow.begin() as session:
         viewed = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "outbox.viewed")).all()
         assert viewed == ["shown=1"]
@@ -59,7 +59,7 @@ def test_discard_and_a_second_discard_is_explained(staff: StaffActions, client: 
     client.post(f"/staff/outbox/{dead_letter}", data={"csrf_token": token, "action": "discard"})
     assert status(services, dead_letter) == "discarded"
     client.post(f"/staff/outbox/{dead_letter}", data={"csrf_token": token, "action": "discard"})
-    assert "is discarded; discard needs dead or pending" in client.get("/staff/outbox").text
+    assert "was already delivered or discarded; nothing was changed." in client.get("/staff/outbox").text
 
 
 def test_assistants_may_not_and_forms_need_csrf(staff: StaffActions, client: FlaskClient, services: Services,
@@ -73,3 +73,10 @@ def test_assistants_may_not_and_forms_need_csrf(staff: StaffActions, client: Fla
     staff.sign_in("alice")
     assert client.post(f"/staff/outbox/{dead_letter}", data={"action": "retry"}).status_code == 400
     assert status(services, dead_letter) == "dead"
+
+
+def test_a_message_that_does_not_exist_is_404(staff: StaffActions, client: FlaskClient) -> None:
+    staff.create("alice", "front_desk")
+    staff.sign_in("alice")
+    token = csrf_token(client.get("/staff/outbox").text)
+    assert client.post("/staff/outbox/4242", data={"csrf_token": token, "action": "retry"}).status_code == 404

@@ -48,6 +48,7 @@ from server.services.board import CHANGE_LABELS
 from server.services.flags import ChangeNotFound
 from server.services.flags import FlagNotFound
 from server.services.outbox import OutboxError
+from server.services.outbox import OutboxNotFound
 from server.services.staff import SignInFailed
 from server.services.visits import UnknownRoom
 from server.services.visits import VisitNotFound
@@ -61,6 +62,10 @@ TARGETS = {action.target.value: action for action in ACTIONS}
 HEARTBEAT_SECONDS = 1.0
 """Keep-alive of the board's event stream; as on a station page (:data:`server.views.staff.stations.HEARTBEAT_SECONDS`),
 it is also how soon a closed board gives its server thread back."""
+
+MIN_DAY, MAX_DAY = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
+"""The days the board shows: any a clinic could mean, with a next day that still exists."""
+
 
 @bp.route("/login", methods=["GET", "POST"])
 @public
@@ -118,9 +123,6 @@ def _day(text: str | None) -> dt.date | None:
     return day if MIN_DAY <= day <= MAX_DAY else None
 
 
-MIN_DAY, MAX_DAY = dt.date(1900, 1, 1), dt.date(9998, 12, 31)
-
-
 @bp.get("/")
 @requires()
 def home() -> tuple[str, int]:
@@ -151,7 +153,7 @@ def rows() -> ResponseReturnValue:
     """A live update's fetch: the board's body for ``day``, or one visit's row (empty when it is not on that day)."""
     day = _day(request.args.get("day"))
     visit = request.args.get("visit", "")
-    if day is None or (visit and not visit.isdigit()) or len(visit) > 18:
+    if day is None or (visit and not (visit.isascii() and visit.isdigit())) or len(visit) > 18:
         abort(404)
     staff = signed_in_staff()
     board = services().board.day(day, actor=staff.actor(client_address()), visit_id=int(visit) if visit else None)
@@ -272,8 +274,10 @@ def outbox_action(message_id: int) -> ResponseReturnValue:
     action = form.action.data or ""
     try:
         getattr(services().outbox, action)(message_id, actor=staff.actor(client_address()))
-    except OutboxError as exc:
-        flash(str(exc), "error")
+    except OutboxNotFound:
+        abort(404)
+    except OutboxError:
+        flash(f"Message {message_id} was already delivered or discarded; nothing was changed.", "error")
     else:
         flash(f"Message {message_id}: {'sent again' if action == 'retry' else 'discarded'}.", "info")
     return redirect(url_for("staff.outbox"))
