@@ -116,7 +116,8 @@ class InboundSearchForm(FlaskForm):
     control_id = StringField("Control id (MSH-10)", validators=[Optional(), Length(max=64), PRINTABLE])
     message_type = StringField("Message type", validators=[Optional(), Length(max=32), PRINTABLE],
                                description="For example SIU^S12 or ADT")
-    mrn = StringField("Patient MRN", validators=[Optional(), Length(max=64), PRINTABLE])
+    mrn = StringField("Patient MRN", validators=[Optional(), Length(max=64), PRINTABLE],
+                      description="Searched on the day below, today if none is given")
     day = DateField("Received on", validators=[Optional()])
 
 
