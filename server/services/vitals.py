@@ -326,10 +326,16 @@ class StationPage:
 @dataclass(frozen=True)
 class Draft:
     """What the assistant submitted: per row the typed text, its unit and whether the field holds the
-    device value (``device``) or their own typing (``typed``), and the rows whose warnings they confirmed."""
+    device value (``device``) or their own typing (``typed``), and the rows whose warnings they confirmed.
+
+    ``shown`` holds, per row, the id of the device reading the page showed (empty: none). When a row is in
+    it, only that reading is charted: a newer one that arrived while the form was on its way is never sent
+    unseen; the page shows it and asks again.
+    """
 
     fields: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     confirmed: frozenset[str] = frozenset()
+    shown: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -748,6 +754,9 @@ class Vitals:
             text, unit, source = draft.fields.get(row.key, ("", "", "device"))
             captured = _latest(_captured(vitals, metric) for metric in row.metrics)
             if captured is not None and (source == "device" or row.typed is None):
+                if row.key in draft.shown and draft.shown[row.key] != captured.reading_id:
+                    errors[row.key] = "A newer reading arrived just now: check the value shown and send again."
+                    continue
                 values.append(_Value(row, captured.metric, Decimal(t.cast(str, captured.value)), captured.unit,
                                      "device", captured.measured_at, captured.device_id, captured.device_time,
                                      captured.flags))
