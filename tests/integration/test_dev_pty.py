@@ -254,8 +254,9 @@ def test_unplug_and_replug_under_a_new_pty(tmp_path: pathlib.Path, caplog: pytes
         return 0 in sessions and any(reconnects >= 1 for reconnects in sessions)
 
     wires = run_wires(tmp_path, DRIVER_NAMES, "unplug", replugged, unplug=runner.Unplug(up=40.0, down=2.5))
-    messages = [record.getMessage() for record in caplog.records]
+    lost = [record.__dict__ for record in caplog.records if record.msg == "device.disconnected"]
     for name, wire in wires.items():
         paths = wire.slave_paths
         assert len(paths) >= 2 and all(old != new for old, new in zip(paths, paths[1:], strict=False)), name
-        assert any(message.startswith(f"device dev1: port {wire.link} failed: ") for message in messages), name
+        assert any(fields["device_id"] == "dev1" and fields["reason"].startswith(f"port {wire.link} failed: ")
+                   for fields in lost), name

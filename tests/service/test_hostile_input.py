@@ -76,7 +76,7 @@ def test_json_at_the_depth_limit_is_still_read(client: FlaskClient, armed: dict[
     nested = "[" * (MAX_JSON_DEPTH - 2) + "]" * (MAX_JSON_DEPTH - 2)
     response = client.post("/api/v1/readings", data='{"readings": [], "extra": ' + nested + "}",
                            headers={"Authorization": f"Bearer {armed['gateway']}", "Content-Type": "application/json"})
-    assert response.status_code == 200 and response.json == {"accepted": 0, "rejected": []}
+    assert response.status_code == 200 and response.json == {"accepted": 0, "duplicates": 0, "rejected": []}
 
 
 def test_json_depth_counts_lists_and_objects() -> None:

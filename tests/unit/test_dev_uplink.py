@@ -88,6 +88,6 @@ def test_empty_buffer_sends_nothing(tmp_path: pathlib.Path) -> None:
 @pytest.mark.parametrize("server", ["127.0.0.1:8080", "ftp://example.org", ""])
 def test_server_url_needs_http_scheme(tmp_path: pathlib.Path, server: str) -> None:
     buffer = DiskBuffer(str(tmp_path))
-    with pytest.raises(ValueError, match="must start with http:// or https://"):
+    with pytest.raises(ValueError, match=r"must start with https:// \(or http:// on this machine\)"):
         Uplink(server, "secret", "station-a", buffer)
     buffer.close()
