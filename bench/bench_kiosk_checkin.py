@@ -4,8 +4,8 @@ Each simulated kiosk is a thread with its own keep-alive HTTP connection and coo
 code from ``frontdesk kiosks add``, doing what a browser does: every page GET, every form POST with its
 CSRF token, redirects followed. A check-in is welcome → Check in → last name and birth date →
 appointment → details → two consents → intake (2 pages) → PHQ-9 (PHQ-2 gate open, 2 pages) → GAD-7 →
-AUDIT-C → "You're checked in" → reset. Patients come from SIU^S12 messages imported with
-``frontdesk import-hl7``, as in a clinic.
+AUDIT-C (→ STEADI for every other patient, who is over 65) → "You're checked in" → reset. Patients come
+from SIU^S12 messages imported with ``frontdesk import-hl7``, as in a clinic.
 
 Printed per step (method and route): p50 and p95 of the server's own time (``duration_ms`` from its
 request log) and of the time the client saw, and check-ins per minute. Beside them, in the same run,
@@ -14,7 +14,7 @@ threads, hit by the same 20 clients. Runs on SQLite, then on PostgreSQL when it 
 ``FRONTDESK_BENCH_DATABASE_URL``; default ``postgresql://postgres@127.0.0.1:5432/test``). Also the size
 of each kiosk page with its CSS and script (target 100 KB), against the bare endpoint's response.
 
-    python bench/bench_kiosk_checkin.py [--kiosks 20] [--rounds 3] [--think 1.0]
+    python bench/bench_kiosk_checkin.py [--kiosks 20] [--rounds 3] [--think 1.0] [--backend sqlite|postgresql]
 
 Each simulated patient spends ``--think`` seconds on a screen (default 1 s, several times faster than
 people); ``--think 0`` sends requests back to back and measures the server saturated.
@@ -41,6 +41,7 @@ from urllib.parse import urlencode
 
 import psycopg
 
+from server.config import WebConfig
 from server.demo import siu_s12
 
 FRONTDESK = str(Path(sys.executable).with_name("frontdesk"))
@@ -59,7 +60,7 @@ app = Flask("bare")
 @app.get("/ping")
 def ping():
     return "ok"
-serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, _quiet=True)
+serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _quiet=True)
 """
 
 
@@ -167,9 +168,10 @@ def server_times(log: Path) -> dict[str, list[float]]:
 
 
 def bare_floor(kiosks: int, requests_each: int) -> list[float]:
-    """Latency of ``return "ok"`` under waitress with 8 threads, hit by the same number of clients."""
+    """Latency of ``return "ok"`` under waitress with as many threads as ``serve``, hit by the same number
+    of clients."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)])
+    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(WebConfig().threads)])
     try:
         wait_for(port, "/ping")
         timings: dict[str, list[float]] = defaultdict(list)
@@ -204,8 +206,8 @@ def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: di
                    FRONTDESK_HL7_LISTEN_PORT=str(free_port()), **extra_env)
         subprocess.run([FRONTDESK, "db", "upgrade"], env=env, check=True, capture_output=True)
         now = dt.datetime.now(dt.UTC)
-        patients = [(f"B{k:02d}{r:02d}", f"Bench{k:02d}x{r:02d}", "19800101") for k in range(kiosks)
-                    for r in range(rounds)]
+        patients = [(f"B{k:02d}{r:02d}", f"Bench{k:02d}x{r:02d}", "19500101" if (k + r) % 2 == 0 else "19800101")
+                    for k in range(kiosks) for r in range(rounds)]
         schedule = root / "schedule.hl7"
         schedule.write_bytes(b"".join(
             siu_s12(f"BENCH-{mrn}", now, now + dt.timedelta(minutes=10), mrn, last, "Pat", born, "F", "en",
@@ -231,6 +233,7 @@ def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: di
             sizes = page_sizes(browsers[0], patients[0][1], patients[0][2])
             browsers[0].think = think
             failures: list[str] = []
+            load = os.getloadavg()
             started = time.perf_counter()
 
             def kiosk(index: int) -> None:
@@ -257,7 +260,9 @@ def run_backend(name: str, kiosks: int, rounds: int, think: float, extra_env: di
         floor = bare_floor(kiosks, max(50, per_step // kiosks))
         server_side = server_times(log)
         print(f"\n== {name}: {kiosks} kiosks, {think:.1f} s on each screen, {completed} check-ins in {wall:.1f} s = "
-              f"{completed / wall * 60:.0f} check-ins/min ({per_step} requests); failures: {len(failures)}")
+              f"{completed / wall * 60:.0f} check-ins/min ({per_step} requests); failures: {len(failures)}; "
+              f"load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+              f"({os.cpu_count()} CPUs)")
         for failure in failures[:3]:
             print(f"   {failure}")
         print(f"   {'step':32} {'n':>5}  {'server p50':>10} {'p95':>7}   {'client p50':>10} {'p95':>7}  (ms)")
@@ -324,9 +329,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="check-ins per kiosk")
     parser.add_argument("--think", type=float, default=1.0,
                         help="seconds each simulated patient spends on a screen (people take 5-30 s; 0 saturates)")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), help="only this one (default: both)")
     args = parser.parse_args()
     limits = {"FRONTDESK_KIOSK_LOOKUP_MAX_FAILURES_PER_KIOSK": "1000"}
-    run_backend("SQLite", args.kiosks, args.rounds, args.think, limits)
+    if args.backend != "postgresql":
+        run_backend("SQLite", args.kiosks, args.rounds, args.think, limits)
+    if args.backend == "sqlite":
+        return
     try:
         psycopg.connect(PG_URL, connect_timeout=3).close()
     except psycopg.Error as exc:

@@ -15,6 +15,7 @@ import typing as t
 from dataclasses import dataclass
 
 from devices import drivers
+from devices import netlink
 from devices.drivers import SerialSettings
 
 PARITIES: frozenset[str] = frozenset({"N", "E", "O", "M", "S"})
@@ -80,6 +81,11 @@ def from_mapping(data: t.Mapping[str, object]) -> DeviceConfig:
         if key not in data:
             raise ConfigError(f"{label}: missing key {key!r}")
         values[key] = _text(label, key, data[key])
+    if netlink.is_network(values["port"]):
+        try:
+            netlink.parse_address(values["port"])
+        except ValueError as exc:
+            raise ConfigError(f"{label}: key 'port': {exc}") from None
     if "serial_number" in data:
         values["serial_number"] = _text(label, "serial_number", data["serial_number"])
     if "baudrate" in data:

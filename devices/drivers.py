@@ -72,6 +72,9 @@ class Driver:
     marked stale; ``poll_interval`` is set for request/response protocols whose
     decoder also implements :class:`devices.protocols.base.Conversation`.
     ``scenarios`` are what ``frontdesk simulate DRIVER --scenario`` accepts.
+    ``hooks`` names the decoder's keyword arguments that the host application
+    supplies (``acknowledge`` for monitors that want ACKs built by ``hl7``),
+    as opposed to ``options`` set per device in configuration.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Driver:
     poll_interval: float | None = None
     scenarios: tuple[str, ...] = SCENARIOS
     options: tuple[Option, ...] = ()
+    hooks: tuple[str, ...] = ()
 
     def option(self, key: str) -> Option | None:
         """The option called ``key``, ``None`` if this driver has none of that name."""
@@ -118,10 +122,11 @@ TABLE: tuple[Driver, ...] = (
            intellivue.IntelliVueDecoder, intellivue_sim.IntelliVueSimulator,
            SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1),
            quiet_timeout=intellivue.LINK_TIMEOUT, poll_interval=0.5),
-    Driver("hl7-monitor", "Monitor or gateway sending IHE PCD-01 ORU^R01 over MLLP (serial or socket://)",
+    Driver("hl7-monitor", "Monitor or gateway sending IHE PCD-01 ORU^R01 over MLLP "
+                          "(serial, socket://HOST:PORT to dial it, listen://HOST:PORT to let it connect in)",
            hl7_monitor.Hl7MonitorDecoder, hl7_monitor_sim.Hl7MonitorSimulator,
            SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1),
-           quiet_timeout=30.0, poll_interval=0.2),
+           quiet_timeout=30.0, poll_interval=0.2, hooks=("acknowledge",)),
     _nonin("df2", "Nonin data format 2 (75 frames/s, 8-bit pleth, checksummed)",
            functools.partial(nonin.StreamDecoder, nonin.DF2)),
     _nonin("df7", "Nonin data format 7 (75 frames/s, 16-bit pleth, checksummed)",

@@ -25,16 +25,20 @@ from devices import drivers
 from devices.config import ConfigError
 from devices.config import DeviceConfig
 from devices.drivers import Driver
+from devices.netlink import SocketLink
+from devices.netlink import is_network
 from devices.protocols.base import Conversation
 from devices.protocols.base import Decoder
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
 from devices.protocols.base import ProtocolError
+from devices.protocols.base import Unrecognised
 from devices.reading import Reading
 from devices.status import DeviceStatus
 from devices.status import StatusRecorder
 from devices.transport import MAX_READ_WAIT
 from devices.transport import Backoff
+from devices.transport import Link
 from devices.transport import LinkError
 from devices.transport import SerialLink
 
@@ -65,6 +69,15 @@ def read_wait(driver: Driver) -> float:
     return min(MAX_READ_WAIT, driver.poll_interval)
 
 
+def open_link(config: DeviceConfig, driver: Driver, *, backoff: Backoff | None = None) -> Link:
+    """The line to a configured device: our own socket for ``socket://`` and ``listen://``
+    (:mod:`devices.netlink` says why), pyserial for every other path or URL."""
+    if is_network(config.port):
+        return SocketLink(config.port, backoff=backoff, read_wait=read_wait(driver))
+    return SerialLink(config.port, config.serial_settings(driver.serial), serial_number=config.serial_number,
+                      backoff=backoff, read_wait=read_wait(driver))
+
+
 class DeviceWorker:
     """Runs one configured device until told to stop.
 
@@ -78,17 +91,19 @@ class DeviceWorker:
 
     :param clock: monotonic seconds; :param wall: aware UTC now. Both injected so
         tests and benchmarks control time.
+    :param hooks: decoder arguments the application supplies (see :attr:`Driver.hooks`); each driver
+        gets those it declares.
     """
 
     def __init__(self, config: DeviceConfig, driver: Driver, on_reading: ReadingCallback, *,
-                 normalise: Normaliser, link: SerialLink | None = None,
+                 normalise: Normaliser, link: Link | None = None, hooks: t.Mapping[str, object] | None = None,
                  clock: t.Callable[[], float] = time.monotonic,
                  wall: t.Callable[[], dt.datetime] = utc_now) -> None:
         self.config = config
         self.driver = driver
-        self.link = link or SerialLink(config.port, config.serial_settings(driver.serial),
-                                       serial_number=config.serial_number, read_wait=read_wait(driver))
+        self.link = link or open_link(config, driver)
         self.status = StatusRecorder(config.id, driver.name, config.port, driver.quiet_timeout)
+        self._hooks = {key: value for key, value in (hooks or {}).items() if key in driver.hooks}
         self._on_reading = on_reading
         self._normalise = normalise
         self._clock = clock
@@ -109,11 +124,11 @@ class DeviceWorker:
                 except LinkError as exc:
                     self._decoder = None
                     self.status.disconnected(str(exc))
-                    log.warning("device %s: %s; reconnecting", self.config.id, exc)
+                    log.warning("device.disconnected", extra={"device_id": self.config.id, "reason": str(exc)})
                 except Exception as exc:
                     # A fault outside the decoder (a driver's odd port error) must not end
                     # the thread: the device would stay dead until a restart.
-                    log.exception("device %s: unexpected fault; reconnecting", self.config.id)
+                    log.exception("device.fault", extra={"device_id": self.config.id})
                     self._decoder = None
                     self.link.close()
                     self.status.disconnected(f"unexpected fault: {type(exc).__name__}: {exc}")
@@ -129,7 +144,7 @@ class DeviceWorker:
             self._open_failures += 1
             self.status.failed(str(exc))
             if self._open_failures == 1:
-                log.warning("device %s: %s; retrying with backoff", self.config.id, exc)
+                log.warning("device.open_failed", extra={"device_id": self.config.id, "reason": str(exc)})
             opened = False
         if not opened:
             stop.wait(self.link.wait_time(self._clock()))
@@ -141,12 +156,12 @@ class DeviceWorker:
     def _start_session(self, now: float) -> None:
         path = self.link.path or self.config.port
         self.status.connected(path, now)
-        log.info("device %s: connected on %s", self.config.id, path)
+        log.info("device.connected", extra={"device_id": self.config.id, "port": path})
         self._new_decoder()
         self._negotiate(now)
 
     def _new_decoder(self) -> None:
-        decoder = self.driver.decoder(**self.config.decoder_options())
+        decoder = self.driver.decoder(**self.config.decoder_options(), **self._hooks)
         self._decoder = decoder
         is_conversation = callable(getattr(decoder, "on_connect", None)) and callable(
             getattr(decoder, "poll", None))
@@ -164,8 +179,8 @@ class DeviceWorker:
         now = self._clock()
         if self._conversation is not None:
             if self.status.is_stale(now) and now - self._negotiated_at >= self.driver.quiet_timeout:
-                log.info("device %s: quiet for %.1f s, renegotiating", self.config.id,
-                         self.driver.quiet_timeout)
+                log.info("device.renegotiating", extra={"device_id": self.config.id,
+                                                        "delay_seconds": self.driver.quiet_timeout})
                 self._negotiate(now)
             request = self._conversation.poll(now)
             if request:
@@ -181,32 +196,37 @@ class DeviceWorker:
             return
         host_time = self._wall()
         host_monotonic = self._clock()
+        frames_before = decoder.frames
         try:
             events = decoder.feed(data)
         except ProtocolError as exc:
             self._decoder_fault(f"protocol error: {exc}")
             return
         except Exception as exc:
-            log.exception("device %s: decoder fault", self.config.id)
+            log.exception("device.decoder_fault", extra={"device_id": self.config.id})
             self._decoder_fault(f"decoder fault: {type(exc).__name__}: {exc}")
             return
-        accepted = 0
-        rejected = 0
+        frames = decoder.frames - frames_before
+        readings = rejected = unrecognised = 0
         flags: frozenset[str] | None = None
         for event in events:
             if isinstance(event, FrameRejected):
                 rejected += 1
+            elif isinstance(event, Unrecognised):
+                unrecognised += 1
             elif isinstance(event, Measurement) and not self._deliver(event, host_time, host_monotonic):
                 rejected += 1
             else:
-                accepted += 1
+                readings += isinstance(event, Measurement)
                 flags = event.flags
         if rejected:
             self.status.rejected(rejected)
         else:
             self.status.heard(host_monotonic)
-        if accepted:
-            self.status.accepted(accepted, host_time, host_monotonic, flags)
+        if unrecognised:
+            self.status.unrecognised(unrecognised)
+        if frames or readings or flags is not None:
+            self.status.accepted(frames, readings, host_time, host_monotonic, flags)
 
     def _deliver(self, event: Measurement, host_time: dt.datetime, host_monotonic: float) -> bool:
         """Normalise and hand over one measurement.
@@ -220,13 +240,14 @@ class DeviceWorker:
             reading = self._normalise(event, device_id=self.config.id, station=self.config.station,
                                       host_time=host_time, host_monotonic=host_monotonic)
         except Exception as exc:
-            log.warning("device %s: %s not normalised: %s", self.config.id, event.metric, exc)
+            log.warning("device.reading_not_normalised", extra={"device_id": self.config.id, "metric": event.metric,
+                                                                "reason": str(exc)})
             self.status.failed(f"not normalised: {type(exc).__name__}: {exc}")
             return False
         try:
             self._on_reading(reading)
         except Exception as exc:
-            log.exception("device %s: reading for %s not delivered", self.config.id, event.metric)
+            log.exception("device.reading_not_delivered", extra={"device_id": self.config.id, "metric": event.metric})
             self.status.failed(f"delivery failed: {type(exc).__name__}: {exc}")
         return True
 
@@ -251,7 +272,8 @@ class Gateway:
 
     def __init__(self, devices: t.Sequence[DeviceConfig], on_reading: ReadingCallback, *,
                  normalise: Normaliser | None = None, backoff: Backoff | None = None,
-                 registry: t.Callable[[str], Driver] = drivers.get) -> None:
+                 registry: t.Callable[[str], Driver] = drivers.get,
+                 hooks: t.Mapping[str, object] | None = None) -> None:
         normaliser = normalise or default_normaliser()
         self.workers: list[DeviceWorker] = []
         for device in devices:
@@ -259,9 +281,9 @@ class Gateway:
                 driver = registry(device.driver)
             except KeyError as exc:
                 raise ConfigError(f"device {device.id!r}: key 'driver': {exc.args[0]}") from None
-            link = SerialLink(device.port, device.serial_settings(driver.serial),
-                              serial_number=device.serial_number, backoff=backoff, read_wait=read_wait(driver))
-            self.workers.append(DeviceWorker(device, driver, on_reading, normalise=normaliser, link=link))
+            link = open_link(device, driver, backoff=backoff)
+            self.workers.append(DeviceWorker(device, driver, on_reading, normalise=normaliser, link=link,
+                                             hooks=hooks))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 class DeviceStatus:
     """A consistent snapshot of one device's line and decoder counters.
 
-    ``frames_accepted`` counts decoded events (measurements and device states);
-    ``frames_rejected`` counts frames or runs of bytes the decoder dropped
-    (checksum, layout, overflow, noise, a wrong baud rate). ``stale`` is true when
+    ``frames_accepted`` counts frames the decoder read (a monitor's message, a
+    scale's record, an oximeter's packet); ``readings`` the values they carried
+    (one frame can carry a dozen, or none); ``unrecognised`` observations in
+    good frames that we do not chart; ``frames_rejected`` counts frames or runs
+    of bytes the decoder dropped (checksum, layout, overflow, noise, a wrong
+    baud rate). ``stale`` is true when
     the line is open but for the driver's quiet timeout no bytes arrived, or only
     bytes the decoder rejected: values shown from before that moment must not
     look current. Traffic counts, not events, because request/response decoders
@@ -37,6 +40,8 @@ class DeviceStatus:
     last_error: str | None
     reconnects: int
     flags: frozenset[str]
+    readings: int = 0
+    unrecognised: int = 0
 
 
 class StatusRecorder:
@@ -54,6 +59,8 @@ class StatusRecorder:
         self._last_valid_monotonic = 0.0
         self._accepted = 0
         self._rejected = 0
+        self._readings = 0
+        self._unrecognised = 0
         self._last_error: str | None = None
         self._flags: frozenset[str] = frozenset()
 
@@ -75,10 +82,13 @@ class StatusRecorder:
         with self._lock:
             self._last_error = error
 
-    def accepted(self, count: int, host_time: dt.datetime, now: float, flags: frozenset[str] | None) -> None:
-        """``count`` valid events arrived; ``flags`` replaces the device condition when given."""
+    def accepted(self, frames: int, readings: int, host_time: dt.datetime, now: float,
+                 flags: frozenset[str] | None) -> None:
+        """``frames`` good frames carrying ``readings`` values arrived; ``flags`` replaces the device condition
+        when given."""
         with self._lock:
-            self._accepted += count
+            self._accepted += frames
+            self._readings += readings
             self._last_frame_time = host_time
             self._last_valid_monotonic = now
             if flags is not None:
@@ -92,6 +102,11 @@ class StatusRecorder:
     def rejected(self, count: int) -> None:
         with self._lock:
             self._rejected += count
+
+    def unrecognised(self, count: int) -> None:
+        """``count`` observations arrived in good frames under codes we do not chart."""
+        with self._lock:
+            self._unrecognised += count
 
     def is_stale(self, now: float) -> bool:
         with self._lock:
@@ -112,6 +127,8 @@ class StatusRecorder:
                 last_error=self._last_error,
                 reconnects=max(0, self._connects - 1),
                 flags=self._flags,
+                readings=self._readings,
+                unrecognised=self._unrecognised,
             )
 
     def _stale(self, now: float) -> bool:

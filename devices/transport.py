@@ -47,6 +47,29 @@ class LinkError(Exception):
     """The line could not be opened or failed while in use; the message names the port."""
 
 
+class Link(t.Protocol):
+    """What the gateway loop drives: :class:`SerialLink`, or :class:`devices.netlink.SocketLink`."""
+
+    port: str
+    path: str | None
+    backoff: Backoff
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def open(self) -> None: ...
+
+    def connect(self, now: float) -> bool: ...
+
+    def wait_time(self, now: float) -> float: ...
+
+    def read(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Capped exponential backoff with jitter, a pure function of the failure count.
@@ -211,7 +234,7 @@ class SerialLink:
             try:
                 port.close()
             except PORT_ERRORS as exc:
-                log.debug("closing %s: %s", self.path, exc)
+                log.debug("device.close_failed", extra={"port": self.path, "reason": str(exc)})
 
     def _require(self) -> serial.SerialBase:
         if self._serial is None:

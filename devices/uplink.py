@@ -17,16 +17,28 @@ Retry classification:
 * any other status, a timeout or a connection error → retried with capped
   exponential backoff. A 4xx other than auth is logged with the server's answer:
   we keep the data rather than guess it is disposable.
+
+The bearer token travels with every request, so the server is reached over
+HTTPS, verified against the public trust store or the CA file given
+(``cafile``, for a clinic's own CA). Plain ``http://`` is refused except to
+this machine (loopback) unless explicitly allowed (``allow_http``).
+
+Replays are visible: after a start with readings still buffered, or after an
+outage, the gateway logs ``gateway.replayed`` once the backlog is delivered,
+with how many readings it sent and how many of them the server already held
+(its answer's ``duplicates``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
 import random
 import sqlite3
+import ssl
 import threading
 import typing as t
 import urllib.error
@@ -75,6 +87,8 @@ def status_to_json(status: DeviceStatus, station: str) -> dict[str, t.Any]:
         "last_frame_time": None if status.last_frame_time is None else status.last_frame_time.isoformat(),
         "frames_accepted": status.frames_accepted,
         "frames_rejected": status.frames_rejected,
+        "readings": status.readings,
+        "unrecognised": status.unrecognised,
         "reconnects": status.reconnects,
         "last_error": status.last_error,
         "flags": sorted(status.flags),
@@ -135,6 +149,49 @@ class Outcome:
     sent: int
     retry: bool
     error: str | None = None
+    duplicates: int = 0
+
+
+def _loopback(host: str) -> bool:
+    """True for this machine: ``localhost`` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _duplicates(answer: bytes) -> int:
+    """How many readings of a batch the server already held (``duplicates`` in its answer; 0 if absent)."""
+    try:
+        value = json.loads(answer).get("duplicates", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return value if type(value) is int and value >= 0 else 0
+
+
+class Replay:
+    """Counts a backlog's delivery (buffered at start, or piled up in an outage) and logs it once, when done."""
+
+    def __init__(self, buffered: int) -> None:
+        self.active = buffered > 0
+        self.replayed = 0
+        self.duplicates = 0
+
+    def outage(self) -> None:
+        self.active = True
+
+    def sent(self, count: int, duplicates: int) -> None:
+        if self.active:
+            self.replayed += count
+            self.duplicates += duplicates
+
+    def done(self) -> None:
+        """The buffer is empty: log what the replay delivered, if there was one."""
+        if self.active and self.replayed:
+            log.info("gateway.replayed", extra={"replayed": self.replayed, "duplicates": self.duplicates})
+        self.active, self.replayed, self.duplicates = False, 0, 0
 
 
 class Uplink:
@@ -145,15 +202,23 @@ class Uplink:
     :param gateway: this gateway's name, sent with every batch.
     :param buffer: the durable queue; survives restarts, so a new ``Uplink`` on
         the same directory replays what the last one did not deliver.
+    :param cafile: PEM file of the CA(s) that may sign the server's certificate, instead of the public ones.
+    :param allow_http: permit plain ``http://`` to a host other than this machine (the token travels in clear).
+    :raises ValueError: for a URL that is not http(s), or plain http to another host without ``allow_http``.
     """
 
     def __init__(self, server: str, token: str, gateway: str, buffer: DiskBuffer, *,
                  batch_size: int = BATCH_SIZE, backoff: Backoff = UPLINK_BACKOFF, timeout: float = 10.0,
                  ids: t.Callable[[], str] = lambda: uuid.uuid4().hex,
-                 rand: t.Callable[[], float] = random.random) -> None:
-        scheme = urllib.parse.urlsplit(server).scheme
-        if scheme not in ("http", "https"):
-            raise ValueError(f"server URL {server!r} must start with http:// or https://")
+                 rand: t.Callable[[], float] = random.random, cafile: str | None = None,
+                 allow_http: bool = False) -> None:
+        parts = urllib.parse.urlsplit(server)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"server URL {server!r} must start with https:// (or http:// on this machine)")
+        if parts.scheme == "http" and not allow_http and not _loopback(parts.hostname or ""):
+            raise ValueError(f"server URL {server!r} is plain http: the gateway token would cross the network "
+                             "in clear text; use https://, or allow it explicitly (--allow-http)")
+        self._context = ssl.create_default_context(cafile=cafile) if parts.scheme == "https" else None
         self.url = server.rstrip("/") + READINGS_PATH
         self.status_url = server.rstrip("/") + STATUS_PATH
         self.gateway = gateway
@@ -169,6 +234,7 @@ class Uplink:
         self._thread: threading.Thread | None = None
         self._failures = 0
         self._auth_reported = False
+        self._replay = Replay(len(buffer))
 
     def submit(self, reading: Reading) -> None:
         """Buffer ``reading`` durably with a fresh id and wake the sender; safe from any thread."""
@@ -187,8 +253,8 @@ class Uplink:
             "Accept": "application/json",
         })
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
-                response.read()
+            with urllib.request.urlopen(request, timeout=self._timeout, context=self._context) as response:
+                answer = response.read()
         except urllib.error.HTTPError as exc:
             return self._refused(exc)
         except (urllib.error.URLError, OSError) as exc:
@@ -196,7 +262,7 @@ class Uplink:
             return Outcome(sent=0, retry=True, error=f"server {self.url} unreachable: {reason}")
         self.buffer.remove_through(pending[-1][0])
         self._auth_reported = False
-        return Outcome(sent=len(pending), retry=False)
+        return Outcome(sent=len(pending), retry=False, duplicates=_duplicates(answer))
 
     def post_status(self, devices: t.Sequence[dict[str, t.Any]]) -> str | None:
         """Send the devices' status (:func:`status_to_json` items) once; returns why it failed, or ``None``.
@@ -209,7 +275,7 @@ class Uplink:
             "Authorization": f"Bearer {self._token}", "Content-Type": "application/json",
             "Accept": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with urllib.request.urlopen(request, timeout=self._timeout, context=self._context) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
             return f"server {self.status_url} answered HTTP {exc.code}"
@@ -222,7 +288,7 @@ class Uplink:
         if exc.code in (401, 403):
             message = f"server {self.url} refused the gateway token (HTTP {exc.code}); readings stay buffered"
             if not self._auth_reported:
-                log.error("%s", message)
+                log.error("gateway.token_refused", extra={"status": exc.code, "path": self.url})
                 self._auth_reported = True
             return Outcome(sent=0, retry=True, error=message)
         return Outcome(sent=0, retry=True, error=f"server {self.url} answered HTTP {exc.code}: {detail}")
@@ -233,14 +299,18 @@ class Uplink:
             outcome = self.send_once()
             if outcome.error is not None:
                 self._failures += 1
+                self._replay.outage()
                 if self._failures == 1 or self._failures % 10 == 0:
-                    log.warning("%s (%d readings buffered)", outcome.error, len(self.buffer))
+                    log.log(logging.WARNING if self._failures < 10 else logging.ERROR, "gateway.server_unreachable",
+                            extra={"reason": outcome.error, "count": len(self.buffer), "attempts": self._failures})
                 stop.wait(self._backoff.delay(self._failures, self._rand))
                 continue
             if self._failures:
-                log.info("server reachable again")
+                log.info("gateway.server_recovered", extra={"attempts": self._failures})
             self._failures = 0
+            self._replay.sent(outcome.sent, outcome.duplicates)
             if outcome.sent == 0:
+                self._replay.done()
                 return
 
     def flush(self) -> int:

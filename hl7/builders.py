@@ -370,30 +370,35 @@ def build_oru_vitals(sender: Sender, destination: Destination, report: VitalsRep
 
 
 def _questionnaire_order(index: int, result: QuestionnaireResult, sender: Sender) -> list[str]:
-    """One OBR per instrument (OBR-4 = LOINC panel), a CWE OBX per item with its LA answer,
-    an NM total with unit ``{score}`` and the severity band as NTE on the total."""
+    """One OBR per questionnaire (OBR-4 = its panel code), an OBX per answered item (a ``CWE``
+    with its answer code, or ``TX`` for typed text), and, for a scored one, an NM total with unit
+    ``{score}`` and the severity band as NTE on the total."""
     completed = format_timestamp(result.completed_at)
     filler = (result.result_id, sender.application)
     segments = [encode_segment("OBR", {
         1: str(index),
         2: filler,
         3: filler,
-        4: (result.panel_loinc, result.panel_name, "LN"),
+        4: (result.panel_code, result.panel_name, result.panel_system),
         7: completed,
     })]
     for number, item in enumerate(result.items, start=1):
+        value = ((item.answer_code, item.answer_display, item.answer_system) if item.value_type == "CWE"
+                 else item.answer_display)
         segments.append(encode_segment("OBX", {
             1: str(number),
-            2: "CWE",
-            3: (item.loinc, item.text, "LN"),
-            5: (item.answer_code, item.answer_display, "LN"),
+            2: item.value_type,
+            3: (item.code, item.text, item.system),
+            5: value,
             11: "F",
             14: completed,
         }))
+    if result.total_score is None:
+        return segments
     segments.append(encode_segment("OBX", {
         1: str(len(result.items) + 1),
         2: "NM",
-        3: (result.total_loinc, result.total_name, "LN"),
+        3: (result.total_code, result.total_name, result.total_system),
         5: str(result.total_score),
         6: _SCORE_UNIT,
         11: "F",
@@ -407,7 +412,7 @@ def _questionnaire_order(index: int, result: QuestionnaireResult, sender: Sender
 def build_oru_questionnaire(sender: Sender, destination: Destination, patient: PatientInfo,
                            visit: VisitInfo, results: Sequence[QuestionnaireResult], *,
                            control_id: str, now: dt.datetime) -> bytes:
-    """ORU^R01 with questionnaire results coded in LOINC, one OBR per instrument."""
+    """ORU^R01 with questionnaire results (LOINC where LOINC has the code), one OBR per questionnaire."""
     if not results:
         raise ValueError("a questionnaire ORU needs at least one result")
     segments = [

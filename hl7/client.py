@@ -112,7 +112,7 @@ class MLLPClient:
             try:
                 sock.close()
             except OSError:
-                log.debug("error while closing MLLP connection", exc_info=True)
+                log.debug("hl7.close_failed", exc_info=True)
 
     def send(self, message: bytes, control_id: str) -> bytes:
         """Send ``message`` and return the ACK message whose MSA-2 is ``control_id``.
@@ -136,7 +136,8 @@ class MLLPClient:
 
     def _connection(self) -> socket.socket:
         if self._sock is not None and self._is_stale(self._sock):
-            log.info("MLLP connection to %s:%s closed or desynchronised; reconnecting", self.host, self.port)
+            log.info("hl7.reconnecting", extra={"peer": f"{self.host}:{self.port}",
+                                                "reason": "connection closed or desynchronised"})
             self.close()
         if self._sock is None:
             self._sock = self._connect()
@@ -204,9 +205,10 @@ class MLLPClient:
         try:
             ack = parse_ack(frame)
         except (ParseError, CharsetError) as exc:
-            log.warning("ignored unreadable ACK while waiting for %s: %s", control_id, exc)
+            log.warning("hl7.ack_ignored", extra={"control_id": control_id, "reason": f"unreadable: {exc}"})
             return False
         if ack.control_id != control_id:
-            log.warning("ignored ACK for %r while waiting for %s", ack.control_id, control_id)
+            log.warning("hl7.ack_ignored", extra={"control_id": control_id,
+                                                  "reason": f"MSA-2 {ack.control_id!r} is another message's"})
             return False
         return True

@@ -7,10 +7,24 @@ and records what the receiver's ACK means:
 
 =========================================  ==============================================
 ``AA`` / ``CA`` (MSA-2 = our MSH-10)       delivered (:meth:`OutboxRepository.mark_sent`)
-``AR`` / ``CE``, ACK timeout, no           retry later with the same MSH-10, capped
-connection, unknown ACK code               exponential backoff with jitter (:mod:`hl7.retry`)
-``AE`` / ``CR``, or retries used up        dead letter with the receiver's ERR text
+no connection, TLS refused, ACK timeout,   retry with the same MSH-10 at a capped
+connection lost, unreadable or stray ACK   exponential backoff with jitter, for as long
+                                           as it takes: never a dead letter
+``AR`` / ``CE`` (the receiver's own        retry the same way, counted; after
+rejection, retryable)                      ``max_attempts`` of them a dead letter
+``AE`` / ``CR``                            dead letter with the receiver's ERR text
 =========================================  ==============================================
+
+Why transport failures never dead-letter: they say the receiver could not be
+reached, nothing about the message. Counted against a cap, an hour's outage or
+an expired certificate would dead-letter every queued message, each holding
+its patient until staff retried it by hand. Waiting is what an outage needs;
+the backlog and its age are what staff watch and what alerts.
+
+Logs follow the receiver's state, not each message: the first transport
+failure of a connection is a warning (``hl7.destination_failed``, with peer and
+reason), from the third in a row they are errors, and the first success after
+failures logs ``hl7.destination_recovered`` once.
 
 Ordering and blocking are the repository's job, because only the database can
 enforce them across restarts and (on PostgreSQL) across dispatchers: it hands
@@ -83,6 +97,7 @@ class OutboundItem:
         (the patient id for ADT and ORU).
     :param payload: the complete ER7 message, exactly as it will be sent.
     :param attempts: delivery attempts including the one this claim starts.
+    :param rejections: how many times the receiver answered ``AR``/``CE`` before this attempt.
 
     Do not subclass: repositories build these and the dispatcher relies on the exact shape.
     """
@@ -92,6 +107,7 @@ class OutboundItem:
     ordering_key: str
     payload: bytes
     attempts: int
+    rejections: int = 0
 
 
 class OutboxRepository(t.Protocol):
@@ -121,15 +137,18 @@ class OutboxRepository(t.Protocol):
         """Hand back claimed messages that were not sent: due again at once, the claim's attempt not counted."""
         ...
 
-    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
-        """Back to ``pending`` until ``next_attempt_at``, keeping MSH-10 and payload unchanged."""
+    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime, *, rejected: bool = False) -> None:
+        """Back to ``pending`` until ``next_attempt_at``, keeping MSH-10 and payload unchanged.
+
+        :param rejected: the receiver itself rejected the message (``AR``/``CE``): count one rejection.
+        """
         ...
 
     def mark_dead(self, id: int, reason: str) -> None:
         """Dead letter: hold this key until staff retry or discard it.
 
         A staff retry (outside the dispatcher) makes the row ``pending`` again
-        with ``attempts`` reset, so the retry cap applies afresh rather than
+        with ``attempts`` and ``rejections`` reset, so the cap applies afresh rather than
         dead-lettering the message on its first new failure.
         """
         ...
@@ -140,6 +159,8 @@ class Sender(t.Protocol):
 
     connect_timeout: float
     ack_timeout: float
+    host: str
+    port: int
 
     def send(self, message: bytes, control_id: str) -> bytes:
         """Return the ACK whose MSA-2 is ``control_id``, or raise :class:`~hl7.client.TransportError`."""
@@ -217,6 +238,7 @@ class Dispatcher:
         self.lease_seconds = lease_seconds
         self.on_dead = on_dead
         self._send_budget = dt.timedelta(seconds=lease_seconds - one_send)
+        self._health = ReceiverHealth()
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(len(self.senders) - 1, "hl7-dispatch") if len(self.senders) > 1 else None
 
@@ -249,7 +271,7 @@ class Dispatcher:
             acks = [ack for _, lane_acks in lanes for ack in lane_acks]
             if acks:
                 self.repository.mark_sent(acks, self.clock())
-                log.info("delivered %d message(s)", len(acks))
+                log.info("hl7.batch_delivered", extra={"count": len(acks)})
         return [delivery for deliveries, _ in lanes for delivery in deliveries]
 
     def _deliver_share(self, sender: Sender, items: list[OutboundItem], claimed_at: dt.datetime) -> _Lane:
@@ -268,6 +290,7 @@ class Dispatcher:
                 delivery, ack = self._deliver(sender, item)
             except ConnectFailed as exc:
                 unreachable = str(exc)
+                self._health.failed(sender, unreachable)
                 deliveries.append(self._retry(item, unreachable))
                 continue
             deliveries.append(delivery)
@@ -294,7 +317,7 @@ class Dispatcher:
                 try:
                     busy = bool(self.dispatch_once())
                 except Exception:
-                    log.exception("dispatch step failed; retrying after %s s", poll_interval)
+                    log.exception("hl7.dispatch_step_failed", extra={"delay_seconds": poll_interval})
                     busy = False
                 if not busy:
                     self._wake.wait(poll_interval)
@@ -321,34 +344,71 @@ class Dispatcher:
         except ConnectFailed:
             raise
         except TransportError as exc:
-            return self._retry(item, f"{type(exc).__name__}: {exc}"), None
+            reason = f"{type(exc).__name__}: {exc}"
+            self._health.failed(sender, reason)
+            return self._retry(item, reason), None
         except ValueError as exc:
             return self._dead(item, f"message cannot be framed: {exc}"), None
+        self._health.answered(sender)
         try:
             ack = parse_ack(ack_bytes)
         except (ParseError, CharsetError) as exc:
             return self._retry(item, f"unreadable ACK: {exc}"), None
         decision = classify(ack, item.control_id, self.ack_policy)
-        # The receiver's ERR text is stored for staff but kept out of the log: it may quote patient data.
-        summary = f"ACK {ack.code}"
         if decision.outcome is Outcome.DELIVERED:
-            log.debug("delivered %s (%s)", item.control_id, summary)
+            log.debug("hl7.delivered", extra={"control_id": item.control_id, "outcome": ack.code})
             return Delivery(item.id, item.control_id, Outcome.DELIVERED, decision.reason), ack_bytes
+        # The receiver's ERR text is stored for staff but kept out of the log: it may quote patient data.
         if decision.outcome is Outcome.DEAD_LETTER:
-            return self._dead(item, decision.reason, summary), None
-        return self._retry(item, decision.reason, summary), None
+            return self._dead(item, decision.reason, ack.code), None
+        return self._retry(item, decision.reason, ack.code, rejected=decision.outcome is Outcome.RETRY), None
 
-    def _retry(self, item: OutboundItem, reason: str, summary: str | None = None) -> Delivery:
-        if self.retry.exhausted(item.attempts):
-            return self._dead(item, f"gave up after {item.attempts} attempts; last: {reason}", summary)
+    def _retry(self, item: OutboundItem, reason: str, code: str | None = None, *, rejected: bool = False) -> Delivery:
+        """Schedule another attempt; only the receiver's own rejections count toward a dead letter."""
+        if rejected and self.retry.exhausted(item.rejections + 1):
+            return self._dead(item, f"rejected {item.rejections + 1} times; last: {reason}", code)
         delay = self.retry.delay(item.attempts, self.rng)
-        self.repository.mark_retry(item.id, reason, self.clock() + dt.timedelta(seconds=delay))
-        log.info("retry %s in %.1f s after attempt %d: %s", item.control_id, delay, item.attempts, summary or reason)
+        self.repository.mark_retry(item.id, reason, self.clock() + dt.timedelta(seconds=delay), rejected=rejected)
+        log.info("hl7.retry_scheduled", extra={"control_id": item.control_id, "attempts": item.attempts,
+                                               "delay_seconds": round(delay, 1),
+                                               "outcome": code or "no answer", "reason": None if code else reason})
         return Delivery(item.id, item.control_id, Outcome.RETRY, reason)
 
-    def _dead(self, item: OutboundItem, reason: str, summary: str | None = None) -> Delivery:
+    def _dead(self, item: OutboundItem, reason: str, code: str | None = None) -> Delivery:
         self.repository.mark_dead(item.id, reason)
-        log.warning("dead letter %s after attempt %d: %s", item.control_id, item.attempts, summary or reason)
+        log.error("hl7.dead_letter", extra={"control_id": item.control_id, "attempts": item.attempts,
+                                            "outcome": code, "reason": None if code else reason})
         if self.on_dead is not None:
             self.on_dead(item, reason)
         return Delivery(item.id, item.control_id, Outcome.DEAD_LETTER, reason)
+
+
+REPEATED_FAILURES = 3
+"""Consecutive transport failures of one connection from which each is logged as an error, not a warning."""
+
+
+class ReceiverHealth:
+    """Logs a connection's transport failures and its recovery by state, not by message.
+
+    The first failure is a warning naming the peer and the reason; from the
+    :data:`REPEATED_FAILURES`-th in a row each is an error (an outage, not a
+    blip); the first answer after failures logs ``hl7.destination_recovered``
+    once. Thread-safe: each connection of a dispatcher reports from its own thread.
+    """
+
+    def __init__(self) -> None:
+        self._failures: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, sender: Sender, reason: str) -> None:
+        with self._lock:
+            count = self._failures[id(sender)] = self._failures.get(id(sender), 0) + 1
+        level = logging.ERROR if count >= REPEATED_FAILURES else logging.WARNING
+        log.log(level, "hl7.destination_failed", extra={"peer": f"{sender.host}:{sender.port}", "reason": reason,
+                                                        "count": count})
+
+    def answered(self, sender: Sender) -> None:
+        with self._lock:
+            count = self._failures.pop(id(sender), 0)
+        if count:
+            log.info("hl7.destination_recovered", extra={"peer": f"{sender.host}:{sender.port}", "count": count})

@@ -83,6 +83,11 @@ class PeerInfo:
     tls: bool = False
     certificate_subject: str = ""
 
+    @property
+    def address(self) -> str:
+        """``host:port``, as logs name a peer."""
+        return f"{self.host}:{self.port}"
+
 
 Handler = Callable[[bytes, PeerInfo], bytes | None]
 """Called with one complete message (no framing); returns the ACK message, or ``None`` to send nothing."""
@@ -113,6 +118,10 @@ class _Verdict:
     @property
     def for_handler(self) -> bool:
         return self.answer is None and not self.close and self.problem is None
+
+
+def _address(addr: tuple[t.Any, ...]) -> str:
+    return f"{addr[0]}:{addr[1]}"
 
 
 def _utc_now() -> dt.datetime:
@@ -230,7 +239,9 @@ class MLLPListener:
         self._server = socket.create_server((self.host, self.port), backlog=max(128, self.max_connections))
         self._accept_thread = threading.Thread(target=self._accept_loop, name="mllp-accept", daemon=True)
         self._accept_thread.start()
-        log.info("MLLP listener on %s:%s%s", *self.address, " (TLS)" if self.ssl_context else "")
+        host, port = self.address
+        log.info("hl7.listener_started", extra={"host": host, "port_number": port,
+                                                "state": "tls" if self.ssl_context else "plain"})
 
     def close(self) -> None:
         """Stop accepting, drop every connection and wait for their threads."""
@@ -263,12 +274,13 @@ class MLLPListener:
             except OSError:
                 if self._closing.is_set():
                     return
-                log.warning("accept failed", exc_info=True)
+                log.warning("hl7.accept_failed", exc_info=True)
                 # Out of file descriptors and the like: back off instead of spinning.
                 self._closing.wait(0.1)
                 continue
             if not self._slots.acquire(blocking=False):
-                log.warning("connection limit %d reached; refusing %s:%s", self.max_connections, *addr[:2])
+                log.warning("hl7.connection_refused", extra={"peer": _address(addr), "count": self.max_connections,
+                                                             "reason": "connection limit reached"})
                 conn.close()
                 continue
             # One small ACK per message: Nagle's algorithm plus the peer's delayed ACK would add ~40 ms.
@@ -279,7 +291,7 @@ class MLLPListener:
             try:
                 thread.start()
             except RuntimeError:
-                log.error("cannot start a thread for %s:%s; refusing the connection", *addr[:2])
+                log.error("hl7.connection_refused", extra={"peer": _address(addr), "reason": "no thread available"})
                 with self._lock:
                     self._connections.pop(id(conn), None)
                 self._slots.release()
@@ -291,14 +303,20 @@ class MLLPListener:
         try:
             if self.ssl_context is not None:
                 conn.settimeout(self.read_timeout)
-                sock = self.ssl_context.wrap_socket(conn, server_side=True)
+                try:
+                    sock = self.ssl_context.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError) as exc:
+                    # A plain client, an unknown CA, a missing certificate, an old TLS version: the operator
+                    # needs the peer and the reason to tell a misconfigured sender from a probe.
+                    log.warning("hl7.listener_handshake_failed", extra={"peer": _address(addr), "reason": str(exc)})
+                    return
                 with self._lock:
                     self._connections[key] = (sock, self._connections[key][1])
             self._converse(sock, self._peer(sock, addr))
         except (OSError, ssl.SSLError) as exc:
-            log.info("connection from %s:%s ended: %s", addr[0], addr[1], exc)
+            log.info("hl7.connection_ended", extra={"peer": _address(addr), "reason": str(exc)})
         except Exception:
-            log.exception("connection from %s:%s failed", addr[0], addr[1])
+            log.exception("hl7.connection_failed", extra={"peer": _address(addr)})
         finally:
             sock.close()
             with self._lock:
@@ -325,24 +343,25 @@ class MLLPListener:
                 frame_deadline = None
                 timeout = self.idle_timeout
             if timeout <= 0:
-                log.info("%s:%s too slow to finish a frame; closing", peer.host, peer.port)
+                log.info("hl7.connection_closed", extra={"peer": peer.address, "reason": "too slow to finish a frame"})
                 return
             sock.settimeout(timeout)
             try:
                 data = sock.recv(_READ_SIZE)
             except TimeoutError:
-                log.info("%s:%s idle or too slow; closing", peer.host, peer.port)
+                log.info("hl7.connection_closed", extra={"peer": peer.address, "reason": "idle or too slow"})
                 return
             if not data:
                 if decoder.in_frame:
-                    log.info("%s:%s closed mid-frame; partial frame discarded", peer.host, peer.port)
+                    log.info("hl7.connection_closed", extra={"peer": peer.address,
+                                                             "reason": "closed mid-frame; partial frame discarded"})
                 return
             try:
                 frames = decoder.feed(data)
             except MLLPProtocolError as exc:
                 if not self._answer(sock, list(exc.completed), peer):
                     return
-                log.warning("%s:%s broke MLLP framing (%s); closing", peer.host, peer.port, exc.reason)
+                log.warning("hl7.framing_error", extra={"peer": peer.address, "reason": exc.reason})
                 header = parse_header(exc.partial) if b"\r" in exc.partial or b"\n" in exc.partial else None
                 if header is not None:
                     self._send(sock, encode_frame(self._negative(header, "AR", f"MLLP framing error: {exc.reason}")))
@@ -368,7 +387,7 @@ class MLLPListener:
                 try:
                     acks.append(encode_frame(ack))
                 except ValueError:
-                    log.error("handler returned an ACK containing MLLP block characters; closing")
+                    log.error("hl7.ack_unframeable", extra={"peer": peer.address})
                     self._send(sock, b"".join(acks))
                     return False
         return self._send(sock, b"".join(acks))
@@ -383,7 +402,7 @@ class MLLPListener:
         except (ParseError, CharsetError) as exc:
             header = parse_header(frame)
             if header is None:
-                log.warning("%s:%s sent a frame with no readable MSH; closing", peer.host, peer.port)
+                log.warning("hl7.unreadable_frame", extra={"peer": peer.address, "reason": "no readable MSH"})
                 return _Verdict(close=True)
             message, problem = header, str(exc)
         if not self._allowed(message, peer):
@@ -396,11 +415,12 @@ class MLLPListener:
         try:
             batch = split_batch(frame)
         except ParseError as exc:
-            log.warning("%s:%s sent a batch that cannot be read (%s); closing", peer.host, peer.port, exc)
+            log.warning("hl7.unreadable_frame", extra={"peer": peer.address, "reason": f"batch: {exc}"})
             return _Verdict(close=True)
         headers = tuple(parse_header(message) for message in batch.messages)
         if any(header is None for header in headers):
-            log.warning("%s:%s sent a batch holding a message with no readable MSH; closing", peer.host, peer.port)
+            log.warning("hl7.unreadable_frame", extra={"peer": peer.address,
+                                                       "reason": "batch holding a message with no readable MSH"})
             return _Verdict(close=True)
         readable = tuple(h for h in headers if h is not None)
         if all(self._allowed(header, peer) for header in readable):
@@ -411,8 +431,8 @@ class MLLPListener:
     def _allowed(self, message: Message, peer: PeerInfo) -> bool:
         if self.allowed_senders is None or _sender(message) in self.allowed_senders:
             return True
-        log.warning("%s:%s sender %r not allowed; AR for %s", peer.host, peer.port, _sender(message),
-                    message.msh.value(10))
+        log.warning("hl7.sender_not_allowed", extra={"peer": peer.address, "host": "^".join(_sender(message)),
+                                                     "control_id": message.msh.value(10)})
         return False
 
     def _handle(self, frame: bytes, verdict: _Verdict, peer: PeerInfo) -> bytes | None:
@@ -425,7 +445,8 @@ class MLLPListener:
             assert self.on_unreadable is not None
             return self.on_unreadable(frame, peer, verdict.problem)
         except Exception:
-            log.exception("handler failed for %s", ", ".join(h.msh.value(10) for h in verdict.headers))
+            log.exception("hl7.handler_failed", extra={"control_id": ",".join(h.msh.value(10)
+                                                                               for h in verdict.headers)})
             return self._failure(frame, verdict)
 
     def _call_group(self, frames: list[bytes], verdicts: list[_Verdict], peer: PeerInfo,
@@ -436,7 +457,7 @@ class MLLPListener:
             if len(acks) != len(frames):
                 raise RuntimeError(f"group handler answered {len(acks)} of {len(frames)} frames")
         except Exception:
-            log.exception("group handler failed for %d frames", len(frames))
+            log.exception("hl7.handler_failed", extra={"count": len(frames)})
             acks = [self._failure(frame, verdict) for frame, verdict in zip(frames, verdicts, strict=True)]
         return dict(zip(positions, acks, strict=True))
 

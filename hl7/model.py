@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import typing as t
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -317,31 +318,45 @@ class VitalsReport:
 
 @dataclass(frozen=True, slots=True)
 class QuestionnaireItem:
-    """One answered question: item LOINC and its LA answer code, both with display text."""
+    """One answered question: its code and text, and the answer.
 
-    loinc: str
+    A coded answer (``value_type`` ``CWE``) is ``answer_code`` in ``answer_system``
+    with ``answer_display``; a typed one (``TX``) is ``answer_display`` alone.
+    ``system`` is the item code's HL7 coding system: ``LN`` (LOINC) or ``L``
+    (local), for questions LOINC has no code for.
+    """
+
+    code: str
     text: str
     answer_code: str
     answer_display: str
+    system: str = "LN"
+    value_type: t.Literal["CWE", "TX"] = "CWE"
+    answer_system: str = "LN"
 
 
 @dataclass(frozen=True, slots=True)
 class QuestionnaireResult:
-    """One completed instrument (PHQ-9, GAD-7 …), scored by the server.
+    """One completed questionnaire (PHQ-9, GAD-7 …, or the answers of an unscored intake).
 
+    :param total_score: the server's score, or ``None`` for a questionnaire
+        that has none (then no total OBX is sent).
     :param severity: the band the total falls in (``"moderate"``), sent as a note
         on the total: LOINC has no answer list for the bands.
+    :param panel_system: ``LN``, or ``L`` for a local panel code.
     """
 
     result_id: str
-    panel_loinc: str
+    panel_code: str
     panel_name: str
     items: tuple[QuestionnaireItem, ...]
-    total_loinc: str
+    total_code: str
     total_name: str
-    total_score: int
+    total_score: int | None
     severity: str
     completed_at: dt.datetime
+    panel_system: str = "LN"
+    total_system: str = "LN"
 
     def __post_init__(self) -> None:
         _require("QuestionnaireResult.result_id", self.result_id)

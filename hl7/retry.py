@@ -35,14 +35,20 @@ class RetryPolicy:
     the messages of many patients that failed together so they do not all hit
     the receiver in the same second when it returns.
 
-    Why a finite ``max_attempts``: an infinite retry hides a permanent problem
-    (Mirth #4144, #6313). After the last attempt the message becomes a dead
-    letter that staff can see, retry or discard.
+    Why ``max_attempts`` counts only the receiver's own rejections (``AR``,
+    ``CE``): a message the receiver keeps refusing will not go in by waiting,
+    and an endless retry hides that (Mirth #4144, #6313), so after the last
+    allowed rejection it becomes a dead letter that staff can see, retry or
+    discard. A transport failure (refused, timed out, TLS) says nothing about
+    the message: counting it would turn every queued message into a dead letter
+    during an outage or after a certificate expired, each holding its patient.
+    Those are retried at the capped delay for as long as it takes, and the
+    backlog's age is what alerts (see :mod:`server.services.outbox`).
 
     :param base: delay after the first failed attempt, in seconds.
     :param cap: upper bound of the exponential part, in seconds.
     :param jitter: upper bound of the uniform random addition, in seconds.
-    :param max_attempts: attempts allowed in total, the first one included.
+    :param max_attempts: receiver rejections (``AR``/``CE``) allowed before the message is a dead letter.
     """
 
     base: float = 2.0
@@ -70,13 +76,13 @@ class RetryPolicy:
         exponent = min(attempt - 1, _MAX_EXPONENT)
         return min(self.cap, self.base * 2.0**exponent) + rng.random() * self.jitter
 
-    def exhausted(self, attempts: int) -> bool:
-        """True when ``attempts`` attempts have used up the allowance."""
-        return attempts >= self.max_attempts
+    def exhausted(self, rejections: int) -> bool:
+        """True when ``rejections`` receiver rejections have used up the allowance."""
+        return rejections >= self.max_attempts
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()
 """2 s, 4 s, 8 s … capped at 5 minutes, plus up to 1 s of jitter.
 
-Dead letter after 20 attempts, a little over an hour of trying.
+Dead letter after the receiver rejected the message 20 times; transport failures never dead-letter.
 """

@@ -28,6 +28,7 @@ from flask import stream_with_context
 from flask import url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import validate_csrf
+from werkzeug.wrappers import Response as BaseResponse
 from wtforms import ValidationError
 
 from server.auth import client_address
@@ -110,11 +111,20 @@ def _page(step: str) -> ResponseReturnValue:
     return _render(screen, f"{step}.html")
 
 
+def _to_current() -> BaseResponse:
+    """After a form post: to the page of the step the service left the session at (see
+    :meth:`KioskSessions.step_after_turn`), else through ``/kiosk/current``."""
+    step = services().kiosks.step_after_turn()
+    if step is None:
+        return redirect(url_for("kiosk.current"), code=303)
+    return redirect(url_for("kiosk.welcome" if step == "welcome" else f"kiosk.{step}"), code=303)
+
+
 def _after(result: Screen | None, template: str) -> ResponseReturnValue:
     """Render a screen returned with errors, else go to wherever the session now is."""
     if result is not None:
         return _render(result, template)
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.get("/")
@@ -127,12 +137,21 @@ def welcome() -> ResponseReturnValue:
     return _render(screen, "welcome.html")
 
 
-@bp.post("/enroll")
+@bp.route("/enroll", methods=["GET", "POST"])
 @public
 def enroll() -> ResponseReturnValue:
-    """Turn this browser into an enrolled kiosk with the code ``frontdesk kiosks add`` printed."""
-    _check_csrf()
-    code = request.form.get("code", "")
+    """Turn this browser into an enrolled kiosk with the code ``frontdesk kiosks add`` printed.
+
+    The code is typed into the form, or comes in a link (``/kiosk/enroll?code=…``, which
+    ``frontdesk demo`` prints): either way it works once, so a link seen later is worthless.
+    """
+    if request.method == "POST":
+        _check_csrf()
+        code = request.form.get("code", "")
+    else:
+        code = request.args.get("code", "")
+        if not code.strip():
+            return redirect(url_for("kiosk.welcome"))
     secret = services().kiosks.enroll(code[:200], client_address()) if code.strip() else None
     if secret is None:
         return _render(Screen("enroll", errors={"code": "enroll"}), "enroll.html", 200)
@@ -157,7 +176,7 @@ def code() -> ResponseReturnValue:
     _check_csrf()
     token, screen = services().checkin.start_with_code(credentials(), request.form.get("code", "")[:100])
     response = make_response(_render(screen, "identify.html") if screen is not None
-                             else redirect(url_for("kiosk.current"), code=303))
+                             else _to_current())
     _set_cookie(response, SESSION_COOKIE, token)
     return response
 
@@ -181,7 +200,7 @@ def preferences() -> ResponseReturnValue:
     large = request.form.get("large_text")
     token = services().kiosks.set_preferences(credentials(), language=request.form.get("language"),
                                               large_text=None if large is None else large == "on")
-    response = make_response(redirect(url_for("kiosk.current"), code=303))
+    response = make_response(_to_current())
     if token:
         _set_cookie(response, SESSION_COOKIE, token)
     return response
@@ -250,7 +269,7 @@ def appointment() -> ResponseReturnValue:
         return _page("appointment")
     _check_csrf()
     services().checkin.confirm_appointment(credentials(), request.form.get("answer") == "yes")
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.route("/details", methods=["GET", "POST"])
@@ -261,7 +280,7 @@ def details() -> ResponseReturnValue:
         return _page("details")
     _check_csrf()
     services().checkin.confirm_details(credentials(), request.form.get("answer") == "change")
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.route("/change", methods=["GET", "POST"])
@@ -313,7 +332,7 @@ def notice() -> ResponseReturnValue:
         return _page("notice")
     _check_csrf()
     services().checkin.continue_after_notice(credentials())
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.get("/done")
@@ -338,7 +357,7 @@ def front_desk() -> ResponseReturnValue:
         return _page("front_desk")
     _check_csrf()
     services().checkin.try_again(credentials())
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.route("/checkout", methods=["GET", "POST"])
@@ -349,7 +368,7 @@ def checkout() -> ResponseReturnValue:
         return _page("checkout")
     _check_csrf()
     services().checkin.check_out(credentials())
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.route("/checked-out", methods=["GET", "POST"])
@@ -360,7 +379,7 @@ def checked_out() -> ResponseReturnValue:
         return _page("checked_out")
     _check_csrf()
     services().checkin.request_follow_up(credentials())
-    return redirect(url_for("kiosk.current"), code=303)
+    return _to_current()
 
 
 @bp.get("/lobby")

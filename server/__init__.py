@@ -67,7 +67,8 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     if config.web.trusted_proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web.trusted_proxies,  # type: ignore[method-assign]
                                 x_proto=config.web.trusted_proxies)
-    engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None)
+    engine = make_engine(config.database_url, echo=config.database.echo, schema=config.database.schema or None,
+                         connections=config.web.threads)
     app.extensions["frontdesk"] = build_services(config, engine, secret=secret, clock=clock,
                                                  live=make_hub(config.database_url, config.database.schema))
     app.extensions["frontdesk.engine"] = engine
@@ -84,6 +85,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     from server.views.staff import account as staff_account
     from server.views.staff import admin
     from server.views.staff import board
+    from server.views.staff import interfaces as staff_interfaces
     from server.views.staff import kiosk as staff_kiosk
     from server.views.staff import stations
 
@@ -92,6 +94,7 @@ def create_app(config: Config | None = None, *, clock: Clock | None = None) -> F
     app.register_blueprint(admin.bp)
     app.register_blueprint(staff_account.bp)
     app.register_blueprint(stations.bp)
+    app.register_blueprint(staff_interfaces.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.health_bp)
     app.register_blueprint(kiosk.bp)

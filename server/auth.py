@@ -52,7 +52,11 @@ def current_staff() -> StaffPrincipal | None:
     """The signed-in staff member of this request, resolved once."""
     if "staff" not in g:
         token = request.cookies.get(session_cookie_name())
-        g.staff = services().staff.resume(token, client_address()) if token else None
+        if token:
+            g.staff = services().staff.resume(token, client_address())
+        else:
+            bearer = _bearer() if wants_json() else None
+            g.staff = services().api_tokens.authenticate(bearer) if bearer else None
     return t.cast(StaffPrincipal | None, g.staff)
 
 
@@ -64,13 +68,15 @@ def signed_in_staff() -> StaffPrincipal:
     return staff
 
 
+def _bearer() -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def current_device(kind: str) -> DevicePrincipal | None:
     """The kiosk or gateway presenting a bearer token on this request."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return services().devices.authenticate(kind, token.strip())
+    token = _bearer()
+    return services().devices.authenticate(kind, token) if token else None
 
 
 def public(view: F) -> F:
@@ -80,7 +86,7 @@ def public(view: F) -> F:
 
 
 def requires(*roles: str, principals: tuple[str, ...] = ("staff",),
-             before_second_factor: bool = False) -> t.Callable[[F], F]:
+             before_second_factor: bool = False, scope: str | None = None) -> t.Callable[[F], F]:
     """Allow a view to the given principal kinds; staff additionally need one of ``roles``.
 
     An empty ``roles`` admits every staff role; ``admin`` is always admitted.
@@ -88,7 +94,8 @@ def requires(*roles: str, principals: tuple[str, ...] = ("staff",),
     with the wrong role the answer is 403 and the refusal is audited. Staff
     still owing their second factor reach only views marked
     ``before_second_factor`` (the second-factor pages); elsewhere pages send
-    them there and the API answers 401.
+    them there and the API answers 401. A staff API token (no browser session)
+    also needs ``scope`` among its scopes; without one, a view takes no token.
     """
 
     def decorate(view: F) -> F:
@@ -105,6 +112,8 @@ def requires(*roles: str, principals: tuple[str, ...] = ("staff",),
                         return redirect(url_for("account.second_factor"))
                     if roles and staff.role not in roles and staff.role != "admin":
                         return forbid(staff)
+                    if staff.scopes is not None and (scope is None or scope not in staff.scopes):
+                        return forbid(staff)
                     return view(*args, **kwargs)
                 device = current_device(kind)
                 if device is not None:
@@ -112,7 +121,7 @@ def requires(*roles: str, principals: tuple[str, ...] = ("staff",),
                     return view(*args, **kwargs)
             return _unauthenticated(principals)
 
-        wrapped._access = {"roles": roles, "principals": principals}  # type: ignore[attr-defined]
+        wrapped._access = {"roles": roles, "principals": principals, "scope": scope}  # type: ignore[attr-defined]
         return t.cast(F, wrapped)
 
     return decorate

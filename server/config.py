@@ -113,7 +113,14 @@ class HL7Config:
     ``allowed_senders`` lists ``APP^FACILITY`` pairs (MSH-3.1 ^ MSH-4.1) the
     listener accepts; empty accepts any sender. ``tls_*`` secure the listener
     (``tls_ca`` with ``tls_require_client_cert`` is mutual TLS);
-    ``destination_tls_*`` secure the connection to the records system. With no
+    ``destination_tls_*`` secure the connection to the records system;
+    ``destination_tls_server_name`` is the name its certificate must carry when
+    it is not ``destination_host`` (connecting by address to a certificate
+    issued for a name). ``listen_idle_timeout_seconds`` is how long a sender's
+    connection may stay silent before the listener closes it. ``max_attempts``
+    counts the records system's own rejections (AR/CE) of a message: transport
+    failures are retried for as long as they last, and an error is logged once
+    the oldest waiting message is older than ``backlog_alert_minutes``. With no
     ``destination_host`` messages are kept in the outbox and none is sent.
     ``destination_charset`` is the character set the records system reads;
     ``destination_connections`` how many connections to it deliver at once
@@ -123,6 +130,7 @@ class HL7Config:
 
     listen_host: str = "127.0.0.1"
     listen_port: int = field(default=2575, metadata=_range(1, 65535))
+    listen_idle_timeout_seconds: int = field(default=60, metadata=_range(1, 86400))
     max_frame_kb: int = field(default=1024, metadata=_range(1, 64 * 1024))
     sending_application: str = "FRONTDESK"
     sending_facility: str = "CLINIC"
@@ -140,11 +148,13 @@ class HL7Config:
     destination_tls_ca: str = ""
     destination_tls_cert: str = ""
     destination_tls_key: str = ""
+    destination_tls_server_name: str = ""
     connect_timeout_seconds: int = field(default=10, metadata=_range(1, 300))
     ack_timeout_seconds: int = field(default=30, metadata=_range(1, 600))
     retry_base_seconds: int = field(default=2, metadata=_range(1, 3600))
     retry_cap_seconds: int = field(default=300, metadata=_range(1, 86400))
     max_attempts: int = field(default=20, metadata=_range(1, 1000))
+    backlog_alert_minutes: int = field(default=15, metadata=_range(1, 7 * 24 * 60))
     batch_size: int = field(default=50, metadata=_range(1, 1000))
     keep_days: int = field(default=0, metadata=_range(0, 3650))
     destination_charset: str = field(default="UTF-8", metadata=_choice(*CHARSET_NAMES))
@@ -287,7 +297,7 @@ def _check_database_url(url: str) -> None:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError("database.url: not a database URL; supported are " + ", ".join(DATABASE_DRIVERS.values())
                           ) from None
     backend, _, driver = parsed.drivername.partition("+")

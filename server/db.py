@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+MAX_KEPT_CONNECTIONS = 64
+"""PostgreSQL connections a process keeps open at most; requests beyond them connect for themselves."""
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -41,7 +43,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> Engine:
+def make_engine(url: str, *, echo: bool = False, schema: str | None = None, connections: int = 5) -> Engine:
     """Create an engine with the per-backend settings described in the module docstring.
 
     Bound parameters are kept out of error messages: they are patient data, and
@@ -49,6 +51,9 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> E
 
     :param schema: PostgreSQL only: the schema to work in (``search_path``), which
         is how test runs isolate themselves on a shared server.
+    :param connections: PostgreSQL only: how many connections to keep open, one per
+        request served at once. Fewer would make requests beyond them open and close a
+        connection of their own each time (a new server process: tens of ms).
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -60,7 +65,9 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None) -> E
     connect_args: dict[str, t.Any] = {"connect_timeout": 5}
     if schema:
         connect_args["options"] = f"-c search_path={schema}"
-    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args)
+    kept = min(connections, MAX_KEPT_CONNECTIONS)
+    return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args,
+                         pool_size=kept, max_overflow=max(connections - kept, 0))
 
 
 def _sqlite_on_connect(dbapi_connection: t.Any, _record: t.Any) -> None:

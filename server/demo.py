@@ -1,23 +1,27 @@
 """``frontdesk demo``: the whole product on an embedded default, with made-up data.
 
 Everything runs in one process against a fresh SQLite database under
-``instance/demo/``:
+``instance/demo-PORT/`` (PORT: the web port), so two demos on different ports
+can run side by side in one folder:
 
-* a reference records system on 127.0.0.1:2576 (it prints one line per message
-  it receives: the ADT and ORU we send end up there);
-* our HL7 listener on 127.0.0.1:2575, to which today's demo schedule is sent as
-  SIU^S12 messages, exactly as a scheduler would;
+* a reference records system on 127.0.0.1:2576 (``--records-port``; it prints
+  one line per message it receives: the ADT and ORU we send end up there);
+* our HL7 listener on 127.0.0.1:2575 (``--hl7-port``), to which today's demo
+  schedule is sent as SIU^S12 messages, exactly as a scheduler would;
 * the outbox dispatcher delivering to the records system;
-* simulated devices for station ``room1`` (pulse oximeter, blood-pressure
-  monitor, thermometer, scale) on pseudo-terminals, read by the in-process
-  gateway exactly as real serial devices are;
-* the web server, with staff sign-ins and a kiosk enrollment code created and printed. The first patients
-  are checked in, so an assistant finds them waiting on the station page
-  (``/staff/stations/room1``), takes their vitals from the simulated devices,
-  types what no device measures and sends them to the chart: the ORU^R01
-  arrives at the records system above.
+* simulated devices for stations ``room1`` and ``room2`` (pulse oximeter,
+  blood-pressure monitor, thermometer, scale each) on pseudo-terminals, read
+  by the in-process gateway exactly as real serial devices are;
+* the web server (``--port``), with one staff sign-in per role (the
+  administrator's second factor already set up, its key and recovery codes
+  printed) and an enrolled kiosk: the printed kiosk link enrolls the browser
+  that opens it. The first patients are checked in, so an assistant finds
+  them waiting on a station page, takes their vitals from the simulated
+  devices and sends them to the chart: the ORU^R01 arrives at the records
+  system above.
 
-Nothing here is used by ``serve``.
+CLI commands find the demo's database with ``FRONTDESK_INSTANCE_DIR`` (printed
+on start). Nothing here is used by ``serve``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import threading
 from pathlib import Path
 
 import click
+import pyotp
 from flask import Flask
 
 from devices import drivers
@@ -52,16 +57,20 @@ from server.db import make_engine
 from server.interfaces import service_parts
 from server.runtime import Background
 from server.runtime import run_server
+from server.services import Services
 from server.services import build_services
 from server.services.context import SYSTEM
 from server.services.outbox import new_control_id
 
 RECORDS_PORT = 2576
-STATION = "room1"
+STATIONS = ("room1", "room2")
 ARRIVED_AT_START = 3
 DEMO_USERS = (("frontdesk", "front_desk"), ("assistant", "assistant"), ("admin", "admin"))
-DEMO_DEVICES = (("ox-1", "nonin-df8"), ("bp-1", "datex-as3"), ("thermo-1", "suretemp"), ("scale-1", "tanita"))
-DEMO_SCENARIOS = {"bp-1": "nibp-only"}
+DEMO_DRIVERS = (("ox", "nonin-df8"), ("bp", "datex-as3"), ("thermo", "suretemp"), ("scale", "tanita"))
+DEMO_DEVICES = tuple((f"{kind}-{number}", driver, station)
+                     for number, station in enumerate(STATIONS, start=1) for kind, driver in DEMO_DRIVERS)
+"""(device id, driver, station): the same four devices at each station."""
+DEMO_SCENARIOS = {"datex-as3": "nibp-only"}
 """The monitor serves as the blood-pressure monitor: the station's oximeter and thermometer are devices of their own."""
 
 # Made-up people; any likeness to a real patient is accidental.
@@ -72,6 +81,11 @@ DEMO_PATIENTS = (
     ("D1004", "Müller", "Zoë", "19800214", "F", "en", ("D02", "Haddad", "Karim"), "EXAM1", 60),
     ("D1005", "Johnson", "Marcus", "19580830", "M", "en", ("D01", "Okafor", "Ngozi"), "EXAM2", 80),
 )
+
+KIOSK_PATIENTS = tuple(f"{family} {born[4:6]}/{born[6:]}/{born[:4]}"
+                       for _, family, _, born, *_ in DEMO_PATIENTS[ARRIVED_AT_START:])
+"""Who can check in at the demo's kiosk: the patients not checked in at start (Müller's appointment is at the
+next full hour, always within the arrival window; Johnson, over 65, also gets the falls questions)."""
 
 
 class RecordsPart:
@@ -95,9 +109,9 @@ class SimulatorsPart:
     name = "device-simulators"
 
     def __init__(self, links: dict[str, Path]) -> None:
-        self.lines = [Line(drivers.get(driver).simulator(DEMO_SCENARIOS.get(device_id, "normal"), index),
+        self.lines = [Line(drivers.get(driver).simulator(DEMO_SCENARIOS.get(driver, "normal"), index),
                            PtyEndpoint(str(links[device_id])))
-                      for index, (device_id, driver) in enumerate(DEMO_DEVICES)]
+                      for index, (device_id, driver, _) in enumerate(DEMO_DEVICES)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=run_simulators, args=(self.lines, self._stop), daemon=True,
                                         name="device-simulators")
@@ -113,62 +127,102 @@ class SimulatorsPart:
         self._thread.join()
 
 
-def run_demo(config: Config, *, port: int | None) -> None:
+@dataclasses.dataclass(frozen=True)
+class Login:
+    """A demo staff sign-in as printed; an administrator's second factor is set up already."""
+
+    username: str
+    role: str
+    password: str
+    totp_key: str = ""
+    recovery_codes: tuple[str, ...] = ()
+
+
+def demo_dir(config: Config, web_port: int) -> Path:
+    """Where the demo on ``web_port`` keeps its database, secret and device links."""
+    return config.instance_dir / f"demo-{web_port}"
+
+
+def run_demo(config: Config, *, port: int | None, hl7_port: int | None = None,
+             records_port: int | None = None) -> None:
     """Reset the demo instance, start every part, load today's schedule over HL7, and serve."""
-    demo_dir = config.instance_dir / "demo"
-    shutil.rmtree(demo_dir, ignore_errors=True)
-    demo_dir.mkdir(parents=True)
-    links = {device_id: demo_dir / f"tty-{device_id}" for device_id, _ in DEMO_DEVICES}
+    web_port = port or config.web.port
+    records_port = records_port or RECORDS_PORT
+    home = demo_dir(config, web_port)
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    links = {device_id: home / f"tty-{device_id}" for device_id, _, _ in DEMO_DEVICES}
     config = dataclasses.replace(
         config,
-        instance_dir=demo_dir,
-        database=DatabaseConfig(url=f"sqlite:///{demo_dir / 'frontdesk.db'}"),
-        web=dataclasses.replace(config.web, port=port or config.web.port),
-        hl7=dataclasses.replace(config.hl7, destination_host="127.0.0.1", destination_port=RECORDS_PORT,
+        instance_dir=home,
+        database=DatabaseConfig(url=f"sqlite:///{home / 'frontdesk.db'}"),
+        web=dataclasses.replace(config.web, port=web_port),
+        hl7=dataclasses.replace(config.hl7, listen_port=hl7_port or config.hl7.listen_port,
+                                destination_host="127.0.0.1", destination_port=records_port,
                                 retry_base_seconds=1, retry_cap_seconds=10),
-        devices=tuple({"id": device_id, "driver": driver, "port": str(links[device_id]), "station": STATION}
-                      for device_id, driver in DEMO_DEVICES),
+        devices=tuple({"id": device_id, "driver": driver, "port": str(links[device_id]), "station": station}
+                      for device_id, driver, station in DEMO_DEVICES),
     )
     engine = make_engine(config.database_url)
     migrate.upgrade(engine)
     services = build_services(config, engine, secret=ensure_secret_key(config))
-    logins = []
-    for username, role in DEMO_USERS:
-        password = "-".join(secrets.token_hex(3) for _ in range(3))
-        services.staff.add_user(username, role, password)
-        logins.append((username, role, password))
+    logins = [add_login(services, username, role, config) for username, role in DEMO_USERS]
     kiosk_code = services.devices.add("kiosk", "demo-lobby", location="Lobby")
     engine.dispose()
 
     def parts(app: Flask) -> list[Background]:
-        return [RecordsPart(demo_dir / "records.db", RECORDS_PORT), SimulatorsPart(links),
+        return [RecordsPart(home / "records.db", records_port), SimulatorsPart(links),
                 *service_parts(app, config)]
 
     def welcome(base: str) -> None:
         loaded = send_schedule(config)
         arrived = check_in_first(config, ARRIVED_AT_START)
-        click.echo(f"\nFrontdesk demo is running at {base}/staff/  (health: {base}/healthz)")
-        click.echo(f"Today's schedule: {loaded} appointments sent as SIU^S12 to our HL7 listener on "
-                   f"{config.hl7.listen_host}:{config.hl7.listen_port}.")
-        click.echo(f"Records system (receives our ADT/ORU): 127.0.0.1:{RECORDS_PORT}; "
-                   f"devices for station {STATION}: " + ", ".join(f"{d} ({v})" for d, v in DEMO_DEVICES))
-        click.echo(f"Patient kiosk: {base}/kiosk/  (enrollment code: {kiosk_code}); lobby screen: {base}/kiosk/lobby")
-        click.echo("  check in as Rivera 03/09/1984 (Spanish speaker), Chen 11/23/1971, O'Brien 06/02/1990 …")
-        click.echo(f"{arrived} patients are checked in and waiting: sign in as the assistant and open "
-                   f"{base}/staff/stations/{STATION} to take their vitals.")
-        click.echo("Demo staff sign-ins (new every run):")
-        for username, role, password in logins:
-            click.echo(f"  {username:<10} {password}   ({role.replace('_', ' ')})")
-        if config.web.mfa_roles:
-            click.echo(f"Roles {', '.join(config.web.mfa_roles)} set up a second factor at first sign-in "
-                       "(any authenticator app; web.mfa_roles).")
-        click.echo("Stop with Ctrl+C.\n")
+        echo = click.echo
+        echo(f"\nFrontdesk demo is running.  Board (front desk): {base}/staff/   health: {base}/healthz")
+        echo(f"Patient kiosk (this link enrolls the browser that opens it, once): "
+             f"{base}/kiosk/enroll?code={kiosk_code}")
+        echo(f"  then check in as {' or '.join(KIOSK_PATIENTS)} (the first {ARRIVED_AT_START} patients have "
+             f"arrived already; Español on any screen); lobby screen: {base}/kiosk/lobby")
+        for station in STATIONS:
+            devices = ", ".join(f"{d} ({v})" for d, v, s in DEMO_DEVICES if s == station)
+            echo(f"Station {station}: {base}/staff/stations/{station}   devices: {devices}")
+        echo(f"{arrived} patients are checked in and waiting: sign in as the assistant, open a station and "
+             "choose \"Take vitals\".")
+        echo(f"Today's schedule: {loaded} appointments sent as SIU^S12 to our HL7 listener on "
+             f"{config.hl7.listen_host}:{config.hl7.listen_port}.")
+        echo(f"Records system (receives our ADT and ORU, one line each below): 127.0.0.1:{records_port}")
+        echo("Demo staff sign-ins (new every run):")
+        for login in logins:
+            echo(f"  {login.username:<10} {login.password}   ({login.role.replace('_', ' ')})")
+            if login.totp_key:
+                echo(f"             second factor: add key {login.totp_key} to an authenticator app, or use "
+                     f"a recovery code (each works once): {', '.join(login.recovery_codes)}")
+        echo(f"CLI on this demo's database: FRONTDESK_INSTANCE_DIR={home} frontdesk users list")
+        echo("Stop with Ctrl+C.\n")
 
     try:
         run_server(config, background=parts, ready=welcome)
     except OSError as exc:
         fail(f"demo cannot start: {exc.strerror or exc} (is another demo or service using ports "
-             f"{config.web.port}, {config.hl7.listen_port} or {RECORDS_PORT}?)")
+             f"{web_port}, {config.hl7.listen_port} or {records_port}? move them with --port, --hl7-port "
+             "and --records-port)")
+
+
+def add_login(services: Services, username: str, role: str, config: Config) -> Login:
+    """Add a demo user; for a role that must use a second factor, set it up as the user would at first
+    sign-in (so a newcomer signs in with the printed key or a recovery code, no phone needed)."""
+    password = "-".join(secrets.token_hex(3) for _ in range(3))
+    services.staff.add_user(username, role, password)
+    if role not in config.web.mfa_roles:
+        return Login(username, role, password)
+    token = services.staff.sign_in(username, password, "127.0.0.1")
+    principal = services.staff.resume(token, "127.0.0.1")
+    assert principal is not None
+    enrolment = services.mfa.begin_enrolment(principal)
+    code = pyotp.TOTP(enrolment.secret).at(services.clock.now())
+    codes = services.mfa.confirm_enrolment(principal, code, address="127.0.0.1")
+    services.staff.sign_out(token, "127.0.0.1")
+    return Login(username, role, password, enrolment.secret, tuple(codes[:3]))
 
 
 def siu_s12(control_id: str, now: dt.datetime, start: dt.datetime, mrn: str, family: str, given: str, born: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from wtforms import DateField
 from wtforms import PasswordField
 from wtforms import SelectField
 from wtforms import StringField
@@ -10,6 +11,8 @@ from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired
 from wtforms.validators import EqualTo
 from wtforms.validators import Length
+from wtforms.validators import Optional
+from wtforms.validators import Regexp
 
 
 class SignInForm(FlaskForm):
@@ -102,3 +105,27 @@ class AuditReportForm(FlaskForm):
                                                                  Length(max=64)])
     start = StringField("From", validators=[DataRequired("Enter the first day."), Length(max=10)])
     end = StringField("To", validators=[DataRequired("Enter the last day."), Length(max=10)])
+
+
+PRINTABLE = Regexp(r"^[^\x00-\x1f\x7f]*$", message="Use letters, digits and punctuation only.")
+
+
+class InboundSearchForm(FlaskForm):
+    """Find received messages; every field is optional."""
+
+    control_id = StringField("Control id (MSH-10)", validators=[Optional(), Length(max=64), PRINTABLE])
+    message_type = StringField("Message type", validators=[Optional(), Length(max=32), PRINTABLE],
+                               description="For example SIU^S12 or ADT")
+    mrn = StringField("Patient MRN", validators=[Optional(), Length(max=64), PRINTABLE],
+                      description="Searched on the day below, today if none is given")
+    day = DateField("Received on", validators=[Optional()])
+
+
+class BulkOutboxForm(FlaskForm):
+    """Retry or discard many outbox messages at once."""
+
+    action = SelectField("Action", choices=[("retry", "Send again now"), ("discard", "Discard held messages")])
+    scope = SelectField("Which messages", choices=[("all", "All held and waiting messages"),
+                                                   ("mrn", "Messages of one patient (MRN)"),
+                                                   ("error", "Messages whose error contains")])
+    text = StringField("MRN or error text", validators=[Optional(), Length(max=200), PRINTABLE])

@@ -6,12 +6,15 @@ each on its own, for sites that split them across processes or machines.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import ssl
 import threading
+import time
 
 from flask import Flask
+from sqlalchemy.exc import SQLAlchemyError
 
 from hl7.client import MLLPClient
 from hl7.dispatcher import Dispatcher
@@ -30,6 +33,7 @@ from server.live import PostgresHub
 from server.live import Subscription
 from server.runtime import Background
 from server.services import Services
+from server.services.outbox import BacklogWatch
 from server.services.outbox import OutboxRepository
 from server.services.retention import RetentionPart
 from server.stations import DevicesPart
@@ -60,6 +64,16 @@ def destination_tls(settings: HL7Config) -> ssl.SSLContext | None:
                           keyfile=settings.destination_tls_key or None)
 
 
+def dispatcher_clients(settings: HL7Config) -> list[MLLPClient]:
+    """One MLLP client per ``destination_connections``, with the destination's TLS and server name."""
+    tls = destination_tls(settings)
+    return [MLLPClient(settings.destination_host, settings.destination_port, ssl_context=tls,
+                       server_hostname=settings.destination_tls_server_name or None,
+                       connect_timeout=settings.connect_timeout_seconds, ack_timeout=settings.ack_timeout_seconds,
+                       max_frame=settings.max_frame_kb * 1024)
+            for _ in range(settings.destination_connections)]
+
+
 class ListenerPart:
     """Inbound MLLP: SIU and ADT applied by :class:`server.services.inbound.Inbound`."""
 
@@ -71,6 +85,7 @@ class ListenerPart:
             on_unreadable=lambda raw, peer, _reason: services.inbound.handle(raw, _describe(peer)),
             group_handler=lambda frames, peer: services.inbound.handle_group(frames, _describe(peer)),
             host=settings.listen_host, port=settings.listen_port, ssl_context=listener_tls(settings),
+            idle_timeout=settings.listen_idle_timeout_seconds,
             max_frame=settings.max_frame_kb * 1024, allowed_senders=allowed_senders(settings))
         self.security = listener_security(settings)
 
@@ -82,6 +97,9 @@ class ListenerPart:
 
     def stop(self) -> None:
         self.listener.close()
+
+
+BACKLOG_CHECK_SECONDS = 30.0
 
 
 class DispatcherPart:
@@ -99,11 +117,7 @@ class DispatcherPart:
     def __init__(self, services: Services, settings: HL7Config, *, owner: str | None = None,
                  poll_interval: float | None = None) -> None:
         self.repository = OutboxRepository(uow=services.uow, audit=services.audit, owner=owner)
-        tls = destination_tls(settings)
-        clients = [MLLPClient(settings.destination_host, settings.destination_port, ssl_context=tls,
-                              connect_timeout=settings.connect_timeout_seconds,
-                              ack_timeout=settings.ack_timeout_seconds, max_frame=settings.max_frame_kb * 1024)
-                   for _ in range(settings.destination_connections)]
+        clients = dispatcher_clients(settings)
         self.dispatcher = Dispatcher(
             self.repository, clients, clock=services.clock.now, rng=random.Random(),
             retry=RetryPolicy(base=settings.retry_base_seconds, cap=settings.retry_cap_seconds,
@@ -112,15 +126,15 @@ class DispatcherPart:
         cross_process = isinstance(services.live, PostgresHub)
         self.poll_interval = poll_interval if poll_interval is not None else 5.0 if cross_process else 0.5
         self.outbox = services.outbox
+        self.backlog = BacklogWatch(services.outbox, limit=dt.timedelta(minutes=settings.backlog_alert_minutes))
         self.live = services.live
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waker: threading.Thread | None = None
 
     def _dead_letter(self, item: OutboundItem, reason: str) -> None:
-        """Alert once, and show it on the boards: the patient's row says a message stopped (the reason stays out,
-        as it may quote patient data)."""
-        _alert_dead_letter(item, reason)
+        """Show it on the boards: the patient's row says a message stopped (the dispatcher logs the alert; the
+        reason stays out of both, as it may quote patient data)."""
         self.live.publish(BOARD_CHANNEL, "message", {"messages_of": item.ordering_key})
 
     def start(self) -> None:
@@ -137,10 +151,19 @@ class DispatcherPart:
         self._thread.start()
 
     def _wake_on_events(self, subscription: Subscription) -> None:
+        """Wake the dispatcher on every enqueue anywhere, and look at the backlog's age every
+        :data:`BACKLOG_CHECK_SECONDS`."""
+        next_check = time.monotonic()
         with subscription:
             while not self._stop.is_set() and not subscription.closed:
                 if subscription.get(timeout=0.5) is not None:
                     self.dispatcher.wake()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + BACKLOG_CHECK_SECONDS
+                    try:
+                        self.backlog.check()
+                    except SQLAlchemyError:
+                        log.warning("outbox.backlog_check_failed", exc_info=True)
 
     def stop(self) -> None:
         self.outbox.unsubscribe(self.dispatcher.wake)
@@ -151,15 +174,6 @@ class DispatcherPart:
         if self._waker is not None:
             self._waker.join()
         self.repository.release()
-
-
-def _alert_dead_letter(item: OutboundItem, reason: str) -> None:
-    """One alert per message that becomes a dead letter (not per attempt): the patient's later messages wait.
-
-    The reason is left out: it is the receiver's text and may quote patient data.
-    """
-    log.error("outbox.dead_letter", extra={"control_id": item.control_id, "attempts": item.attempts,
-                                           "reason": "held until staff retry or discard it"})
 
 
 def _describe(peer: PeerInfo) -> str:

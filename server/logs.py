@@ -31,7 +31,8 @@ ALLOWED_FIELDS = frozenset({
     "request_id", "method", "endpoint", "status", "duration_ms", "actor_type", "actor_id", "role",
     "visit_id", "patient_id", "appointment_id", "control_id", "message_type", "outcome", "reason",
     "device_id", "driver", "port", "station", "count", "attempts", "address", "host", "port_number",
-    "schema", "version", "path",
+    "schema", "version", "path", "peer", "delay_seconds", "age_seconds", "frames", "readings", "rejected",
+    "accepted", "duplicates", "replayed", "error", "state", "direction", "unrecognised", "metric",
 })
 
 
@@ -46,7 +47,7 @@ class JsonFormatter(logging.Formatter):
             "event": record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
         }
         if record.args:
-            # The hl7/ and devices/ packages log with %-arguments that are ids, ports and codes only.
+            # Our own events carry their values as fields; libraries (the WSGI server) still log with arguments.
             entry["message"] = record.getMessage()
         for key in ALLOWED_FIELDS & record.__dict__.keys():
             if record.__dict__[key] is not None:

@@ -18,6 +18,7 @@ from devices.config import from_mapping
 from devices.gateway import Gateway
 from devices.reading import Reading
 from server.config import Config
+from server.device_hooks import device_hooks
 from server.services import Services
 from server.services.stations import DeviceReport
 from server.services.vitals import IncomingReading
@@ -41,7 +42,7 @@ class DevicesPart:
     def __init__(self, app: Flask, config: Config) -> None:
         self.services: Services = app.extensions["frontdesk"]
         self.devices = [from_mapping(entry) for entry in config.devices]
-        self.gateway = Gateway(self.devices, self._store)
+        self.gateway = Gateway(self.devices, self._store, hooks=device_hooks())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -65,13 +65,27 @@ class FrameRejected:
     size: int
 
 
-Event = Measurement | DeviceState | FrameRejected
+@dataclass(frozen=True, slots=True)
+class Unrecognised:
+    """An observation the device sent in a good frame that we do not chart (an OBX with a code we do not
+    know): counted and shown, never silently dropped, so a missing reading can be explained."""
+
+    what: str
+
+
+Event = Measurement | DeviceState | FrameRejected | Unrecognised
 
 
 class Decoder(t.Protocol):
-    """What the transport and gateway need from a protocol module."""
+    """What the transport and gateway need from a protocol module.
+
+    ``frames`` counts the frames (messages, records, packets, lines) decoded so
+    far, which is not the number of readings: one monitor message can carry a
+    dozen, one oximeter packet none.
+    """
 
     max_frame: int
+    frames: int
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data`` and return the events it completed, in stream order."""

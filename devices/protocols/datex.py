@@ -367,6 +367,7 @@ class DatexDecoder:
     def __init__(self, interval: int = DEFAULT_INTERVAL, silence: float | None = None) -> None:
         self._framer = DatexFramer()
         self.max_frame = self._framer.max_frame
+        self.frames = 0
         self.interval = interval
         self.silence = 3.0 * interval if silence is None else silence
         self._heard = False
@@ -381,6 +382,7 @@ class DatexDecoder:
             if isinstance(item, FrameRejected):
                 out.append(item)
             else:
+                self.frames += 1
                 self._record(item, out)
         return out
 

@@ -107,6 +107,8 @@ class ByteScanner(t.Generic[T]):
 
     def __init__(self, max_frame: int, discard_run: int) -> None:
         self.max_frame = max_frame
+        self.frames = 0
+        """Frames that passed their checks (a subclass counts them in ``_scan``)."""
         self._buf = bytearray()
         self._discards = Discards(discard_run)
 
@@ -326,6 +328,7 @@ class LineDecoder:
 
     def __init__(self) -> None:
         self.max_frame = self.max_line
+        self.frames = 0
         self._lines = LineFramer(self.max_line)
 
     @property
@@ -345,6 +348,7 @@ class LineDecoder:
             if dropped > silent_noise:
                 out.append(FrameRejected("line noise", dropped))
             if line.strip():
+                self.frames += 1
                 self._line(line, out)
         return out
 

@@ -24,11 +24,24 @@ What it tolerates, because real senders do it (``hl7.md`` §1, §5):
 * the same message sent again after a lost ACK (same MSH-10): acknowledged
   again, decoded once.
 
-Each message is acknowledged (:meth:`Hl7MonitorDecoder.poll` returns the ACKs):
-``AA`` in original mode, ``CA`` in enhanced mode unless MSH-15 is ``NE``. The
-decoder holds no clock, so an ACK's MSH-7 repeats the acknowledged message's
-MSH-7; senders match ACKs by MSA-2. Application acknowledgements asked for in
-MSH-16 are not sent.
+Each message is acknowledged as it asks (:meth:`Hl7MonitorDecoder.poll` returns
+the ACKs): in original mode (MSH-15 and MSH-16 empty) one ``AA``; in enhanced
+mode an accept ACK ``CA`` unless MSH-15 is ``NE`` or ``ER``, then an
+application ACK ``AA`` when MSH-16 is ``AL`` or ``SU``. Monitors that ask for
+the application ACK pause until it comes (GE B40/B20: MSH-15 ``NE``, MSH-16
+``AL``, "pauses to wait for an application level acknowledgment"), so one is
+never left out. Frontdesk builds the ACKs with :func:`hl7.ack.build_ack`
+(passed in as ``acknowledge``, since this package may not import ``hl7``);
+without it a minimal ACK in the message's own delimiters is built here, whose
+MSH-7 repeats the acknowledged message's (the decoder holds no clock).
+
+Temperatures are charted for every MDC site: the site's own metric where we
+have one (oral, rectal, axillary, tympanic), else body temperature flagged
+with the site (``site_core``, ``site_skin``…); Mindray's ``188496^MDC_TEMP_AXIL``
+is axillary. An OBX that reports a value under a code we do not chart is
+counted (:class:`~devices.protocols.base.Unrecognised`), never dropped in
+silence; rows without a value (the MDS/VMD/CHAN hierarchy) are structure, not
+observations.
 
 Sources: IHE PCD Technical Framework Vol. 2 (PCD-01 message profile) as
 summarised in ``hl7.md`` §1 and §5. No vendor sample message from a device is
@@ -41,6 +54,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from decimal import InvalidOperation
@@ -49,6 +63,7 @@ from devices.nomenclature import METRICS
 from devices.protocols.base import Event
 from devices.protocols.base import FrameRejected
 from devices.protocols.base import Measurement
+from devices.protocols.base import Unrecognised
 from devices.protocols.framing import NO_DATA
 from devices.protocols.framing import BlockFramer
 
@@ -67,8 +82,15 @@ EXTRA_CODES: dict[int, str] = {
     150302: "diastolic",
     150303: "mean_arterial",
     150344: "temperature",
+    188496: "temperature_axillary",
+    188428: "temperature_tympanic",
 }
-"""MDC codes real senders use for metrics the table knows under another code."""
+"""MDC codes real senders use for metrics the table knows under another code (188496
+``MDC_TEMP_AXIL`` from Mindray beside the standard 188452 ``MDC_TEMP_AXILLA``; 188428 ``MDC_TEMP_EAR``)."""
+
+TEMPERATURE_REFID = "MDC_TEMP_"
+"""REFID prefix of every temperature site: a site without a metric of its own is body temperature
+flagged ``site_<name>``."""
 
 CODE_METRICS: dict[int, str] = {metric.mdc_code: key for key, metric in METRICS.items()} | EXTRA_CODES
 """OBX-3 MDC code -> metric key."""
@@ -259,17 +281,21 @@ def _unit(units: str, delims: Delimiters) -> str | None:
     return PLAIN_UNITS.get(code.lower(), code if code in {"%", "/min", "mm[Hg]", "Cel", "kPa", "[degF]"} else None)
 
 
-def _metric(identifier: str, delims: Delimiters) -> str | None:
-    """OBX-3 -> metric, from the MDC triplet or the alternate one."""
+def _metric(identifier: str, delims: Delimiters) -> tuple[str | None, frozenset[str]]:
+    """OBX-3 -> metric and any flags it implies, from the MDC triplet or the alternate one."""
     parts = identifier.split(delims.component)
     for code_at, system_at in ((0, 2), (3, 5)):
         code = parts[code_at].strip() if code_at < len(parts) else ""
+        refid = parts[code_at + 1].strip().upper() if code_at + 1 < len(parts) else ""
         system = parts[system_at].strip().upper() if system_at < len(parts) else ""
-        if code.isdigit() and system in ("MDC", ""):
-            metric = CODE_METRICS.get(int(code))
-            if metric is not None:
-                return metric
-    return None
+        if system not in ("MDC", ""):
+            continue
+        metric = CODE_METRICS.get(int(code)) if code.isdigit() else None
+        if metric is not None:
+            return metric, frozenset()
+        if refid.startswith(TEMPERATURE_REFID) and len(refid) > len(TEMPERATURE_REFID):
+            return "temperature", frozenset({"site_" + refid[len(TEMPERATURE_REFID):].lower()})
+    return None, frozenset()
 
 
 def _number(value_type: str, text: str, delims: Delimiters) -> tuple[Decimal | None, frozenset[str]]:
@@ -305,11 +331,15 @@ def observations(message: Message) -> list[Event]:
             continue
         if name != "OBX":
             continue
-        metric = _metric(_field(fields, 3), delims)
+        metric, implied = _metric(_field(fields, 3), delims)
         status = _field(fields, 11).strip().upper()
-        if metric is None or status in SKIPPED_RESULT_STATUS:
+        if status in SKIPPED_RESULT_STATUS:
             continue
-        flags: set[str] = set()
+        if metric is None:
+            if _field(fields, 5).strip():
+                out.append(Unrecognised(f"OBX-3 {unescape(_field(fields, 3), delims)[:60]}"))
+            continue
+        flags: set[str] = set(implied)
         withheld = status == "X"
         for code in _field(fields, 8).split(delims.repetition):
             code = code.split(delims.component)[0].strip().upper()
@@ -338,15 +368,30 @@ def observations(message: Message) -> list[Event]:
     return out
 
 
-def acknowledgement(message: Message) -> bytes:
-    """The accept (or original-mode) ACK for ``message``, in its own delimiters; ``b""`` if none is due."""
-    accept, application = message.msh(15).strip(), message.msh(16).strip()
-    if accept or application:
-        if accept == "NE":
-            return b""
-        code = "CA"
-    else:
-        code = "AA"
+AckBuilder = Callable[[bytes, str], bytes]
+"""Builds the ACK message (no MLLP framing) with MSA-1 ``code`` for one raw message."""
+
+
+def acknowledgement_codes(message: Message) -> tuple[str, ...]:
+    """The ACK codes ``message`` asks for, in the order they are sent (see the module docstring).
+
+    Enhanced mode: MSH-15 ``AL`` (or empty) and ``SU`` want the accept ACK on
+    success, ``ER`` only on an error, ``NE`` never; MSH-16 likewise for the
+    application ACK.
+    """
+    accept, application = message.msh(15).strip().upper(), message.msh(16).strip().upper()
+    if not accept and not application:
+        return ("AA",)
+    codes: list[str] = []
+    if accept in ("", "AL", "SU"):
+        codes.append("CA")
+    if application in ("AL", "SU"):
+        codes.append("AA")
+    return tuple(codes)
+
+
+def acknowledgement(message: Message, code: str) -> bytes:
+    """A minimal ACK with MSA-1 ``code`` in ``message``'s own delimiters, unframed (used without a builder)."""
     d = message.delims
     encoding = d.component + d.repetition + d.escape + d.subcomponent
     control = message.msh(10)
@@ -354,17 +399,33 @@ def acknowledgement(message: Message) -> bytes:
                         message.msh(7), "", d.component.join(("ACK", "R01", "ACK")), f"ACK{control}"[:199],
                         message.msh(11), message.msh(12)))
     msa = d.field.join(("MSA", code, control))
-    return START_BLOCK + (msh + "\r" + msa + "\r").encode("utf-8") + END_BLOCK + CARRIAGE_RETURN
+    return (msh + "\r" + msa + "\r").encode("utf-8")
 
 
 class Hl7MonitorDecoder:
-    """Sans-I/O decoder for PCD-01 ORU^R01 over MLLP; its :meth:`poll` returns the ACKs due."""
+    """Sans-I/O decoder for PCD-01 ORU^R01 over MLLP; its :meth:`poll` returns the ACKs due.
 
-    def __init__(self) -> None:
+    :param acknowledge: builds each ACK (Frontdesk passes :func:`hl7.ack.build_ack`); a builder that
+        fails leaves the minimal ACK in its place, because a monitor waiting for an ACK stops sending.
+    """
+
+    def __init__(self, acknowledge: AckBuilder | None = None) -> None:
         self._framer = MllpFramer()
         self.max_frame = self._framer.max_frame
+        self.frames = 0
+        self._acknowledge = acknowledge
         self._acks = bytearray()
         self._recent: collections.deque[str] = collections.deque(maxlen=RECENT_IDS)
+
+    def _ack(self, raw: bytes, message: Message) -> None:
+        for code in acknowledgement_codes(message):
+            ack = b""
+            if self._acknowledge is not None:
+                try:
+                    ack = self._acknowledge(raw, code)
+                except Exception:
+                    ack = b""
+            self._acks += START_BLOCK + (ack or acknowledgement(message, code)) + END_BLOCK + CARRIAGE_RETURN
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data`` and return the events it completed, in stream order."""
@@ -377,7 +438,8 @@ class Hl7MonitorDecoder:
             if isinstance(message, str):
                 out.append(FrameRejected(message, len(item)))
                 continue
-            self._acks += acknowledgement(message)
+            self.frames += 1
+            self._ack(item, message)
             control = message.msh(10)
             if control and control in self._recent:
                 continue

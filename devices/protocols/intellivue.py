@@ -489,6 +489,7 @@ class IntelliVueDecoder:
     def __init__(self) -> None:
         self._framer = IntelliVueFramer()
         self.max_frame = self._framer.max_frame
+        self.frames = 0
         self.state = UNASSOCIATED
         self._outbox = bytearray()
         self._invoke_id = 0
@@ -507,6 +508,7 @@ class IntelliVueDecoder:
             if isinstance(item, FrameRejected):
                 out.append(item)
                 continue
+            self.frames += 1
             message = user_data(item)
             if isinstance(message, str):
                 out.append(FrameRejected(message, len(item)))

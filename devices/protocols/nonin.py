@@ -305,6 +305,8 @@ class StreamDecoder(_FormatSelect):
         elif self._synced:
             self._orphans.add(FRAME_LEN, "frame outside packet", out)
         if len(self._packet) == FRAMES_PER_PACKET:
+            # The unit that yields readings is the packet of 25 five-byte frames.
+            self.frames += 1
             self._decode_packet(self._packet, out)
             self._packet = []
 
@@ -464,6 +466,7 @@ class Df8Decoder(_FormatSelect):
         return i
 
     def _emit(self, frame: bytes, out: list[Event]) -> None:
+        self.frames += 1
         self._discards.flush(out)
         flags, voided = _flags(frame, self._bits)
         self._conditions.update(flags, out)
@@ -562,6 +565,7 @@ class Df13Decoder(_FormatSelect):
                 i += 1
                 continue
             self._discards.flush(out)
+            self.frames += 1
             self._decode(frame, out)
             i += total
         return i

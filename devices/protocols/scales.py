@@ -341,6 +341,7 @@ class HealthOMeterDecoder(ByteScanner[Event]):
                 if start:
                     self._discards.add(start, "no record start", out)
                 self._discards.flush(out)
+                self.frames += 1
                 self._record(record[start:], size - start, out)
             i += size
         return i

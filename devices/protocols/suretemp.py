@@ -198,6 +198,7 @@ class SureTempDecoder:
 
     def __init__(self) -> None:
         self.max_frame = MAX_FRAME
+        self.frames = 0
         self._framer = PacketFramer()
         self._conditions = ConditionTracker()
         self._reported: tuple[frozenset[str], bytes] | None = None
@@ -226,7 +227,9 @@ class SureTempDecoder:
         for packet in self._framer.feed(data):
             if isinstance(packet, FrameRejected):
                 out.append(packet)
-            elif packet.packet_type != TYPE_GOOD_RESPONSE:
+                continue
+            self.frames += 1
+            if packet.packet_type != TYPE_GOOD_RESPONSE:
                 detail = f"command {packet.command.hex()} answered with type {packet.packet_type:#04x}"
                 out.append(DeviceState(frozenset({"command_failed"}), detail))
             elif packet.command == CMD_TEMPERATURE_RECORD:

@@ -118,7 +118,7 @@ class PtyEndpoint:
         try:
             os.write(self._pair[0], data)
         except BlockingIOError:
-            log.debug("pty buffer full, %d bytes dropped", len(data))
+            log.debug("simulator.bytes_dropped", extra={"count": len(data), "reason": "pty buffer full"})
 
     def unplug(self) -> None:
         if self._successor is None:
@@ -179,7 +179,7 @@ class PortEndpoint:
             try:
                 self._serial.write(data)
             except serial.SerialTimeoutException:
-                log.debug("write timed out, %d bytes dropped", len(data))
+                log.debug("simulator.bytes_dropped", extra={"count": len(data), "reason": "write timed out"})
 
     def unplug(self) -> None:
         self.close()
@@ -225,7 +225,7 @@ class Line:
                 self._reopen(now, on_open)
             return
         if now >= self._change_at and self.unplug is not None:
-            log.info("unplugged %s", self.path)
+            log.info("simulator.unplugged", extra={"path": self.path})
             self._drop(now + self.unplug.down)
             return
         try:
@@ -234,14 +234,15 @@ class Line:
                 self.endpoint.write(self.simulator.receive(request))
             self.endpoint.write(self.simulator.output(now))
         except PORT_ERRORS as exc:
-            log.warning("%s failed: %s; reopening in %g s", self.path, os_reason(exc), REOPEN_DELAY)
+            log.warning("simulator.port_failed", extra={"path": self.path, "reason": os_reason(exc),
+                                                        "delay_seconds": REOPEN_DELAY})
             self._drop(now + REOPEN_DELAY)
 
     def _reopen(self, now: float, on_open: t.Callable[[str], None]) -> None:
         try:
             path = self.start(now)
         except (LinkError, OSError) as exc:
-            log.warning("%s; trying again in %g s", exc, REOPEN_DELAY)
+            log.warning("simulator.port_failed", extra={"reason": str(exc), "delay_seconds": REOPEN_DELAY})
             self._change_at = now + REOPEN_DELAY
             return
         on_open(path)

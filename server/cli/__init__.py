@@ -14,6 +14,7 @@ from server.cli import devices as devices_commands
 from server.cli import interfaces as interfaces_commands
 from server.cli import records as records_commands
 from server.cli import security as security_commands
+from server.cli import tokens as tokens_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,3 +28,4 @@ devices_commands.register(main)
 interfaces_commands.register(main)
 records_commands.register(main)
 security_commands.register(main)
+tokens_commands.register(main)

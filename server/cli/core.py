@@ -80,13 +80,21 @@ def _check_kiosk_files(config: Config) -> None:
 
 
 @click.command()
-@click.option("--port", type=int, default=None, help="Web port (default: the configured one, 8080).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Web port (default: the configured one, 8080).")
+@click.option("--hl7-port", type=click.IntRange(1, 65535), default=None,
+              help="Our HL7 listener's port (default: the configured one, 2575).")
+@click.option("--records-port", type=click.IntRange(1, 65535), default=None,
+              help="The reference records system's port (default 2576).")
 @with_config
-def demo(config: Config, port: int | None) -> None:
-    """Show the whole product on an embedded default, with demo data and sign-ins printed."""
+def demo(config: Config, port: int | None, hl7_port: int | None, records_port: int | None) -> None:
+    """Show the whole product on an embedded default, with demo data and sign-ins printed.
+
+    Its database lives in instance/demo-PORT/; two demos on different ports run side by side.
+    """
     from server.demo import run_demo
 
-    run_demo(config, port=port)
+    run_demo(config, port=port, hl7_port=hl7_port, records_port=records_port)
 
 
 @click.group()

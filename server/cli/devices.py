@@ -32,18 +32,20 @@ from devices.drivers import Driver
 from devices.gateway import DeviceWorker
 from devices.gateway import Gateway
 from devices.gateway import default_normaliser
-from devices.gateway import read_wait
+from devices.gateway import open_link
 from devices.reading import Reading
 from devices.reading import measurement_fields
 from devices.simulators import runner
 from devices.simulators.base import SCENARIOS
+from devices.status import DeviceStatus
 from devices.transport import LinkError
-from devices.transport import SerialLink
 from devices.uplink import DiskBuffer
 from devices.uplink import Uplink
 from devices.uplink import status_to_json
 from server.cli.common import EXIT_CONFIG
 from server.cli.common import fail
+from server.device_hooks import device_hooks
+from server.logs import configure as configure_logging
 
 BY_ID_DIR = "/dev/serial/by-id"
 STATUS_INTERVAL = 2.0
@@ -74,11 +76,6 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 @click.command()
@@ -169,13 +166,14 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
         config = from_mapping(entry)
     except ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
-    link = SerialLink(port, config.serial_settings(spec.serial), read_wait=read_wait(spec))
+    link = open_link(config, spec)
     try:
         link.open()
     except LinkError as exc:
         fail(str(exc))
     readings: queue.Queue[Reading] = queue.Queue()
-    worker = DeviceWorker(config, spec, readings.put, normalise=default_normaliser(), link=link)
+    worker = DeviceWorker(config, spec, readings.put, normalise=default_normaliser(), link=link,
+                          hooks=device_hooks())
     stop = _stop_on_signals()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True, name="probe")
     thread.start()
@@ -196,10 +194,20 @@ def probe(driver: str, port: str, count: int, timeout: float, as_json: bool, bau
         stop.set()
         thread.join(2.0)
     status = worker.status.snapshot(time.monotonic())
-    click.echo(f"{status.frames_accepted} frames accepted, {status.frames_rejected} rejected"
-               + (f"; last error: {status.last_error}" if status.last_error else ""), err=True)
+    click.echo(f"{counts(status)}" + (f"; last error: {status.last_error}" if status.last_error else ""), err=True)
     if printed < count:
         fail(f"{printed} of {count} readings from {port} within {timeout:g} s")
+
+
+def counts(status: DeviceStatus) -> str:
+    """A device's counters in words: frames as frames, readings as readings."""
+    return (f"{_plural(status.frames_accepted, 'frame')} decoded with {_plural(status.readings, 'reading')}, "
+            f"{_plural(status.unrecognised, 'observation')} not recognised, "
+            f"{_plural(status.frames_rejected, 'frame')} rejected")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _reading_text(reading: Reading) -> str:
@@ -253,13 +261,19 @@ def _by_id_links() -> dict[str, str]:
 @click.option("--buffer-dir", type=click.Path(file_okay=False), default="instance/gateway-buffer",
               show_default=True, help="Where readings wait while the server is unreachable.")
 @click.option("--name", default=socket.gethostname, show_default="host name", help="This gateway's name.")
+@click.option("--ca", "cafile", type=click.Path(dir_okay=False, exists=True), envvar="FRONTDESK_GATEWAY_CA",
+              help="PEM file of the CA that signed the server's certificate (or FRONTDESK_GATEWAY_CA); "
+                   "default: the public ones.")
+@click.option("--allow-http", is_flag=True,
+              help="Allow a plain http:// server other than this machine (the token then travels in clear text).")
 @click.option("--verbose", is_flag=True, help="Log every connection step.")
 def gateway(server: str, token: str, config_path: str | None, device_specs: tuple[str, ...], buffer_dir: str,
-            name: str, verbose: bool) -> None:
+            name: str, cafile: str | None, allow_http: bool, verbose: bool) -> None:
     """Read this station's devices and post their readings to the server.
 
     Readings are stored on local disk first and replayed in order when the
-    server is back; stop with Ctrl-C or SIGTERM.
+    server is back; stop with Ctrl-C or SIGTERM. Logs are JSON lines on stderr,
+    as the server's are.
     """
     try:
         configs = load_toml(config_path) if config_path else []
@@ -271,17 +285,17 @@ def gateway(server: str, token: str, config_path: str | None, device_specs: tupl
         if not configs:
             raise ConfigError("no devices: give --config FILE with [[devices]] or --device")
         buffer = DiskBuffer(buffer_dir)
-        uplink = Uplink(server, token, name, buffer)
-        station = Gateway(configs, uplink.submit)
+        uplink = Uplink(server, token, name, buffer, cafile=cafile, allow_http=allow_http)
+        station = Gateway(configs, uplink.submit, hooks=device_hooks())
     except (ConfigError, ValueError) as exc:
         fail(str(exc), EXIT_CONFIG)
     except OSError as exc:
         fail(str(exc))
-    _logging(verbose)
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
     stop = _stop_on_signals()
     log = logging.getLogger("frontdesk.gateway")
-    log.info("gateway %s: %d devices, posting to %s, %d readings buffered", name, len(configs), uplink.url,
-             len(buffer))
+    log.info("gateway.started", extra={"host": name, "count": len(configs), "path": uplink.url,
+                                       "readings": len(buffer)})
     uplink.start()
     station.start()
     stations = [device.station for device in configs]
@@ -291,14 +305,17 @@ def gateway(server: str, token: str, config_path: str | None, device_specs: tupl
             statuses = station.status()
             failure = uplink.post_status([status_to_json(s, st) for s, st in zip(statuses, stations, strict=True)])
             if failure and ticks % 30 == 0:
-                log.warning("device status not delivered: %s", failure)
+                log.warning("gateway.status_not_delivered", extra={"reason": failure})
             ticks += 1
             if ticks % 30 == 0:
                 for status in statuses:
-                    log.info("device %s on %s: connected=%s stale=%s accepted=%d rejected=%d last error=%s",
-                             status.device_id, status.port, status.connected, status.stale,
-                             status.frames_accepted, status.frames_rejected, status.last_error)
+                    log.info("gateway.device_status", extra={
+                        "device_id": status.device_id, "port": status.port,
+                        "state": "stale" if status.stale else "connected" if status.connected else "disconnected",
+                        "frames": status.frames_accepted, "readings": status.readings,
+                        "rejected": status.frames_rejected, "unrecognised": status.unrecognised,
+                        "error": status.last_error})
     finally:
         station.stop()
         uplink.stop()
-        log.info("stopped; %d readings buffered for the next start", uplink.flush())
+        log.info("gateway.stopped", extra={"readings": uplink.flush()})

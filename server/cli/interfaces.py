@@ -31,6 +31,7 @@ from server.live import make_hub
 from server.logs import configure as configure_logging
 from server.services.context import Actor
 from server.services.outbox import OutboxError
+from server.services.outbox import Selection
 
 INTER_FRAME_BREAKS = re.compile(re.escape(END_BLOCK) + rb"\r?[\r\n]*")
 IMPORT_GROUP = 100  # messages applied per transaction
@@ -114,25 +115,47 @@ def outbox_list(config: Config, status: str | None, limit: int) -> None:
                    f"attempts={row.attempts:<3} key={row.ordering_key}  {row.last_error[:80]}")
 
 
+def _selection_options(command: t.Callable[..., None]) -> t.Callable[..., None]:
+    """The ways to name the messages of a retry or discard: one id, or a bulk selection."""
+    for option in reversed([
+        click.argument("message_id", type=int, required=False),
+        click.option("--all", "select_all", is_flag=True, help="Every message the action applies to."),
+        click.option("--mrn", default="", help="Only this patient's messages (medical record number)."),
+        click.option("--error", default="", help="Only messages whose last error contains this text."),
+    ]):
+        command = option(command)
+    return command
+
+
 @outbox.command("retry")
-@click.argument("message_id", type=int)
+@_selection_options
 @with_config
-def outbox_retry(config: Config, message_id: int) -> None:
-    """Send a dead message again (same MSH-10); it and the patient's later messages flow again."""
-    _outbox_action(config, message_id, "retry")
+def outbox_retry(config: Config, message_id: int | None, select_all: bool, mrn: str, error: str) -> None:
+    """Send messages again now (same MSH-10): one by id, or dead and waiting ones in bulk
+    (--all, --mrn, --error); each and the patient's later messages flow again."""
+    _outbox_action(config, message_id, "retry", Selection(mrn=mrn, error=error), select_all)
 
 
 @outbox.command("discard")
-@click.argument("message_id", type=int)
+@_selection_options
 @with_config
-def outbox_discard(config: Config, message_id: int) -> None:
-    """Give up on a message for good; the patient's later messages flow again."""
-    _outbox_action(config, message_id, "discard")
+def outbox_discard(config: Config, message_id: int | None, select_all: bool, mrn: str, error: str) -> None:
+    """Give up on messages for good: one by id, or dead letters in bulk (--all, --mrn, --error);
+    the patient's later messages flow again."""
+    _outbox_action(config, message_id, "discard", Selection(mrn=mrn, error=error), select_all)
 
 
-def _outbox_action(config: Config, message_id: int, action: str) -> None:
+def _outbox_action(config: Config, message_id: int | None, action: str, selection: Selection,
+                   select_all: bool) -> None:
+    bulk = select_all or bool(selection.mrn or selection.error)
+    if (message_id is None) == (not bulk):
+        fail(f"give either a message id or --all, --mrn or --error to say which messages to {action}", EXIT_CONFIG)
     services = open_services(config)
     actor = Actor("system", "cli")
+    if message_id is None:
+        count = getattr(services.outbox, f"{action}_many")(selection, actor=actor)
+        click.echo(f"{action} done for {count} message{'' if count == 1 else 's'}")
+        return
     try:
         getattr(services.outbox, action)(message_id, actor=actor)
     except OutboxError as exc:

@@ -121,8 +121,9 @@ def _device_list(kind: str) -> click.Command:
     @click.command("list", help=f"List registered {kind}s, revoked ones included (tokens are never shown).")
     @with_config
     def command(config: Config) -> None:
+        rows = open_services(config).devices.list(kind)
         click.echo(f"{'NAME':<24} {'STATE':<8} {'REGISTERED':<21} {'LAST SEEN':<21} LOCATION")
-        for row in open_services(config).devices.list(kind):
+        for row in rows:
             state = "revoked" if row.revoked_at else "active"
             click.echo(f"{row.name:<24} {state:<8} {_when(row.created_at):<21} {_when(row.last_seen_at):<21} "
                        f"{row.location}")

@@ -19,6 +19,7 @@ from server.models.messaging import ServiceLease
 from server.models.patients import Insurance
 from server.models.patients import Patient
 from server.models.principals import ROLES
+from server.models.principals import ApiToken
 from server.models.principals import KioskDevice
 from server.models.principals import StaffSession
 from server.models.principals import StaffUser
@@ -36,7 +37,8 @@ from server.models.stations import Station
 from server.models.stations import gateway_station
 
 __all__ = [
-    "ROLES", "Appointment", "AuditChainHead", "AuditEvent", "Base", "CheckinCode", "ConsentSignature", "Device",
+    "ROLES", "ApiToken", "Appointment", "AuditChainHead", "AuditEvent", "Base", "CheckinCode", "ConsentSignature",
+    "Device",
     "Gateway", "InboundMessage", "Insurance", "KioskDevice", "KioskSession", "LoginThrottle", "LookupAttempt",
     "MfaRecoveryCode", "Observation", "OutboxMessage", "Patient", "PendingChange", "QuestionnaireResponse",
     "SecurityAlert", "ServiceLease", "StaffFlag", "StaffMfa", "StaffSession", "StaffUser", "Station", "Ticket",

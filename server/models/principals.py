@@ -61,3 +61,24 @@ class KioskDevice(DeviceCredential, Base):
     __tablename__ = "kiosk_device"
 
     location: Mapped[str] = mapped_column(String(128), default="")
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API, issued to one staff user with the scopes it may read.
+
+    The token acts as its user: a disabled user's tokens stop working, and the
+    user's role still bounds what any scope reaches. Only its SHA-256 is stored.
+    """
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[StaffUser] = relationship()

@@ -50,6 +50,8 @@ class Device(Base):
     last_frame_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     frames_accepted: Mapped[int] = mapped_column(default=0)
     frames_rejected: Mapped[int] = mapped_column(default=0)
+    readings: Mapped[int] = mapped_column(default=0, server_default="0")
+    unrecognised: Mapped[int] = mapped_column(default=0, server_default="0")
     reconnects: Mapped[int] = mapped_column(default=0)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
     last_error: Mapped[str] = mapped_column(String(512), default="")

@@ -16,9 +16,10 @@ Rules that matter clinically:
   (Simon et al. 2013); the patient never sees a score.
 * AUDIT-C is positive from 4 for men and 3 for women.
 
-STEADI "Stay Independent" has no LOINC panel in this table: its items carry
-local codes, it is scored and stored here, and it is not sent in the LOINC
-questionnaire ORU.
+STEADI "Stay Independent" has no LOINC panel in this table (the reference
+gives none, and a code is never guessed): its panel, items and total carry
+local codes, sent as such (coding system ``L``) in the questionnaire ORU,
+with LOINC's Yes/No answer codes.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ class Band:
 
 @dataclass(frozen=True, slots=True)
 class Instrument:
-    """One scored instrument: its codes, its scored items (LOINC code, text) and its bands."""
+    """One scored instrument: its codes, its scored items (code, text) and its bands.
+
+    ``system`` is the HL7 coding system of its panel, item and total codes:
+    ``LN`` (LOINC), or ``L`` (local) for an instrument LOINC has no codes for.
+    """
 
     key: str
     name: str
@@ -53,7 +58,7 @@ class Instrument:
     total_name: str
     items: tuple[tuple[str, str], ...]
     bands: tuple[Band, ...]
-    loinc: bool = True
+    system: str = "LN"
     bands_female: tuple[Band, ...] = ()
 
     def band(self, total: int, sex: str = "") -> str:
@@ -107,7 +112,7 @@ STEADI = Instrument(
     "steadi", "STEADI Stay Independent", "steadi-stay-independent", "CDC STEADI Stay Independent brochure",
     "steadi-total", "Stay Independent total score",
     tuple((f"steadi-{n}", f"Stay Independent item {n}") for n in range(1, 13)),
-    (Band(0, 3, "not at risk"), Band(4, 14, "may be at risk")), loinc=False)
+    (Band(0, 3, "not at risk"), Band(4, 14, "may be at risk")), system="L")
 
 INSTRUMENTS: tuple[Instrument, ...] = (PHQ9, PHQ2, GAD7, AUDITC, STEADI)
 STEADI_SYSTEM = "urn:frontdesk:steadi"

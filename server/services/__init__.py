@@ -19,6 +19,7 @@ from server.live import Hub
 from server.live import LocalHub
 from server.questionnaires import load_library
 from server.services.alerts import SecurityAlerts
+from server.services.api_tokens import ApiTokens
 from server.services.audit import AuditTrail
 from server.services.audit import AuditVerifier
 from server.services.audit_report import AuditReports
@@ -71,6 +72,7 @@ class Services:
     flags: StaffFlags
     changes: PendingChanges
     retention: Retention
+    api_tokens: ApiTokens
 
 
 def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock | None = None,
@@ -126,4 +128,5 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         flags=flags,
         changes=changes,
         retention=Retention(uow=uow, clock=clock, audit=audit, keep_days=config.hl7.keep_days),
+        api_tokens=ApiTokens(uow=uow, clock=clock, audit=audit),
     )

@@ -31,7 +31,7 @@ from server.services.context import Clock
 from server.services.flags import FLAG_KINDS
 from server.services.flags import ChangeView
 from server.services.flags import PendingChanges
-from server.services.messages import patient_key
+from server.services.outbox import patient_key
 from server.services.visits import day_query
 
 WAITING_STATES = frozenset({VisitState.ARRIVED, VisitState.ROOMED, VisitState.VITALS_TAKEN})

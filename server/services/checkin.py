@@ -52,7 +52,6 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.orm import joinedload
 
-from hl7.model import QuestionnaireItem
 from hl7.model import QuestionnaireResult
 from server.config import KioskConfig
 from server.db import UnitOfWork
@@ -77,6 +76,7 @@ from server.questionnaires.logic import read_page
 from server.questionnaires.model import Item
 from server.questionnaires.model import Questionnaire
 from server.questionnaires.response import build_response
+from server.questionnaires.results import result_for
 from server.questionnaires.scoring import score
 from server.questionnaires.scoring import urgent_alerts
 from server.services.audit import AuditTrail
@@ -606,7 +606,7 @@ class CheckIn:
             return None
         self.visits.transition_in(session, visit, S.ARRIVED.value, actor=turn.actor)
         patient = visit.patient
-        results = []
+        results: list[QuestionnaireResult] = []
         for key in row.draft.get("queue", []):
             questionnaire = self.library.questionnaires[key]
             declined = key in row.draft.get("declined", [])
@@ -628,12 +628,10 @@ class CheckIn:
             self.audit.record(session, turn.actor, "questionnaire.stored", patient_id=patient.id,
                               resource_type="questionnaire_response", resource_id=stored.id,
                               detail=f"questionnaire={key} status={'stopped' if declined else 'completed'}")
-            if result is not None and result.instrument.loinc:
-                instrument = result.instrument
-                results.append(QuestionnaireResult(
-                    f"QR{stored.id}", instrument.panel, instrument.panel_name,
-                    tuple(QuestionnaireItem(i.code, i.text, i.answer_code, i.answer_display) for i in result.items),
-                    instrument.total, instrument.total_name, result.total, result.severity, turn.now))
+            sent = None if declined else result_for(questionnaire, answered, result, result_id=f"QR{stored.id}",
+                                                     completed_at=turn.now)
+            if sent is not None:
+                results.append(sent)
         if results:
             self.messages.questionnaire_results(session, visit, results)
         if row.draft.get("code_id"):
@@ -670,6 +668,9 @@ class CheckIn:
     def _data_done(self, turn: Turn, row: KioskSession) -> dict[str, t.Any]:
         return {"ticket": row.draft.get("ticket"), "wait": row.draft.get("wait"),
                 "done_seconds": self.settings.done_seconds}
+
+    def _data_already(self, turn: Turn, row: KioskSession) -> dict[str, t.Any]:
+        return {"done_seconds": self.settings.done_seconds}
 
     def try_again(self, credentials: Credentials) -> None:
         """From "please see the front desk" back to identification, in the same session (limits still count)."""

@@ -78,8 +78,8 @@ from server.models.base import table_of
 from server.services.audit import AuditTrail
 from server.services.context import Actor
 from server.services.context import Clock
-from server.services.messages import patient_key
 from server.services.outbox import new_control_id
+from server.services.outbox import patient_key
 from server.services.patients import APPOINTMENT
 from server.services.patients import INSURANCE
 from server.services.patients import PATIENT
@@ -124,6 +124,10 @@ _LIMIT_COLUMNS: dict[str, Column[t.Any]] = {
 LIMITS: dict[str, int] = {name: int(length) for name, column in _LIMIT_COLUMNS.items()
                           if (length := getattr(column.type, "length", None))}
 """The longest value each column takes, by the names :func:`hl7.inbound.read_inbound` reports errors under."""
+
+
+class InboundNotFound(LookupError):
+    """No stored message with this id, or one that cannot be reprocessed (it was accepted)."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,27 @@ class Inbound:
         self.patients = patients
         self.visits = visits
 
+    def recent(self, *, actor: Actor, control_id: str | None = None, message_type: str | None = None,
+               day: dt.date | None = None, limit: int = 200) -> list[InboundMessage]:
+        """Messages received, newest first, narrowed by control id, type (``SIU^S12``) or the clinic's day.
+
+        Audited: an error text may quote a field of the message (a malformed birth date, say).
+        """
+        query = select(InboundMessage).order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+        if control_id:
+            query = query.where(InboundMessage.control_id == control_id)
+        if message_type:
+            query = query.where(InboundMessage.message_type == message_type)
+        if day is not None:
+            start = dt.datetime.combine(day, dt.time(), tzinfo=self.zone)
+            query = query.where(InboundMessage.received_at >= start,
+                                InboundMessage.received_at < start + dt.timedelta(days=1))
+        with self.uow.begin() as session:
+            rows = list(session.scalars(query.limit(limit)))
+            self.audit.record(session, actor, "inbound.listed", resource_type="inbound_message",
+                              detail=f"count={len(rows)}")
+            return rows
+
     def handle(self, raw: bytes, peer: str) -> bytes:
         """The listener's handler for one frame (a message or a batch): apply it and return the ACK to send."""
         if is_batch(raw):
@@ -228,7 +253,7 @@ class Inbound:
                 # Reserving ids costs a query per table: worth it only when several rows share one insert.
                 results = self._settle_all(session, prepared, peer, reserve=len(prepared) > 1)
         except Exception as exc:
-            log.warning("hl7.inbound_group_retried", extra={"messages": len(prepared), "reason": type(exc).__name__})
+            log.warning("hl7.inbound_group_retried", extra={"count": len(prepared), "reason": type(exc).__name__})
             return [self._alone(item, peer) for item in prepared]
         for result in results:
             log.log(logging.INFO if result.outcome == "AA" else logging.WARNING, "hl7.inbound",
@@ -257,6 +282,43 @@ class Inbound:
         with self.uow.begin() as session:
             session.execute(_LOG_INBOUND, self._log_row(_unique_key(item), item, "AR", "receiver error", ack, peer))
         return InboundResult(_control_id(item), item.message_type, "AR", False, ack, "receiver error")
+
+    def reprocess(self, inbound_id: int, *, actor: Actor) -> InboundResult:
+        """Apply a stored message we rejected (AE/AR) again, as if it had just arrived; audited.
+
+        After the cause is fixed (a receiver error that passed, a setting
+        corrected), an analyst need not ask the sender to resend. When it now
+        applies, the stored row becomes ``AA`` with the ACK we would have sent,
+        so a resend from the sender is answered as accepted; when it is still
+        rejected, the row keeps its outcome with the new reason.
+
+        :raises InboundNotFound: no stored message with this id, or one that was accepted.
+        """
+        with self.uow.begin() as session:
+            row = session.get(InboundMessage, inbound_id, with_for_update=True)
+            if row is None or row.outcome not in ("AE", "AR"):
+                raise InboundNotFound(inbound_id)
+            item = self._prepare(row.raw)
+            if item.update is None or item.message is None:
+                rejection = item.rejection or Rejection("AE")
+                row.error = str(rejection)
+                outcome = row.outcome
+            else:
+                known = self.patients.prefetch(session, [item.update.patient.mrn],
+                                               [(item.update.appointment.source, item.update.appointment.key)]
+                                               if item.update.appointment else [], reserve=False)
+                peer_actor = Actor("peer", f"{row.sending_application}^{row.sending_facility}"[:64],
+                                   address=row.peer)
+                self._apply(session, item.update, peer_actor, known)
+                known.write(session)
+                row.outcome, row.error, row.ack = "AA", "", self._ack(item.message, "AA")
+                outcome = "AA"
+            self.audit.record(session, actor, "inbound.reprocess", resource_type="inbound_message",
+                              resource_id=inbound_id, outcome="success" if outcome == "AA" else "failure")
+            result = InboundResult(row.control_id, row.message_type, outcome, False, row.ack, row.error)
+        log.info("hl7.inbound_reprocessed", extra={"control_id": result.control_id, "outcome": outcome,
+                                                   "message_type": result.message_type})
+        return result
 
     # Reading (no database) ------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ from server.models import Visit
 from server.services.context import Clock
 from server.services.outbox import Outbox
 from server.services.outbox import new_control_id
+from server.services.outbox import patient_key
 
 S = VisitState
 
@@ -60,11 +61,6 @@ VISIT_EVENTS: dict[tuple[VisitState, VisitState], str] = {
 }
 
 _ADT_BUILDERS = {"A04": builders.build_adt_a04, "A03": builders.build_adt_a03, "A11": builders.build_adt_a11}
-
-
-def patient_key(patient_id: int) -> str:
-    """The ordering key of a patient's messages (FIFO per patient)."""
-    return f"patient:{patient_id}"
 
 
 def telephone(patient: Patient) -> Telephone | None:

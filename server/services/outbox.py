@@ -51,6 +51,7 @@ from sqlalchemy.orm import aliased
 from hl7.dispatcher import OutboundItem
 from server.db import UnitOfWork
 from server.models import OutboxMessage
+from server.models import Patient
 from server.models import ServiceLease
 from server.models.base import table_of
 from server.services.audit import AuditTrail
@@ -68,13 +69,37 @@ class OutboxError(LookupError):
     """A staff action on a message that does not exist or is not in a state that allows it."""
 
 
-class OutboxMessageNotFound(OutboxError):
-    """No outbox message with that id."""
+class OutboxNotFound(OutboxError):
+    """No outbox message with this id."""
 
 
 def new_control_id() -> str:
     """A fresh MSH-10: 20 characters, unique, fixed for the life of the message."""
     return "FD" + uuid.uuid4().hex[:18].upper()
+
+
+def patient_key(patient_id: int) -> str:
+    """The ordering key of a patient's messages (FIFO per patient)."""
+    return f"patient:{patient_id}"
+
+
+def patient_of(ordering_key: str) -> int | None:
+    """The patient id in an ordering key written by :func:`patient_key`, if it is one."""
+    prefix, _, number = ordering_key.partition(":")
+    return int(number) if prefix == "patient" and number.isdigit() else None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which messages a bulk retry or discard applies to; empty fields select everything.
+
+    :param mrn: only the messages of the patient (or patients, across
+        authorities) with this medical record number.
+    :param error: only messages whose last error contains this text (any case).
+    """
+
+    mrn: str = ""
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,8 +188,7 @@ class Outbox:
 
         :raises OutboxError: unknown id, or a message already sent or discarded.
         """
-        self._staff_action(message_id, "retry", actor=actor, allowed=("dead", "pending"),
-                           values={"status": "pending", "attempts": 0, "next_attempt_at": self.clock.now()})
+        self._staff_action(message_id, "retry", actor=actor, allowed=("dead", "pending"), values=self._retry_values())
 
     def discard(self, message_id: int, *, actor: Actor) -> None:
         """Give up on a message for good; the patient's later messages flow again.
@@ -173,6 +197,48 @@ class Outbox:
         """
         self._staff_action(message_id, "discard", actor=actor, allowed=("dead", "pending"),
                            values={"status": "discarded"})
+
+    def retry_many(self, selection: Selection, *, actor: Actor) -> int:
+        """Send every selected dead or waiting message again now, each with a fresh budget; returns how many.
+
+        After an outage this is how staff send the backlog at once instead of
+        waiting out each message's backoff, and how dead letters of one cause
+        (one patient, one error) are released together. Each message is audited.
+        """
+        return self._bulk_action(selection, "retry", actor=actor, allowed=("dead", "pending"),
+                                 values=self._retry_values())
+
+    def discard_many(self, selection: Selection, *, actor: Actor) -> int:
+        """Give up on every selected dead letter; returns how many.
+
+        Only dead letters: a waiting message is one the receiver has not
+        refused, and discarding a whole backlog by mistake cannot be undone.
+        """
+        return self._bulk_action(selection, "discard", actor=actor, allowed=("dead",),
+                                 values={"status": "discarded"})
+
+    def _retry_values(self) -> dict[str, object]:
+        return {"status": "pending", "attempts": 0, "rejections": 0, "next_attempt_at": self.clock.now()}
+
+    def _bulk_action(self, selection: Selection, action: str, *, actor: Actor, allowed: tuple[str, ...],
+                     values: dict[str, object]) -> int:
+        with self.uow.begin() as session:
+            query = select(OutboxMessage).where(OutboxMessage.status.in_(allowed)).order_by(OutboxMessage.id)
+            if selection.mrn:
+                ids = session.scalars(select(Patient.id).where(Patient.mrn == selection.mrn)).all()
+                query = query.where(OutboxMessage.ordering_key.in_([patient_key(i) for i in ids]))
+            if selection.error:
+                query = query.where(func.lower(OutboxMessage.last_error).contains(selection.error.lower(),
+                                                                                autoescape=True))
+            # Locked (on PostgreSQL) so a dispatcher cannot claim a row between the selection and the change.
+            rows = session.scalars(query.with_for_update()).all()
+            for row in rows:
+                for key, value in values.items():
+                    setattr(row, key, value)
+                self.audit.record(session, actor, f"outbox.{action}", patient_id=patient_of(row.ordering_key),
+                                  resource_type="outbox_message", resource_id=row.id,
+                                  detail=f"control_id={row.control_id} bulk")
+            return len(rows)
 
     def stats(self) -> dict[str, object]:
         """Counts by status and the age in seconds of the oldest undelivered message."""
@@ -194,14 +260,45 @@ class Outbox:
             # Locked (on PostgreSQL) so a dispatcher cannot claim the row between the check and the change.
             row = session.get(OutboxMessage, message_id, with_for_update=True)
             if row is None:
-                raise OutboxMessageNotFound(f"outbox message {message_id} does not exist")
+                raise OutboxNotFound(f"outbox message {message_id} does not exist")
             if row.status not in allowed:
                 raise OutboxError(f"outbox message {message_id} is {row.status}; {action} needs "
                                   f"{' or '.join(allowed)}")
             for key, value in values.items():
                 setattr(row, key, value)
-            self.audit.record(session, actor, f"outbox.{action}", resource_type="outbox_message",
-                              resource_id=row.id, detail=f"control_id={row.control_id}")
+            self.audit.record(session, actor, f"outbox.{action}", patient_id=patient_of(row.ordering_key),
+                              resource_type="outbox_message", resource_id=row.id,
+                              detail=f"control_id={row.control_id}")
+
+
+class BacklogWatch:
+    """Alerts when the oldest undelivered message has waited too long, once per state change.
+
+    Transport failures never dead-letter (see :mod:`hl7.dispatcher`), so during
+    an outage nothing else would change state: the backlog's age is the alarm.
+    ``outbox.backlog_stalled`` is logged as an error when the oldest waiting
+    message passes ``limit``, and ``outbox.backlog_cleared`` once it is back
+    under it: two lines per outage, however long it lasts.
+    """
+
+    def __init__(self, outbox: Outbox, *, limit: dt.timedelta) -> None:
+        self.outbox = outbox
+        self.limit = limit
+        self.stalled = False
+
+    def check(self) -> bool:
+        """Look at the backlog now; returns whether it is stalled."""
+        stats = self.outbox.stats()
+        age = t.cast(float | None, stats["oldest_pending_age_seconds"])
+        counts = t.cast(dict[str, int], stats["counts"])
+        stalled = age is not None and age > self.limit.total_seconds()
+        if stalled and not self.stalled:
+            log.error("outbox.backlog_stalled", extra={"age_seconds": age,
+                                                       "count": counts["pending"] + counts["sending"]})
+        elif self.stalled and not stalled:
+            log.info("outbox.backlog_cleared", extra={"age_seconds": age})
+        self.stalled = stalled
+        return stalled
 
 
 class OutboxRepository:
@@ -239,9 +336,10 @@ class OutboxRepository:
                         attempts=OutboxMessage.attempts + 1))
             rows = session.execute(
                 select(OutboxMessage.id, OutboxMessage.control_id, OutboxMessage.ordering_key,
-                       OutboxMessage.payload, OutboxMessage.attempts)
+                       OutboxMessage.payload, OutboxMessage.attempts, OutboxMessage.rejections)
                 .where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)).all()
-            return [OutboundItem(r.id, r.control_id, r.ordering_key, r.payload, r.attempts) for r in rows]
+            return [OutboundItem(r.id, r.control_id, r.ordering_key, r.payload, r.attempts, r.rejections)
+                    for r in rows]
 
     def mark_sent(self, acks: t.Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
         """Delivered: keep the ACK that confirmed each, all in one transaction."""
@@ -257,9 +355,10 @@ class OutboxRepository:
                             .values(status="pending", next_attempt_at=now, attempts=OutboxMessage.attempts - 1,
                                     lease_until=None, lease_owner=None))
 
-    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
-        """Back to pending until ``next_attempt_at``."""
-        self._settle(id, status="pending", next_attempt_at=next_attempt_at, last_error=reason)
+    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime, *, rejected: bool = False) -> None:
+        """Back to pending until ``next_attempt_at``; a receiver's rejection is counted."""
+        self._settle(id, status="pending", next_attempt_at=next_attempt_at, last_error=reason,
+                     rejections=OutboxMessage.rejections + (1 if rejected else 0))
 
     def mark_dead(self, id: int, reason: str) -> None:
         """Dead letter, audited once (the state change, not each attempt)."""

@@ -192,6 +192,22 @@ class KnownRows:
             self.visits.clear()
 
 
+class PatientNotFound(LookupError):
+    """No patient with that id."""
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """The minimum necessary about a patient for another system: identity, never contact or insurance."""
+
+    id: int
+    mrn: str
+    family_name: str
+    given_name: str
+    birth_date: dt.date | None
+    sex: str
+
+
 class Patients:
     """Writes patients and appointments, and opens the day's visits."""
 
@@ -203,6 +219,19 @@ class Patients:
         self._sequences = dialect == "postgresql"
         self._insert_patient = _insert_if_new(PATIENT, ("mrn", "mrn_authority"), dialect)
         self._insert_appointment = _insert_if_new(APPOINTMENT, ("source", "external_id"), dialect)
+
+    def minimum(self, patient_id: int, *, actor: Actor) -> PatientSummary:
+        """Who a patient is, audited as a read of their record.
+
+        :raises PatientNotFound: for an unknown id.
+        """
+        with self.uow.begin() as session:
+            row = session.get(Patient, patient_id)
+            if row is None:
+                raise PatientNotFound(patient_id)
+            self.audit.record(session, actor, "patient.read", patient_id=row.id, resource_type="patient",
+                              resource_id=row.id)
+            return PatientSummary(row.id, row.mrn, row.family_name, row.given_name, row.birth_date, row.sex)
 
     def upsert(self, record: PatientRecord | PatientUpdate, *, actor: Actor) -> int:
         """Create or update a patient in its own transaction; returns the patient id."""

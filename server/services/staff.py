@@ -89,6 +89,8 @@ class StaffPrincipal:
     role: str
     session_id: int
     needs_second_factor: bool = False
+    scopes: frozenset[str] | None = None
+    """What an API token may read; ``None`` for a signed-in browser, which its role alone bounds."""
 
     def actor(self, address: str) -> Actor:
         """This principal as the actor of a service call."""

@@ -51,14 +51,15 @@ class DeviceReport:
     reconnects: int
     last_error: str
     flags: tuple[str, ...]
-
+    readings: int = 0
+    unrecognised: int = 0
 
     @classmethod
     def from_status(cls, status: DeviceStatus, station: str) -> DeviceReport:
         """From the device layer's own snapshot (the gateway inside this process)."""
         return cls(status.device_id, status.driver, status.port, station, status.connected, status.stale,
                    status.last_frame_time, status.frames_accepted, status.frames_rejected, status.reconnects,
-                   status.last_error or "", tuple(sorted(status.flags)))
+                   status.last_error or "", tuple(sorted(status.flags)), status.readings, status.unrecognised)
 
     @classmethod
     def from_json(cls, data: t.Any) -> DeviceReport:
@@ -80,6 +81,12 @@ class DeviceReport:
             if type(value) is not int or value < 0:
                 raise ValueError(f"{key}: must be a whole number")
             numbers[key] = value
+        for key in ("readings", "unrecognised"):
+            # Optional: gateways from before these counters existed do not send them.
+            value = data.get(key, 0)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{key}: must be a whole number")
+            numbers[key] = value
         flags = data.get("flags", [])
         if not isinstance(flags, list) or not all(isinstance(f, str) and len(f) <= 32 for f in flags):
             raise ValueError("flags: must be a list of short strings")
@@ -95,7 +102,7 @@ class DeviceReport:
             raise ValueError("last_error: must be a string or null")
         return cls(text["device_id"], text["driver"], text["port"], text["station"], bool(data.get("connected")),
                    bool(data.get("stale")), last_frame_at, numbers["frames_accepted"], numbers["frames_rejected"],
-                   numbers["reconnects"], error, tuple(flags))
+                   numbers["reconnects"], error, tuple(flags), numbers["readings"], numbers["unrecognised"])
 
 
 def check_sender(allowed: frozenset[str], owners: t.Mapping[str, str | None], station: str, device_id: str) -> None:
@@ -131,6 +138,8 @@ class DeviceView:
     last_error: str
     flags: tuple[str, ...]
     reported_by: str
+    readings: int = 0
+    unrecognised: int = 0
 
     def event(self) -> dict[str, t.Any]:
         """The live-update form (no patient data in it)."""
@@ -167,7 +176,8 @@ def _view(row: Device, now: dt.datetime) -> DeviceView:
         state = "connected"
     return DeviceView(row.id, row.driver, row.port, row.station_id, state, STATE_TEXT[state], row.connected,
                       row.stale, row.last_frame_at, row.last_seen_at, row.frames_accepted, row.frames_rejected,
-                      row.reconnects, row.last_error, tuple(row.flags), row.reported_by)
+                      row.reconnects, row.last_error, tuple(row.flags), row.reported_by, row.readings,
+                      row.unrecognised)
 
 
 class Stations:
@@ -252,6 +262,7 @@ class Stations:
                 row.driver, row.port, row.station_id = report.driver, report.port, report.station
                 row.connected, row.stale, row.last_frame_at = report.connected, report.stale, report.last_frame_at
                 row.frames_accepted, row.frames_rejected = report.frames_accepted, report.frames_rejected
+                row.readings, row.unrecognised = report.readings, report.unrecognised
                 row.reconnects, row.last_error, row.flags = report.reconnects, report.last_error[:512], \
                     sorted(report.flags)
                 row.reported_by, row.last_seen_at = reporter, now

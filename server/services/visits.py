@@ -51,6 +51,7 @@ class VisitSummary:
     start_at: dt.datetime | None
     provider_name: str
     location: str
+    patient_id: int = 0
 
 
 def day_query(day: dt.date, zone: dt.tzinfo) -> Select[Visit]:
@@ -91,7 +92,8 @@ class Visits:
                 summaries.append(VisitSummary(
                     visit.id, visit.state, f"{patient.family_name}, {patient.given_name}", patient.birth_date,
                     appointment.start_at.astimezone(self.zone) if appointment else None,
-                    appointment.provider_name if appointment else "", appointment.location if appointment else ""))
+                    appointment.provider_name if appointment else "", appointment.location if appointment else "",
+                    patient.id))
             return summaries
 
     def transition(self, visit_id: int, target: str, *, actor: Actor, room: str | None = None) -> None:

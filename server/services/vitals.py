@@ -63,6 +63,7 @@ from server.services.context import Actor
 from server.services.context import Clock
 from server.services.messages import OutboundMessages
 from server.services.stations import ensure_station
+from server.services.visits import VisitNotFound
 from server.services.visits import Visits
 
 log = logging.getLogger("frontdesk.vitals")
@@ -93,6 +94,15 @@ PAIN_LOINC = ("72514-3", "Pain severity - 0-10 verbal numeric rating [Score] - R
 class InvalidReading(ValueError):
     """A reading that cannot be stored; the message names the field."""
 
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a batch of readings did: ``accepted`` taken (new, or older than a value already shown), and
+    ``duplicates`` the server already held under the same ``reading_id``."""
+
+    accepted: int
+    duplicates: int
 
 class VitalsConflict(Exception):
     """A station action that cannot be done as asked; the message is for the assistant."""
@@ -316,10 +326,16 @@ class StationPage:
 @dataclass(frozen=True)
 class Draft:
     """What the assistant submitted: per row the typed text, its unit and whether the field holds the
-    device value (``device``) or their own typing (``typed``), and the rows whose warnings they confirmed."""
+    device value (``device``) or their own typing (``typed``), and the rows whose warnings they confirmed.
+
+    ``shown`` holds, per row, the id of the device reading the page showed (empty: none). When a row is in
+    it, only that reading is charted: a newer one that arrived while the form was on its way is never sent
+    unseen; the page shows it and asks again.
+    """
 
     fields: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     confirmed: frozenset[str] = frozenset()
+    shown: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -374,11 +390,16 @@ class Vitals:
 
     # Live readings -------------------------------------------------------------------------------
 
-    def record(self, readings: t.Sequence[IncomingReading]) -> int:
-        """Store a batch in one transaction, then announce it; returns how many were new or already known."""
+    def record(self, readings: t.Sequence[IncomingReading]) -> Recorded:
+        """Store a batch in one transaction, then announce it; says how many were taken and how many the
+        server already held (a gateway's replay after a lost answer: same ``reading_id``, nothing changes)."""
         announced: list[LiveValue] = []
+        duplicates = 0
         with self.uow.begin() as session:
             for reading in readings:
+                if session.scalar(select(Observation.id).where(Observation.reading_id == reading.reading_id)):
+                    duplicates += 1
+                    continue
                 stored = self._record_one(session, reading)
                 if stored is not None:
                     announced.append(stored)
@@ -386,7 +407,21 @@ class Vitals:
         for value in announced:
             station = stations[value.reading_id]
             self.hub.publish(f"station:{station}", "reading", value.event(station))
-        return len(readings)
+        return Recorded(len(readings) - duplicates, duplicates)
+
+    def of_visit(self, visit_id: int, *, actor: Actor) -> list[Observation]:
+        """Every observation of a visit, live and charted, oldest first; audited as a read of the patient's.
+
+        :raises VisitNotFound: for an unknown visit.
+        """
+        with self.uow.begin() as session:
+            visit = session.get(Visit, visit_id)
+            if visit is None:
+                raise VisitNotFound(visit_id)
+            self.audit.record(session, actor, "observation.listed", patient_id=visit.patient_id,
+                              resource_type="visit", resource_id=visit.id)
+            return list(session.scalars(select(Observation).where(Observation.visit_id == visit_id)
+                                        .order_by(Observation.measured_at, Observation.id)))
 
     def live(self, station: str) -> list[Observation]:
         """The latest unassigned reading of every device and metric at ``station``."""
@@ -394,8 +429,6 @@ class Vitals:
             return list(session.scalars(_live_query(station).order_by(Observation.metric, Observation.device_id)))
 
     def _record_one(self, session: Session, reading: IncomingReading) -> LiveValue | None:
-        if session.scalar(select(Observation.id).where(Observation.reading_id == reading.reading_id)):
-            return None
         ensure_station(session, reading.station)
         measured_at = reading.measured_at
         row = session.scalar(select(Observation).where(
@@ -721,6 +754,9 @@ class Vitals:
             text, unit, source = draft.fields.get(row.key, ("", "", "device"))
             captured = _latest(_captured(vitals, metric) for metric in row.metrics)
             if captured is not None and (source == "device" or row.typed is None):
+                if row.key in draft.shown and draft.shown[row.key] != captured.reading_id:
+                    errors[row.key] = "A newer reading arrived just now: check the value shown and send again."
+                    continue
                 values.append(_Value(row, captured.metric, Decimal(t.cast(str, captured.value)), captured.unit,
                                      "device", captured.measured_at, captured.device_id, captured.device_time,
                                      captured.flags))

@@ -49,7 +49,8 @@
 
   function onReading(data) {
     var tr = rows[data.row];
-    if (!tr || Date.parse(data.measured_at) <= Date.parse(tr.dataset.since)) { return; }
+    var at = Date.parse(data.measured_at);
+    if (!tr || at <= Date.parse(tr.dataset.since)) { return; }
     var cell = tr.querySelector("[data-status]");
     var flags = data.flag_text.length ? " · " + data.flag_text.join(", ") : "";
     if (data.in_progress) { setStatus(cell, "Measuring…" + flags); return; }
@@ -58,8 +59,13 @@
       return;
     }
     if (tr.dataset.typed === "1") { return; }
+    // The newest measurement wins, as on the server: a row fed by two devices never goes back in time.
+    if (tr.dataset.shownAt && at < Number(tr.dataset.shownAt)) { return; }
+    tr.dataset.shownAt = String(at);
     tr.hidden = false;
     tr.querySelector("[data-value]").value = data.value;
+    var reading = tr.querySelector("[data-reading]");
+    if (reading) { reading.value = data.reading_id; }
     tr.querySelector("[data-source]").value = "device";
     var unit = tr.querySelector("[data-unit]");
     if (unit) { unit.value = data.unit; }

@@ -2,38 +2,48 @@
 (``import-hl7`` of SIU^S12) and a reference records system receiving what we send.
 
 Every screen and dialog is scanned with axe-core (WCAG 2.0/2.1/2.2 A and AA) in English and Spanish and
-in large-text mode, at the kiosk's portrait size.
+in large-text mode, and measured (:mod:`tests.e2e.layout`): every target at least 44 x 44 px, nothing
+scrolling sideways or cut off in portrait 1080 x 1920 and landscape 1920 x 1080, both also at 200 % zoom.
+A check-in is also done with the keyboard alone, and one with JavaScript turned off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+import sqlite3
 import subprocess
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message as hl7apy_parse
 from playwright.sync_api import Browser
+from playwright.sync_api import Locator
 from playwright.sync_api import Page
 from playwright.sync_api import expect
 
+from hl7.er7 import parse_message
 from server.demo import siu_s12
 from tests.browsers import assert_accessible
 from tests.e2e.conftest import Served
 from tests.e2e.conftest import serve
 from tests.e2e.conftest import sign_in
+from tests.e2e.layout import PORTRAIT
+from tests.e2e.layout import assert_fits
+from tests.e2e.layout import focus_problem
 from tests.procs import FRONTDESK
 from tests.procs import eventually
 from tests.procs import free_port
 from tests.procs import run
 
-PORTRAIT = {"width": 1080, "height": 1920}
 NOW = dt.datetime.now(dt.UTC)
 # (MRN, last name, first name, born YYYYMMDD, minutes from now, provider id, provider name)
 PATIENTS = (
-    ("E2E01", "Nuñez-O'Hara", "Rosa", "19800214", 10, "D01", "Okafor"),
+    ("E2E01", "Nuñez-O'Hara", "Rosa", "19500214", 10, "D01", "Okafor"),     # 65+: STEADI too
     ("E2E02", "Lindqvist", "Maja", "19790101", 15, "D02", "Haddad"),
     ("E2E03", "Twin", "Ada", "19900505", 5, "D01", "Okafor"),
     ("E2E04", "Twin", "Bea", "19900505", 25, "D02", "Haddad"),
@@ -41,6 +51,9 @@ PATIENTS = (
     ("E2E06", "Idle", "Ida", "19850808", 10, "D02", "Haddad"),
     ("E2E07", "Leaving", "Leo", "19750303", 0, "D01", "Okafor"),
     ("E2E08", "Lobby", "Lou", "19880808", 10, "D01", "Okafor"),
+    ("E2E09", "Keys", "Kim", "19920909", 10, "D02", "Haddad"),
+    ("E2E10", "Draw", "Dee", "19930303", 10, "D01", "Okafor"),
+    ("E2E11", "Plain", "Pat", "19940404", 10, "D01", "Okafor"),
 )
 
 
@@ -66,6 +79,12 @@ class Site:
         result = run(["kiosks", "add", name], self.served.env)
         assert result.returncode == 0, result.stderr
         return result.stdout.split()[-1]
+
+    def stored(self, message_type: str) -> list[bytes]:
+        """The messages of one type the records system has stored, in arrival order."""
+        with contextlib.closing(sqlite3.connect(self.store)) as db:
+            return [bytes(row[0]) for row in db.execute(
+                "SELECT payload FROM message WHERE message_type LIKE ? ORDER BY id", (message_type + "%",))]
 
     def received(self) -> str:
         """What the records system has printed so far (one line per message)."""
@@ -101,26 +120,60 @@ def kiosk_page(browser: Browser) -> t.Iterator[Page]:
     context.close()
 
 
-def enrol(page: Page, site: Site, name: str) -> None:
+def enrol(page: Page, site: Site, name: str, *, scripts: bool = True) -> None:
     page.goto(site.served.base + "/kiosk/")
     expect(page.get_by_label("Enrollment code")).to_be_visible()
     assert page.get_by_role("button").all_inner_texts() == ["Enroll"]     # nothing else on an unenrolled browser
-    assert_accessible(page, "enrolment")
+    if scripts:                                                          # the checks run in the page's JavaScript
+        check(page, "enrolment")
     page.get_by_label("Enrollment code").fill(site.kiosk_code(name))
     page.get_by_role("button", name="Enroll").click()
     expect(page.get_by_role("button", name="Check in", exact=True)).to_be_visible()
 
 
-def scan(page: Page, what: str, *, large: bool = True) -> None:
-    """axe-core on the page as it is, and again in large-text mode when asked (then back)."""
+def check(page: Page, what: str) -> None:
+    """axe-core and the layout checks on the page as it is now."""
     assert_accessible(page, what)
+    assert_fits(page, what)
+
+
+@contextlib.contextmanager
+def large_text(page: Page) -> t.Iterator[None]:
+    """The page in large-text mode, switched back afterwards."""
+    page.locator("button[aria-pressed]").click()
+    expect(page.locator("body.large")).to_have_count(1)
+    yield
+    page.locator("button[aria-pressed]").click()
+    expect(page.locator("body.large")).to_have_count(0)
+
+
+@contextlib.contextmanager
+def other_language(page: Page) -> t.Iterator[str]:
+    """The page in the other language (English <-> Spanish), switched back afterwards."""
+    language = page.locator("html").get_attribute("lang")
+    other = "en" if language == "es" else "es"
+    page.locator("button[name='language']").click()
+    expect(page.locator("html")).to_have_attribute("lang", other)
+    yield other
+    page.locator("button[name='language']").click()
+    expect(page.locator("html")).to_have_attribute("lang", language or "en")
+
+
+def scan(page: Page, what: str, *, large: bool = True, languages: bool = True) -> None:
+    """:func:`check` the page as it is; then in large-text mode and in the other language when asked.
+
+    Switching reloads the page from the server, so a page showing errors is scanned as it is only.
+    """
+    check(page, what)
     if large:
-        toggle = page.locator("button[aria-pressed]")
-        toggle.click()
-        expect(page.locator("body.large")).to_have_count(1)
-        assert_accessible(page, f"{what} (large text)")
-        page.locator("button[aria-pressed]").click()
-        expect(page.locator("body.large")).to_have_count(0)
+        with large_text(page):
+            check(page, f"{what} (large text)")
+    if languages:
+        with other_language(page) as language:
+            check(page, f"{what} ({language})")
+            if large:
+                with large_text(page):
+                    check(page, f"{what} ({language}, large text)")
 
 
 def identify(page: Page, last: str, born: str, *, button: str = "Continue") -> None:
@@ -129,21 +182,34 @@ def identify(page: Page, last: str, born: str, *, button: str = "Continue") -> N
     page.get_by_role("button", name=button, exact=True).click()
 
 
-def answer_questionnaires(page: Page, scans: list[str], *, item9: str | None = None, texts: dict[str, str]) -> None:
-    """Answer every questionnaire page like a patient: the first answer, except PHQ-9 item 1 (opens the gate)."""
+def answer_questionnaires(page: Page, scans: list[str] | None, *, item9: str | None = None, texts: dict[str, str],
+                          large: bool = False, languages: bool = False, errors: bool = False) -> None:
+    """Answer every questionnaire page like a patient: the first answer, except PHQ-9 item 1 (opens the gate).
+
+    With ``scans``, each questionnaire's first page (and the follow-up notice) is scanned and its title
+    added; also in large text and in the other language when asked. With ``errors``, the first page is
+    sent once unanswered and its errors scanned.
+    """
     for _ in range(20):
         if page.locator("body[data-step='notice']").count():
-            scans.append(page.locator("h1").inner_text())
-            scan(page, "notice", large=False)
+            if scans is not None:
+                scans.append(page.locator("h1").inner_text())
+                # Only one flow reaches the notice: with ``large``, it is scanned in both languages.
+                scan(page, "notice", large=large, languages=large or languages)
             with page.expect_navigation():
                 page.get_by_role("button", name=texts["continue"]).click()
             continue
         if not page.locator("body[data-step='questions']").count():
             return
         title = page.locator("h1").inner_text()
-        if title not in scans:
+        if scans is not None and title not in scans:
+            if errors and not scans:
+                with page.expect_navigation():
+                    page.get_by_role("button", name=texts["continue"], exact=True).click()
+                expect(page.get_by_role("alert")).to_be_visible()
+                scan(page, f"questionnaire {title} with errors", large=False, languages=False)
             scans.append(title)
-            scan(page, f"questionnaire {title}", large=False)
+            scan(page, f"questionnaire {title}", large=large, languages=languages)
         for fieldset in page.locator("fieldset.tiles").all():
             legend = fieldset.locator("legend").inner_text()
             labels = fieldset.locator("label")
@@ -171,21 +237,21 @@ def test_full_check_in_in_english_reaches_the_records_system(kiosk_page: Page, s
     scan(page, "welcome")
     page.get_by_role("button", name="Check in", exact=True).click()
     scan(page, "identify")
-    identify(page, "", "1980-02-14")
+    identify(page, "", "1950-02-14")
     expect(page.get_by_role("alert")).to_contain_text("There is a problem")
-    scan(page, "identify with errors", large=False)
-    identify(page, "nunez ohara", "2/14/1980")
+    scan(page, "identify with errors", large=False, languages=False)
+    identify(page, "nunez ohara", "2/14/1950")
     expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Rosa")
     scan(page, "appointment")
     page.get_by_role("button", name="Yes, that's me").click()
     expect(page.get_by_text("Number ending in 0100")).to_be_visible()
     scan(page, "details")
     page.get_by_role("button", name="Change", exact=True).click()
-    scan(page, "change details", large=False)
+    scan(page, "change details")
     page.get_by_label("Phone number").fill("not a phone")
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("alert")).to_be_visible()
-    scan(page, "change details with errors", large=False)
+    scan(page, "change details with errors", large=False, languages=False)
     page.get_by_label("Phone number").fill("555-010-0777")
     page.get_by_role("button", name="Save changes").click()
     expect(page.get_by_role("status")).to_contain_text("Staff will check your changes")
@@ -194,16 +260,25 @@ def test_full_check_in_in_english_reaches_the_records_system(kiosk_page: Page, s
     scan(page, "consent")
     page.get_by_role("button", name="I agree and sign").click()
     expect(page.get_by_role("alert")).to_be_visible()                    # no name typed
+    scan(page, "consent with errors", large=False, languages=False)
     page.get_by_label("To sign, type your full name").fill("Rosa Nuñez-O'Hara")
     page.get_by_role("button", name="I agree and sign").click()
     page.get_by_label("To sign, type your full name").fill("Rosa Nuñez-O'Hara")
     page.get_by_role("button", name="I agree and sign").click()
     scans: list[str] = []
-    answer_questionnaires(page, scans, texts=ENGLISH)
-    assert {"Mood questions (PHQ-9)", "Worry questions (GAD-7)"} <= set(scans)
+    answer_questionnaires(page, scans, texts=ENGLISH, large=True, languages=True, errors=True)
+    assert {"Mood questions (PHQ-9)", "Worry questions (GAD-7)", "Staying steady on your feet"} <= set(scans)
     expect(page.get_by_role("heading", level=1)).to_have_text("You're checked in")
     scan(page, "checked in")
     eventually(lambda: "ADT^A04" in site.received() and "ORU^R01" in site.received(), what="A04 and ORU delivered")
+    (oru,) = [m for m in site.stored("ORU^R01") if parse_message(m).value("PID", 3) == "E2E01"]
+    hl7apy_parse(oru.decode(), validation_level=VALIDATION_LEVEL.STRICT, find_groups=True).validate()
+    message = parse_message(oru)
+    assert [obr.raw(4).split("^")[0] for obr in message.all("OBR")] == [
+        "intake", "44249-1", "69737-5", "72109-2", "steadi-stay-independent"]
+    observations = {obx.value(3): obx.value(5) for obx in message.all("OBX")}
+    assert observations["8661-1"] == "Cough <script>alert(1)</script>"     # the reason for the visit, as typed
+    assert {"44261-6", "70274-6", "75626-2", "steadi-total"} <= set(observations)
 
 
 def test_full_check_in_in_spanish_with_every_screen_scanned(kiosk_page: Page, site: Site) -> None:
@@ -214,6 +289,11 @@ def test_full_check_in_in_spanish_with_every_screen_scanned(kiosk_page: Page, si
     scan(page, "bienvenida")
     page.get_by_role("button", name="Registrarse", exact=True).click()
     page.get_by_label("Apellido").fill("Lindqvist")
+    page.get_by_label("Fecha de nacimiento").fill("31/01/1979")
+    page.get_by_role("button", name="Continuar", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("Hay un problema")
+    scan(page, "identificación con errores", large=False, languages=False)
+    page.get_by_label("Apellido").fill("Lindqvist")
     page.get_by_label("Fecha de nacimiento").fill("01/01/1979")
     page.get_by_role("button", name="Continuar", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Hola, Maja")
@@ -222,11 +302,14 @@ def test_full_check_in_in_spanish_with_every_screen_scanned(kiosk_page: Page, si
     scan(page, "datos")
     page.get_by_role("button", name="Sí, es correcto").click()
     scan(page, "consentimiento")
+    page.get_by_role("button", name="Acepto y firmo").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    scan(page, "consentimiento con errores", large=False, languages=False)
     for _ in range(2):
         page.get_by_label("Para firmar, escriba su nombre completo").fill("Maja Lindqvist")
         page.get_by_role("button", name="Acepto y firmo").click()
     scans: list[str] = []
-    answer_questionnaires(page, scans, item9="Varios días", texts=SPANISH)
+    answer_questionnaires(page, scans, item9="Varios días", texts=SPANISH, large=True, errors=True)
     assert {"Preguntas sobre el estado de ánimo (PHQ-9)", "Preguntas sobre la preocupación (GAD-7)"} <= set(scans)
     assert "Gracias por sus respuestas" in scans                          # the item-9 follow-up notice, no score
     expect(page.get_by_role("heading", level=1)).to_have_text("Ya está registrado(a)")
@@ -248,7 +331,7 @@ def test_idle_timeout_wipes_the_session_and_back_shows_nothing(kiosk_page: Page,
     dialog = page.get_by_role("dialog", name="Are you still there?")
     expect(dialog).to_be_visible()
     expect(page.locator("#timeout-live")).to_contain_text("30 seconds left.")
-    scan(page, "timeout warning", large=False)
+    check(page, "timeout warning")
     dialog.get_by_role("button", name="I need more time").click()
     expect(dialog).to_be_hidden()
     page.clock.run_for(90_000)
@@ -261,19 +344,26 @@ def test_idle_timeout_wipes_the_session_and_back_shows_nothing(kiosk_page: Page,
     assert "Ida" not in content and "0100" not in content and "Okafor" not in content
 
 
-def test_timeout_dialog_is_accessible_in_spanish_and_large_text(kiosk_page: Page, site: Site) -> None:
+def test_timeout_dialog_is_accessible_in_both_languages_and_large_text(kiosk_page: Page, site: Site) -> None:
     page = kiosk_page
     enrol(page, site, "e2e-dialog")
     page.clock.install()
     page.goto(site.served.base + "/kiosk/")
-    page.get_by_role("button", name="Español").click()
-    page.get_by_role("button", name="Letra grande").click()
-    page.get_by_role("button", name="Registrarse", exact=True).click()
-    expect(page.get_by_label("Apellido")).to_be_visible()
-    expect(page.locator("body.large")).to_have_count(1)
-    page.clock.run_for(90_000)
-    expect(page.get_by_role("dialog", name="¿Sigue ahí?")).to_be_visible()
-    assert_accessible(page, "diálogo de tiempo, letra grande")
+    page.get_by_role("button", name="Check in", exact=True).click()
+    expect(page.get_by_label("Last name")).to_be_visible()
+    for language, large in (("en", False), ("en", True), ("es", True), ("es", False)):
+        if page.locator("html").get_attribute("lang") != language:
+            page.locator("button[name='language']").click()
+            expect(page.locator("html")).to_have_attribute("lang", language)
+        if bool(page.locator("body.large").count()) != large:
+            page.locator("button[aria-pressed]").click()
+            expect(page.locator("body.large")).to_have_count(int(large))
+        page.clock.run_for(90_000)
+        dialog = page.get_by_role("dialog", name="¿Sigue ahí?" if language == "es" else "Are you still there?")
+        expect(dialog).to_be_visible()
+        check(page, f"timeout dialog, {language}{', large text' if large else ''}")
+        page.keyboard.press("Enter")                                     # "I need more time" has the focus
+        expect(dialog).to_be_hidden()
 
 
 def test_twins_pick_their_appointment_by_time_and_clinician(kiosk_page: Page, site: Site) -> None:
@@ -348,7 +438,7 @@ def test_lobby_updates_without_reload(kiosk_page: Page, site: Site, browser: Bro
     lobby = kiosk_page
     enrol(lobby, site, "e2e-lobby-screen")
     lobby.goto(site.served.base + "/kiosk/lobby")
-    assert_accessible(lobby, "lobby")
+    check(lobby, "lobby")
     before = int(lobby.locator("#waiting").inner_text())
     context = browser.new_context(viewport=PORTRAIT)
     patient = context.new_page()
@@ -365,3 +455,116 @@ def test_lobby_updates_without_reload(kiosk_page: Page, site: Site, browser: Bro
     context.close()
     expect(lobby.locator("#waiting")).to_have_text(str(before + 1))
     assert "Lobby" not in lobby.content()
+
+
+def tab_to(page: Page, target: Locator, *, limit: int = 60) -> None:
+    """Press Tab until ``target`` has the focus, checking that every element reached shows its focus."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement === document.body"):
+            continue
+        assert focus_problem(page) == "", focus_problem(page)
+        if target.evaluate("el => el === document.activeElement"):
+            return
+    raise AssertionError(f"Tab never reached {target}")
+
+
+def press(page: Page, button: Locator) -> None:
+    """Tab to a button and press Enter, waiting for the page it leads to."""
+    tab_to(page, button)
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+
+
+def test_check_in_with_the_keyboard_alone(kiosk_page: Page, site: Site) -> None:
+    page = kiosk_page
+    enrol(page, site, "e2e-keys")
+    press(page, page.get_by_role("button", name="Check in", exact=True))
+    tab_to(page, page.get_by_label("Last name"))
+    page.keyboard.type("Keys")
+    tab_to(page, page.get_by_label("Date of birth"))
+    page.keyboard.type("09/09/1992")
+    press(page, page.get_by_role("button", name="Continue", exact=True))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Hello, Kim")
+    press(page, page.get_by_role("button", name="Yes, that's me"))
+    press(page, page.get_by_role("button", name="Yes, this is correct"))
+    for _ in range(2):
+        tab_to(page, page.get_by_label("To sign, type your full name"))
+        page.keyboard.type("Kim Keys")
+        press(page, page.get_by_role("button", name="I agree and sign"))
+    for _ in range(20):
+        if not page.locator("body[data-step='questions']").count():
+            break
+        for fieldset in page.locator("fieldset.tiles").all():
+            tab_to(page, fieldset.locator("input").first)
+            if ENGLISH["item1"] in fieldset.locator("legend").inner_text():
+                for _ in range(3):
+                    page.keyboard.press("ArrowDown")                    # arrows move through a radio group
+            else:
+                page.keyboard.press("Space")
+        for box in page.locator("textarea").all():
+            tab_to(page, box)
+            page.keyboard.type("Headache")
+        press(page, page.get_by_role("button", name="Continue", exact=True))
+    expect(page.get_by_role("heading", level=1)).to_have_text("You're checked in")
+    press(page, page.get_by_role("button", name="Finish"))
+    press(page, page.get_by_role("button", name="Check in", exact=True))     # again: nothing changes
+    identify(page, "Keys", "09/09/1992")
+    expect(page.get_by_role("heading", level=1)).to_have_text("You are already checked in")
+    scan(page, "already checked in")
+
+
+def test_signature_drawn_with_a_finger_or_typed_instead(kiosk_page: Page, site: Site) -> None:
+    page = kiosk_page
+    enrol(page, site, "e2e-draw")
+    page.get_by_role("button", name="Check in", exact=True).click()
+    identify(page, "Draw", "03/03/1993")
+    page.get_by_role("button", name="Yes, that's me").click()
+    page.get_by_role("button", name="Yes, this is correct").click()
+    pad = page.locator("canvas.pad")
+    expect(pad).to_be_visible()
+    box = pad.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 40, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    for step in range(1, 12):
+        page.mouse.move(box["x"] + 40 + step * 30, box["y"] + box["height"] / 2 + (15 if step % 2 else -15))
+    page.mouse.up()
+    assert page.locator("input[name='drawing']").input_value().startswith("M")
+    check(page, "consent with a drawn signature")
+    with large_text(page):
+        check(page, "consent signature pad (large text)")
+    pad = page.locator("canvas.pad")                                    # the page was reloaded: draw again
+    box = pad.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 300, box["y"] + 120, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name="I agree and sign").click()
+    expect(page.get_by_text("Form 2 of 2")).to_be_visible()
+    # The alternative that needs no dragging: the typed name, on the same form as the pad.
+    page.get_by_label("To sign, type your full name").fill("Dee Draw")
+    page.get_by_role("button", name="I agree and sign").click()
+    expect(page.locator("body[data-step='questions']")).to_have_count(1)
+
+
+def test_check_in_without_javascript(browser: Browser, site: Site) -> None:
+    context = browser.new_context(viewport=PORTRAIT, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        enrol(page, site, "e2e-plain", scripts=False)
+        page.get_by_role("button", name="Check in", exact=True).click()
+        identify(page, "Plain", "04/04/1994")
+        page.get_by_role("button", name="Yes, that's me").click()
+        page.get_by_role("button", name="Yes, this is correct").click()
+        expect(page.locator("canvas.pad")).to_be_hidden()               # the pad needs a script; the name does not
+        for _ in range(2):
+            page.get_by_label("To sign, type your full name").fill("Pat Plain")
+            page.get_by_role("button", name="I agree and sign").click()
+        answer_questionnaires(page, None, texts=ENGLISH)
+        expect(page.get_by_role("heading", level=1)).to_have_text("You're checked in")
+        page.get_by_role("button", name="Finish").click()
+        expect(page.get_by_role("button", name="Check in", exact=True)).to_be_visible()
+    finally:
+        context.close()

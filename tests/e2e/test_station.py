@@ -238,8 +238,7 @@ def test_a_page_beyond_the_live_page_limit_says_so_works_and_goes_live_when_a_sl
     served = serve_with_patient(page, tmp_path, station_config(oximeter, records), FRONTDESK_WEB_THREADS="4")
     try:
         page.goto(served.base + "/staff/stations/room1")
-        # The board that signing in landed on held the one live slot until the server noticed it was left;
-        # a page refused meanwhile asks again by itself (server.live.BUSY_RETRY_MS).
+        # Signing in lands on the board, whose live stream holds the slot until the server sees it closed.
         expect(page.locator("[data-station-page]")).to_have_attribute("data-live", "connected", timeout=20000)
         other = page.context.new_page()
         other.goto(served.base + "/staff/stations/room1")

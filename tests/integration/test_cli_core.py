@@ -72,10 +72,14 @@ def test_version(env: dict[str, str]) -> None:
     assert result.returncode == 0 and re.fullmatch(r"frontdesk \d+\.\d+\.\d+\S*\n", result.stdout)
 
 
-@pytest.mark.parametrize("command", [["serve"], ["outbox", "list"], ["users", "disable", "bob"]])
+@pytest.mark.parametrize("command", [["serve"], ["outbox", "list"], ["users", "disable", "bob"], ["users", "list"],
+                                     ["kiosks", "list"], ["gateways", "list"], ["tokens", "list"],
+                                     ["audit", "verify"]])
 def test_commands_before_db_upgrade_say_so_and_leave_no_empty_database(env: dict[str, str], tmp_path: Path,
                                                                        command: list[str]) -> None:
-    assert_one_line_error(run(command, env), 2, "no database yet")
+    result = run(command, env)
+    assert_one_line_error(result, 2, "no database yet")
+    assert result.stdout == ""
     assert not (tmp_path / "instance" / "frontdesk.db").exists()
     assert run(["db", "upgrade"], env).returncode == 0
     assert (tmp_path / "instance" / "frontdesk.db").exists()
@@ -84,6 +88,7 @@ def test_commands_before_db_upgrade_say_so_and_leave_no_empty_database(env: dict
 @pytest.mark.parametrize(("url", "text"), [
     ("mysql://user:hunter2@db/frontdesk", "'mysql' is not supported; supported are SQLite"),
     ("not a url", "database.url: not a database URL"),
+    ("postgresql://user:hunter2@db:fivefourthree/frontdesk", "database.url: not a database URL"),
 ])
 def test_unsupported_database_url_is_one_line_naming_the_drivers(env: dict[str, str], url: str, text: str) -> None:
     result = run(["outbox", "list"], {**env, "FRONTDESK_DATABASE_URL": url})

@@ -1,7 +1,8 @@
 """Gateway and uplink against a real HTTP server on 127.0.0.1 that goes down, refuses and comes back.
 
 The server here is the readings endpoint's contract in miniature: bearer token,
-``{"accepted": n}``, duplicates by ``reading_id`` accepted but stored once. It
+``{"accepted": n, "duplicates": d}``, duplicates by ``reading_id`` counted and stored once; over
+HTTPS with a certificate from a test CA when asked. It
 keeps every reading it was sent (``received``) apart from what it stored, so
 the tests can tell "arrived exactly once" from "was sent more than once".
 """
@@ -15,6 +16,7 @@ import os
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -32,6 +34,8 @@ from devices.simulators import runner
 from devices.transport import Backoff
 from devices.uplink import DiskBuffer
 from devices.uplink import Uplink
+from hl7.tls import server_context
+from tests.pki import Authority
 
 TOKEN = "station-token"
 FAST = Backoff(base=0.05, cap=0.2, jitter=0.0)
@@ -45,9 +49,10 @@ class ReadingsServer:
     the connection without answering, as when a response is lost on the way back.
     """
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: ssl.SSLContext | None = None) -> None:
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         self.received: list[dict[str, t.Any]] = []
         self.stored: dict[str, dict[str, t.Any]] = {}
         self.gateways: set[str] = set()
@@ -74,15 +79,18 @@ class ReadingsServer:
                     self._answer(forced, {"error": "forced"})
                 else:
                     document = json.loads(body)
+                    duplicates = 0
                     with server._lock:
                         server.gateways.add(document["gateway"])
                         for reading in document["readings"]:
                             server.received.append(reading)
+                            duplicates += reading["reading_id"] in server.stored
                             server.stored.setdefault(reading["reading_id"], reading)
                     if forced == "drop":
                         self.close_connection = True
                         return
-                    self._answer(200, {"accepted": len(document["readings"])})
+                    self._answer(200, {"accepted": len(document["readings"]) - duplicates,
+                                       "duplicates": duplicates})
 
             def _answer(self, status: int, document: dict[str, t.Any]) -> None:
                 payload = json.dumps(document).encode()
@@ -96,6 +104,8 @@ class ReadingsServer:
                 pass
 
         self._httpd = http.server.HTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
         self._thread.start()
 
@@ -115,13 +125,16 @@ class ReadingsServer:
             return [reading["reading_id"] for reading in self.received]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def server() -> t.Iterator[ReadingsServer]:
     """A server on a free port, not yet started: the tests decide when it is up."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    readings_server = ReadingsServer(port)
+    readings_server = ReadingsServer(free_port())
     yield readings_server
     readings_server.stop()
 
@@ -246,8 +259,8 @@ def test_wrong_token_is_reported_once_and_keeps_buffering(tmp_path: pathlib.Path
     wrong.stop()
     wrong.buffer.close()
     errors = [record for record in caplog.records
-              if record.levelname == "ERROR" and "refused the gateway token (HTTP 401)" in record.getMessage()]
-    assert len(errors) == 1
+              if record.levelname == "ERROR" and record.msg == "gateway.token_refused"]
+    assert len(errors) == 1 and errors[0].__dict__["status"] == 401
     assert server.stored_ids() == []
 
     expected = buffered_ids(tmp_path)
@@ -286,5 +299,53 @@ def test_standalone_gateway_command(tmp_path: pathlib.Path, server: ReadingsServ
     assert len(received) == len(set(received))
     assert server.gateways == {"station-b"}
     assert {(r["device_id"], r["station"]) for r in server.stored.values()} == {("ox1", "room-1")}
-    assert "unreachable" in err
+    events = [json.loads(line) for line in err.splitlines()]
+    assert {"gateway.started", "gateway.server_unreachable", "gateway.replayed", "gateway.stopped"} <= {
+        event["event"] for event in events}
+    assert all(set(event) >= {"time", "level", "event"} and "message" not in event for event in events)
     assert buffered_ids(tmp_path / "buffer") == []
+
+
+@pytest.mark.parametrize("url", ["http://192.0.2.10:8080", "http://frontdesk.clinic.test"])
+def test_plain_http_to_another_machine_is_refused_unless_allowed(tmp_path: pathlib.Path, url: str) -> None:
+    buffer = DiskBuffer(str(tmp_path))
+    with pytest.raises(ValueError, match="plain http: the gateway token would cross the network in clear text"):
+        Uplink(url, TOKEN, "station-a", buffer)
+    assert Uplink(url, TOKEN, "station-a", buffer, allow_http=True).url == url + "/api/v1/readings"
+    for local in ("http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"):
+        Uplink(local, TOKEN, "station-a", buffer)
+    buffer.close()
+
+
+def test_https_with_the_clinics_own_ca(tmp_path: pathlib.Path) -> None:
+    ca = Authority(tmp_path, "clinic-ca")
+    issued = ca.issue("frontdesk", server=True)
+    server = ReadingsServer(free_port(), server_context(certfile=str(issued.cert), keyfile=str(issued.key)))
+    server.start()
+    try:
+        public_only = Uplink(server.url, TOKEN, "station-a", DiskBuffer(str(tmp_path / "a")), backoff=FAST)
+        public_only.submit(reading(1))
+        outcome = public_only.send_once()
+        assert outcome.retry and outcome.error is not None and "CERTIFICATE_VERIFY_FAILED" in outcome.error
+        trusting = Uplink(server.url, TOKEN, "station-a", DiskBuffer(str(tmp_path / "a")), backoff=FAST,
+                          cafile=str(ca.cafile))
+        assert trusting.send_once().sent == 1
+        assert len(server.stored_ids()) == 1
+    finally:
+        server.stop()
+
+
+def test_a_replay_is_logged_with_how_many_the_server_already_held(tmp_path: pathlib.Path, server: ReadingsServer,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    server.script = ["drop"]
+    server.start()
+    uplink = Uplink(server.url, TOKEN, "station-a", DiskBuffer(str(tmp_path)), backoff=FAST, batch_size=10,
+                    timeout=2.0)
+    for n in range(6):
+        uplink.submit(reading(n))
+    with caplog.at_level("INFO", logger="devices.uplink"):
+        uplink.drain(threading.Event())
+    uplink.buffer.close()
+    (replayed,) = [r for r in caplog.records if r.msg == "gateway.replayed"]
+    assert (replayed.__dict__["replayed"], replayed.__dict__["duplicates"]) == (6, 6)
+    assert len(server.stored_ids()) == 6 and len(server.received_ids()) == 12

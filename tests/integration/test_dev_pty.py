@@ -45,6 +45,7 @@ class LineDecoder:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self.frames = 0
 
     def feed(self, data: bytes) -> list[Event]:
         self._buffer += data
@@ -58,7 +59,9 @@ class LineDecoder:
                 return events
             line = bytes(self._buffer[:end])
             del self._buffer[:end + 1]
-            events.append(self._parse(line))
+            event = self._parse(line)
+            self.frames += not isinstance(event, FrameRejected)
+            events.append(event)
 
     @staticmethod
     def _parse(line: bytes) -> Event:

@@ -52,6 +52,7 @@ class Row:
     payload: bytes
     status: str = "pending"
     attempts: int = 0
+    rejections: int = 0
     next_attempt_at: dt.datetime = START
     lease_until: dt.datetime | None = None
     reason: str = ""
@@ -87,7 +88,8 @@ class MemoryOutbox:
                     row.status = "sending"
                     row.lease_until = now + dt.timedelta(seconds=lease_seconds)
                     row.attempts += 1
-                    claimed.append(OutboundItem(row.id, row.control_id, row.ordering_key, row.payload, row.attempts))
+                    claimed.append(OutboundItem(row.id, row.control_id, row.ordering_key, row.payload, row.attempts,
+                                                row.rejections))
             return claimed
 
     def mark_sent(self, acks: Sequence[tuple[int, bytes]], now: dt.datetime) -> None:
@@ -102,10 +104,11 @@ class MemoryOutbox:
                 row = self.rows[id]
                 row.status, row.next_attempt_at, row.lease_until, row.attempts = "pending", now, None, row.attempts - 1
 
-    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime) -> None:
+    def mark_retry(self, id: int, reason: str, next_attempt_at: dt.datetime, *, rejected: bool = False) -> None:
         with self._lock:
             row = self.rows[id]
             row.status, row.reason, row.next_attempt_at, row.lease_until = "pending", reason, next_attempt_at, None
+            row.rejections += rejected
 
     def mark_dead(self, id: int, reason: str) -> None:
         with self._lock:
@@ -117,7 +120,7 @@ class MemoryOutbox:
         with self._lock:
             row = self.rows[id]
             assert row.status == "dead"
-            row.status, row.next_attempt_at, row.attempts = "pending", now, 0
+            row.status, row.next_attempt_at, row.attempts, row.rejections = "pending", now, 0, 0
 
     def statuses(self) -> dict[str, str]:
         return {row.control_id: row.status for row in self.rows.values()}
@@ -350,7 +353,7 @@ def test_retry_cap_and_backoff_are_honoured(tmp_path: Path, outbox: MemoryOutbox
         dispatcher.sender.close()
         assert waits == [1.5, 2.5, 4.5]
         assert outbox.rows[1].attempts == 4
-        assert outbox.rows[1].reason.startswith("gave up after 4 attempts; last: AR")
+        assert outbox.rows[1].reason.startswith("rejected 4 times; last: AR")
         assert len(receiver.lines) == 4
     finally:
         receiver.close()

@@ -6,11 +6,15 @@ client certificates, plus a rogue CA whose certificates must be refused.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +27,9 @@ from hl7.listener import MLLPListener
 from hl7.listener import PeerInfo
 from hl7.tls import client_context
 from hl7.tls import server_context
+from server.config import HL7Config
+from server.interfaces import destination_tls
+from server.interfaces import dispatcher_clients
 from tests.pki import Authority
 from tests.pki import Issued
 
@@ -176,3 +183,50 @@ def test_contexts_require_tls_1_2(pki: PKI) -> None:
 def test_client_certificate_needs_its_key(pki: PKI) -> None:
     with pytest.raises(ValueError):
         client_context(cafile=str(pki.ca.cafile), certfile=str(pki.client.cert))
+
+
+def test_the_server_name_setting_checks_a_certificate_issued_for_a_name_when_connecting_by_address(
+        pki: PKI, handler: AAHandler) -> None:
+    named = pki.ca.issue("records-by-name", server=True, names=["records.clinic.test"])
+    context = server_context(certfile=str(named.cert), keyfile=str(named.key))
+    settings = HL7Config(destination_host="127.0.0.1", destination_tls_ca=str(pki.ca.cafile))
+    with MLLPListener(handler, port=0, ssl_context=context, read_timeout=5) as server:
+        by_address = MLLPClient(*server.address, ssl_context=destination_tls(settings), connect_timeout=5)
+        with by_address, pytest.raises(ConnectFailed, match="127.0.0.1"):
+            by_address.send(message("N2"), "N2")
+        named_settings = dataclasses.replace(settings, destination_port=server.address[1],
+                                             destination_tls_server_name="records.clinic.test")
+        (client,) = dispatcher_clients(named_settings)
+        with client:
+            assert parse_ack(client.send(message("N3"), "N3")).code == "AA"
+
+
+def test_a_rotated_certificate_is_used_from_the_next_connection_without_a_restart(
+        pki: PKI, handler: AAHandler, tmp_path: Path) -> None:
+    cert, key = tmp_path / "listener.pem", tmp_path / "listener.key"
+    cert.write_bytes(pki.rogue_server.cert.read_bytes())
+    key.write_bytes(pki.rogue_server.key.read_bytes())
+    context = server_context(certfile=str(cert), keyfile=str(key))
+    trusting = client_context(cafile=str(pki.ca.cafile))
+    with MLLPListener(handler, port=0, ssl_context=context, read_timeout=5) as server:
+        with pytest.raises(ConnectFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            send(server, trusting, "R1")
+        key.write_bytes(pki.server.key.read_bytes())
+        cert.write_bytes(pki.server.cert.read_bytes())
+        assert send(server, trusting, "R2") == "AA"
+    assert [peer.tls for peer in handler.peers] == [True]
+
+
+def test_a_failed_handshake_is_a_warning_naming_the_peer_and_the_reason(
+        pki: PKI, mtls_listener: MLLPListener, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="hl7.listener"), pytest.raises(TransportError):
+        send(mtls_listener, client_context(cafile=str(pki.ca.cafile)))
+        deadline = time.monotonic() + 10
+        # The listener logs from its connection thread, possibly after the client has given up.
+        while not [r for r in caplog.records if r.msg == "hl7.listener_handshake_failed"]:
+            assert time.monotonic() < deadline, "no handshake failure logged"
+            time.sleep(0.01)
+    (record,) = [r for r in caplog.records if r.msg == "hl7.listener_handshake_failed"]
+    assert record.levelname == "WARNING"
+    assert record.__dict__["peer"].startswith("127.0.0.1:")
+    assert "certificate" in record.__dict__["reason"].lower()

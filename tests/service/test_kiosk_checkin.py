@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 from flask.testing import FlaskClient
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.parser import parse_message as hl7apy_parse
 from sqlalchemy import func
 from sqlalchemy import select
 
+from hl7.er7 import parse_message
 from server.models import AuditEvent
 from server.models import ConsentSignature
 from server.models import KioskSession
@@ -158,9 +162,18 @@ def test_check_in_writes_visit_a04_responses_and_oru_together(kiosk: Kiosk, visi
         messages = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
         assert [m.message_type for m in messages] == ["ADT^A04", "ORU^R01"]
         assert messages[0].created_at == messages[1].created_at == row.updated_at
-        oru = messages[1].payload.decode()
-        assert "OBR|1|" in oru and "44249-1^PHQ-9" in oru and "44261-6^" in oru and "69737-5^" in oru
-        assert "72109-2^" in oru and "steadi" not in oru
+        oru = parse_message(messages[1].payload)
+        strict = hl7apy_parse(messages[1].payload.decode(), validation_level=VALIDATION_LEVEL.STRICT,
+                              find_groups=True)
+        assert strict.validate()
+        panels = [obr.raw(4).split("^")[::2] for obr in oru.all("OBR")]
+        assert panels == [["intake", "L"], ["44249-1", "LN"], ["69737-5", "LN"], ["72109-2", "LN"],
+                          ["steadi-stay-independent", "L"]]
+        observations = {obx.value(3): obx for obx in oru.all("OBX")}
+        assert observations["8661-1"].raw(3).endswith("^LN") and observations["8661-1"].value(5) == "Cough"
+        assert observations["allergies-changed"].raw(5) == "LA33-6^Yes^LN"
+        assert (observations["44261-6"].value(5), observations["75626-2"].value(2)) == ("3", "NM")
+        assert (observations["steadi-total"].value(5), observations["steadi-1"].raw(5)) == ("14", "LA33-6^Yes^LN")
         responses = {r.questionnaire: r for r in session.scalars(select(QuestionnaireResponse))}
         assert set(responses) == {"intake", "phq-9", "gad-7", "audit-c", "steadi"}
         assert (responses["phq-9"].score, responses["phq-9"].severity) == (3, "none-minimal")
@@ -222,6 +235,7 @@ def test_checking_in_twice_changes_nothing(kiosk: Kiosk, visit: int, services: S
     kiosk.start()
     kiosk.identify("O'Brien-Müller", "03/09/1958")
     assert kiosk.step() == "already"
+    assert services.checkin.screen(kiosk.creds, "already").data == {"done_seconds": 15}   # resets like "done"
     with services.uow.begin() as session:
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 2
 
@@ -311,6 +325,58 @@ def test_idle_session_is_destroyed_on_the_server_and_audited(kiosk: Kiosk, visit
         row = session.scalars(select(KioskSession)).one()
         assert row.end_reason == "timeout" and row.patient_id is None and row.draft == {}
     assert count(services, AuditEvent, AuditEvent.action == "kiosk.timeout") == 1
+
+
+def test_activity_is_written_sparingly_but_never_ends_a_session_before_its_countdown(
+        kiosk: Kiosk, visit: int, services: Services, clock: FrozenClock) -> None:
+    kiosk.start()
+
+    def last_seen() -> dt.datetime:
+        with services.uow.begin() as session:
+            return session.scalars(select(KioskSession)).one().last_seen_at
+
+    started = last_seen()
+    clock.advance(seconds=4)
+    assert kiosk.step() == "identify"
+    assert last_seen() == started                                   # a page right after a post writes nothing
+    clock.advance(seconds=2)
+    assert kiosk.step() == "identify"
+    assert last_seen() == started + dt.timedelta(seconds=6)
+    settings = services.checkin.settings
+    clock.advance(seconds=4)                                        # activity at +10 s, not written
+    assert kiosk.step() == "identify"
+    clock.advance(seconds=settings.idle_seconds + settings.warning_seconds)
+    assert kiosk.step() == "identify"                               # the page's countdown has only just ended
+
+
+def csrf_token(page: str) -> str:
+    """The CSRF token of a kiosk page (its forms write the hidden field themselves)."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+def test_a_form_post_leads_straight_to_the_next_step(services: Services, client: FlaskClient, visit: int) -> None:
+    code = services.devices.add("kiosk", "lobby-2")
+    page = client.get("/kiosk/").text
+    client.post("/kiosk/enroll", data={"csrf_token": csrf_token(page), "code": code})
+    page = client.get("/kiosk/").text
+    started = client.post("/kiosk/start", data={"csrf_token": csrf_token(page), "mode": "checkin"})
+    assert started.headers["Location"] == "/kiosk/identify"
+    page = client.get("/kiosk/identify").text
+    missed = client.post("/kiosk/identify", data={"csrf_token": csrf_token(page), "last_name": "Nobody",
+                                                  "birth_date": "03/09/1958"})
+    assert (missed.status_code, missed.headers["Location"]) == (303, "/kiosk/front-desk")
+    page = client.get("/kiosk/front-desk").text
+    again = client.post("/kiosk/front-desk", data={"csrf_token": csrf_token(page)})
+    assert again.headers["Location"] == "/kiosk/identify"
+    page = client.get("/kiosk/identify").text
+    found = client.post("/kiosk/identify", data={"csrf_token": csrf_token(page), "last_name": "O'Brien-Müller",
+                                                 "birth_date": "03/09/1958"})
+    assert (found.status_code, found.headers["Location"]) == (303, "/kiosk/appointment")
+    page = client.get("/kiosk/appointment").text
+    finished = client.post("/kiosk/reset", data={"csrf_token": csrf_token(page), "reason": "cancelled"})
+    assert finished.headers["Location"] == "/kiosk/"
 
 
 def test_staff_force_reset_ends_the_session(kiosk: Kiosk, visit: int, services: Services) -> None:

@@ -43,14 +43,15 @@ def live(services: Services) -> list[tuple[str, str | None, list[str]]]:
 
 def test_readings_are_stored_as_live_values(client: FlaskClient, token: str, services: Services) -> None:
     response = post(client, token, [reading("r1"), reading("r2", "72", metric="pulse_oximeter")])
-    assert response.status_code == 200 and response.json == {"accepted": 2, "rejected": []}
+    assert response.status_code == 200 and response.json == {"accepted": 2, "duplicates": 0, "rejected": []}
     assert live(services) == [("pulse_oximeter", "72", []), ("spo2", "97", [])]
 
 
 def test_replay_is_idempotent_and_older_values_never_win(client: FlaskClient, token: str,
                                                          services: Services) -> None:
     post(client, token, [reading("r1", "97", host_time="2026-11-26T14:00:05+00:00")])
-    assert post(client, token, [reading("r1", "97", host_time="2026-11-26T14:00:05+00:00")]).json["accepted"] == 1
+    replay = post(client, token, [reading("r1", "97", host_time="2026-11-26T14:00:05+00:00"), reading("r2", "96")])
+    assert (replay.json["accepted"], replay.json["duplicates"]) == (1, 1)
     post(client, token, [reading("r0", "90", host_time="2026-11-26T14:00:01+00:00")])
     assert live(services) == [("spo2", "97", [])]
     post(client, token, [reading("r3", "99", host_time="2026-11-26T14:00:09+00:00")])

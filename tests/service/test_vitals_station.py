@@ -156,6 +156,28 @@ def test_a_value_the_oximeter_keeps_through_motion_is_charted(services: Services
     assert obx_values(oru(services, outcome.control_id))["150456"][0] == "96"
 
 
+def test_only_the_reading_the_page_showed_is_charted(services: Services, clock: FrozenClock,
+                                                     waiting_visit: int) -> None:
+    """A reading that arrives while "Send to chart" is on its way is shown and asked about, never sent unseen."""
+    session_id = services.vitals.take("room1", waiting_visit, actor=AMA)
+    send(services, clock, "spo2", "96", seconds=1)
+    page = services.vitals.station_page("room1", actor=AMA)
+    assert page.session is not None and page.session.rows[0].captured is not None
+    seen = page.session.rows[0].captured.reading_id
+    send(services, clock, "spo2", "93", seconds=1)
+
+    outcome = services.vitals.chart("room1", session_id, Draft(shown={"spo2": seen}), actor=AMA)
+    assert not outcome.charted and "newer reading" in outcome.errors["spo2"]
+    page = services.vitals.station_page("room1", actor=AMA)
+    assert page.session is not None and page.session.rows[0].captured is not None
+    newest = page.session.rows[0].captured
+    assert newest.value == "93"
+
+    outcome = services.vitals.chart("room1", session_id, Draft(shown={"spo2": newest.reading_id}), actor=AMA)
+    assert outcome.charted
+    assert obx_values(oru(services, outcome.control_id))["150456"][0] == "93"
+
+
 def test_implausible_and_large_changes_need_a_confirming_click(services: Services, clock: FrozenClock,
                                                                waiting_visit: int) -> None:
     session_id = services.vitals.take("room1", waiting_visit, actor=AMA)

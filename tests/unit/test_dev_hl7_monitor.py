@@ -10,6 +10,7 @@ import pytest
 from devices import drivers
 from devices.protocols import hl7_monitor as hm
 from devices.protocols.base import FrameRejected
+from devices.protocols.base import Unrecognised
 from devices.simulators.hl7_monitor import Hl7MonitorSimulator
 from tests.dev_helpers import DEVICE_FIXTURES
 from tests.dev_helpers import decode_split
@@ -165,8 +166,80 @@ def test_acknowledgements_follow_the_sender_mode() -> None:
     enhanced = "MSH|^~\\&|MON|WARD|||20261126100000+0000||ORU^R01|C2|P|2.6|||AL|NE"
     decoder.feed(message(header=enhanced))
     assert decoder.poll(0.2).endswith(b"MSA|CA|C2\r\x1c\r")
-    decoder.feed(message(header=enhanced.replace("C2", "C3").replace("|AL|NE", "|NE|AL")))
+    decoder.feed(message(header=enhanced.replace("C2", "C3").replace("|AL|NE", "|ER|ER")))
     assert decoder.poll(0.3) == b""
+
+
+@pytest.mark.parametrize(("modes", "codes"), [
+    ("|NE|AL", ["AA"]),        # GE B40/B20: no accept ACK, waits for the application ACK
+    ("|AL|AL", ["CA", "AA"]),
+    ("|SU|SU", ["CA", "AA"]),
+    ("|AL|NE", ["CA"]),
+    ("|NE|NE", []),
+    ("||AL", ["CA", "AA"]),
+])
+def test_every_acknowledgement_a_monitor_asks_for_is_sent_in_order(modes: str, codes: list[str]) -> None:
+    decoder = hm.Hl7MonitorDecoder()
+    header = "MSH|^~\\&|MON|WARD|||20261126100000+0000||ORU^R01|G1|P|2.6|||" + modes[1:]
+    decoder.feed(message("OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1|97|%|||||R", header=header))
+    acks = hm.MllpFramer().feed(decoder.poll(0.0))
+    assert [bytes(a).split(b"MSA|")[1][:2].decode() for a in acks] == codes
+    assert all(bytes(a).endswith(b"|G1\r") for a in acks)
+
+
+def test_the_acknowledgement_builder_given_is_used_and_a_failing_one_leaves_the_minimal_ack() -> None:
+    calls: list[tuple[bytes, str]] = []
+
+    def build(raw: bytes, code: str) -> bytes:
+        calls.append((raw, code))
+        return f"MSH|^~\\&|FD|CLINIC|MON|WARD|20261126100001||ACK^R01^ACK|X1|P|2.6\rMSA|{code}|C1\r".encode()
+
+    decoder = hm.Hl7MonitorDecoder(acknowledge=build)
+    block = message("OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1|97|%|||||R")
+    decoder.feed(block)
+    assert decoder.poll(0.0) == hm.encode_block(
+        "MSH|^~\\&|FD|CLINIC|MON|WARD|20261126100001||ACK^R01^ACK|X1|P|2.6\rMSA|AA|C1\r")
+    assert [code for _, code in calls] == ["AA"] and calls[0][0] == block[1:-2]
+
+    def broken(raw: bytes, code: str) -> bytes:
+        raise ValueError("cannot parse")
+
+    decoder = hm.Hl7MonitorDecoder(acknowledge=broken)
+    decoder.feed(block)
+    assert decoder.poll(0.0).endswith(b"MSA|AA|C1\r\x1c\r")
+
+
+VS900_AXILLARY = "OBX|5|NM|188496^MDC_TEMP_AXIL^MDC|1.2.1.3|35.1|268192^MDC_DIM_DEGC^MDC|||||F"
+
+
+@pytest.mark.parametrize(("row", "metric", "flags"), [
+    (VS900_AXILLARY, "temperature_axillary", frozenset()),
+    ("OBX|1|NM|188452^MDC_TEMP_AXILLA^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature_axillary",
+     frozenset()),
+    ("OBX|1|NM|188424^MDC_TEMP_ORAL^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature_oral", frozenset()),
+    ("OBX|1|NM|188420^MDC_TEMP_RECT^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature_rectal", frozenset()),
+    ("OBX|1|NM|150392^MDC_TEMP_TYMP^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature_tympanic",
+     frozenset()),
+    ("OBX|1|NM|188428^MDC_TEMP_EAR^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature_tympanic", frozenset()),
+    ("OBX|1|NM|150368^MDC_TEMP_CORE^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature",
+     frozenset({"site_core"})),
+    ("OBX|1|NM|150388^MDC_TEMP_SKIN^MDC|1|35.1|268192^MDC_DIM_DEGC^MDC|||||F", "temperature",
+     frozenset({"site_skin"})),
+])
+def test_every_mdc_temperature_site_is_a_temperature_reading_with_its_site(
+        row: str, metric: str, flags: frozenset[str]) -> None:
+    (reading,) = measurements(hm.Hl7MonitorDecoder().feed(message(row)))
+    assert (reading.metric, reading.value, reading.unit, reading.flags) == (metric, Decimal("35.1"), "Cel", flags)
+
+
+def test_an_unknown_observation_is_counted_and_hierarchy_rows_are_not() -> None:
+    decoder = hm.Hl7MonitorDecoder()
+    events = decoder.feed(message("OBX|1||69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X",
+                                  "OBX|2|NM|151708^MDC_CONC_AWAY_CO2_ET^MDC|1.1.1.1|38|266016^MDC_DIM_MMHG^MDC|||||F",
+                                  VS900_AXILLARY))
+    assert [type(e).__name__ for e in events] == ["Unrecognised", "Measurement"]
+    assert events[0] == Unrecognised("OBX-3 151708^MDC_CONC_AWAY_CO2_ET^MDC")
+    assert decoder.frames == 1
 
 
 def test_a_resent_message_is_acknowledged_again_but_decoded_once() -> None:

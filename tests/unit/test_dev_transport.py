@@ -131,11 +131,12 @@ def test_status_goes_stale_after_quiet_timeout() -> None:
     status.connected("/dev/ttyUSB0", 100.0)
     assert not status.snapshot(102.9).stale
     assert status.snapshot(103.1).stale
-    status.accepted(2, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 104.0, frozenset({"artifact"}))
+    status.accepted(2, 5, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 104.0, frozenset({"artifact"}))
     status.rejected(3)
+    status.unrecognised(1)
     snapshot = status.snapshot(105.0)
-    assert (snapshot.stale, snapshot.frames_accepted, snapshot.frames_rejected, snapshot.flags) == (
-        False, 2, 3, frozenset({"artifact"}))
+    assert (snapshot.stale, snapshot.frames_accepted, snapshot.readings, snapshot.frames_rejected,
+            snapshot.unrecognised, snapshot.flags) == (False, 2, 5, 3, 1, frozenset({"artifact"}))
     status.disconnected("port /dev/ttyUSB0 failed: Input/output error")
     status.connected("/dev/ttyUSB1", 200.0)
     snapshot = status.snapshot(200.0)

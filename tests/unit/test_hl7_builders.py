@@ -130,6 +130,20 @@ PHQ9 = questionnaire("KQ-0042", ("44249-1", "PHQ-9 quick depression assessment p
 GAD7 = questionnaire("KQ-0043", ("69737-5", "Generalized anxiety disorder 7 item (GAD-7)"),
                      ("70274-6", "Generalized anxiety disorder 7 item (GAD-7) total score"),
                      GAD7_ITEMS, [2, 2, 2, 1, 1, 2, 1], "moderate")
+STEADI = QuestionnaireResult(
+    "KQ-0044", "steadi-stay-independent", "CDC STEADI Stay Independent brochure",
+    (QuestionnaireItem("steadi-1", "I have fallen in the past year.", "LA33-6", "Yes", "L"),
+     QuestionnaireItem("steadi-2", "I use or have been advised to use a cane or walker to get around safely.",
+                       "LA32-8", "No", "L")),
+    "steadi-total", "Stay Independent total score", 2, "not at risk", NOW, panel_system="L", total_system="L")
+INTAKE = QuestionnaireResult(
+    "KQ-0045", "intake", "Before your visit",
+    (QuestionnaireItem("8661-1", "What is the main reason for your visit today?", "",
+                       "Knee pain | since Monday\rOBX|9|NM|x", value_type="TX"),
+     QuestionnaireItem("allergies-changed", "Do you have any new allergies since your last visit?", "LA32-8", "No",
+                       "L"),
+     QuestionnaireItem("fasting", "Have you eaten today?", "Y", "Yes", "L", answer_system="HL70136")),
+    "", "", None, "", NOW, panel_system="L")
 
 
 def all_messages() -> dict[str, bytes]:
@@ -143,6 +157,8 @@ def all_messages() -> dict[str, bytes]:
         "ORU-MDC": build_oru_vitals(SENDER, EHR, spot_check(), control_id="C-V1", now=NOW),
         "ORU-LOINC": build_oru_vitals(SENDER, EHR_LOINC, spot_check(), control_id="C-V2", now=NOW),
         "ORU-Q": build_oru_questionnaire(SENDER, EHR, PATIENT, VISIT, [PHQ9, GAD7], control_id="C-Q", now=NOW),
+        "ORU-Q-LOCAL": build_oru_questionnaire(SENDER, EHR, PATIENT, VISIT, [STEADI, INTAKE], control_id="C-QL",
+                                               now=NOW),
     }
 
 
@@ -385,6 +401,25 @@ def test_questionnaire_message() -> None:
     assert [n.value(3) for n in message.all("NTE")] == ["Severity: mild", "Severity: moderate"]
     assert rows[-1].value(5) == "11"
     assert rows[11].raw(5) == "LA6570-1^More than half the days^LN"
+
+
+def test_questionnaire_with_local_codes_and_typed_answers() -> None:
+    message = parse_message(MESSAGES["ORU-Q-LOCAL"])
+    steadi_obr, intake_obr = message.all("OBR")
+    assert steadi_obr.raw(4) == "steadi-stay-independent^CDC STEADI Stay Independent brochure^L"
+    assert intake_obr.raw(4) == "intake^Before your visit^L"
+    rows = obx_rows(message)
+    assert [row.value(1) for row in rows] == ["1", "2", "3", "1", "2", "3"]
+    assert rows[0].raw(3) == "steadi-1^I have fallen in the past year.^L"
+    assert rows[0].raw(5) == "LA33-6^Yes^LN"
+    assert (rows[2].value(2), rows[2].raw(3), rows[2].value(5)) == (
+        "NM", "steadi-total^Stay Independent total score^L", "2")
+    reason, allergies, fasting = rows[3:]
+    assert (reason.value(2), reason.raw(3)) == ("TX", "8661-1^What is the main reason for your visit today?^LN")
+    assert reason.value(5) == "Knee pain | since Monday\rOBX|9|NM|x"
+    assert allergies.raw(5) == "LA32-8^No^LN"
+    assert fasting.raw(5) == "Y^Yes^HL70136"
+    assert [n.value(3) for n in message.all("NTE")] == ["Severity: not at risk"]
 
 
 def test_user_text_cannot_forge_segments() -> None:

@@ -24,8 +24,6 @@ from flask import request
 from flask import session
 from flask import url_for
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import RequestRedirect
 
 from server.auth import client_address
 from server.auth import forbid
@@ -50,7 +48,7 @@ from server.services.board import CHANGE_LABELS
 from server.services.flags import ChangeNotFound
 from server.services.flags import FlagNotFound
 from server.services.outbox import OutboxError
-from server.services.outbox import OutboxMessageNotFound
+from server.services.outbox import OutboxNotFound
 from server.services.staff import SignInFailed
 from server.services.visits import UnknownRoom
 from server.services.visits import VisitNotFound
@@ -107,18 +105,6 @@ def logout() -> ResponseReturnValue:
     response.delete_cookie(session_cookie_name(), path="/", secure=_secure(), samesite="Lax")
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response
-
-
-@bp.app_template_global()
-def page_exists(path: str) -> bool:
-    """Whether this app serves ``path``: a link to an area that may not be installed shows only when it is."""
-    try:
-        current_app.url_map.bind("localhost").match(path, method="GET")
-    except RequestRedirect:
-        return True
-    except HTTPException:
-        return False
-    return True
 
 
 @root.get("/")
@@ -288,7 +274,7 @@ def outbox_action(message_id: int) -> ResponseReturnValue:
     action = form.action.data or ""
     try:
         getattr(services().outbox, action)(message_id, actor=staff.actor(client_address()))
-    except OutboxMessageNotFound:
+    except OutboxNotFound:
         abort(404)
     except OutboxError:
         flash(f"Message {message_id} was already delivered or discarded; nothing was changed.", "error")

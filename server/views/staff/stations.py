@@ -112,7 +112,9 @@ def _draft() -> Draft:
     fields = {row.key: (request.form.get(row.key, "")[:32], request.form.get(f"{row.key}_unit", "")[:16],
                         request.form.get(f"{row.key}_source", "typed"))
               for row in rules.ROWS}
-    return Draft(fields, frozenset(request.form.getlist("confirm")))
+    shown = {row.key: request.form.get(f"{row.key}_reading", "")[:64] for row in rules.ROWS
+             if f"{row.key}_reading" in request.form}
+    return Draft(fields, frozenset(request.form.getlist("confirm")), shown)
 
 
 @bp.post("/<station_id>/sessions/<int:session_id>")
