@@ -42,14 +42,24 @@
     });
   }
 
+  // Answers can come back out of order (a row asked for twice in quick succession): each row keeps the
+  // number of its latest request, and an older answer never replaces what a newer one showed.
+  var latest = {};
+  function ticket(visitId) {
+    latest[visitId] = (latest[visitId] || 0) + 1;
+    return latest[visitId];
+  }
+
   function refreshAll() {
+    var asked = {};
+    body.querySelectorAll("tr[data-visit]").forEach(function (tr) { asked[tr.dataset.visit] = ticket(tr.dataset.visit); });
     return get(root.dataset.rows).then(function (html) {
       if (html === null) { return; }
       var holder = document.createElement("div");
       holder.innerHTML = html;
       body.querySelectorAll("tr[data-visit]").forEach(function (tr) {
         var fresh = holder.querySelector("#" + CSS.escape(tr.id));
-        if (fresh) { swap(tr, fresh); }
+        if (fresh && latest[tr.dataset.visit] === asked[tr.dataset.visit]) { swap(tr, fresh); }
       });
       if (holder.querySelectorAll("tr[data-visit]").length !== body.querySelectorAll("tr[data-visit]").length ||
           !!holder.querySelector(".alerts") !== !!body.querySelector(".alerts")) {
@@ -64,8 +74,11 @@
   function refreshRow(visitId) {
     var current = document.getElementById("visit-" + visitId);
     if (!current) { return refreshAll(); }
+    var mine = ticket(String(visitId));
     return get(root.dataset.rows + "&visit=" + encodeURIComponent(visitId)).then(function (html) {
-      if (html === null) { return; }
+      if (html === null || latest[String(visitId)] !== mine) { return; }
+      current = document.getElementById("visit-" + visitId);
+      if (!current) { return; }
       var fresh = html ? parseRows(html) : null;
       if (fresh) { swap(current, fresh); } else { current.remove(); }
       root.dataset.updated = String(Date.now());
