@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import secrets
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -197,7 +198,7 @@ def run_demo(config: Config, *, port: int | None, hl7_port: int | None = None,
             if login.totp_key:
                 echo(f"             second factor: add key {login.totp_key} to an authenticator app, or use "
                      f"a recovery code (each works once): {', '.join(login.recovery_codes)}")
-        echo(f"CLI on this demo's database: FRONTDESK_INSTANCE_DIR={home} frontdesk users list")
+        echo(f"CLI on this demo's database: FRONTDESK_INSTANCE_DIR={home} {_program()} users list")
         echo("Stop with Ctrl+C.\n")
 
     try:
@@ -278,3 +279,15 @@ def check_in_first(config: Config, count: int) -> int:
         return len(visits)
     finally:
         engine.dispose()
+
+
+def _program() -> str:
+    """How to call this same ``frontdesk`` from the current folder: ``make demo`` runs it from ``.venv``,
+    which is not on a newcomer's PATH."""
+    program = Path(sys.argv[0]).resolve()
+    if program.name != "frontdesk":
+        return "frontdesk"
+    try:
+        return str(program.relative_to(Path.cwd()))
+    except ValueError:
+        return str(program)

@@ -123,6 +123,11 @@ class Row:
     metrics: tuple[str, ...]
     typed: Typed | None
 
+    @property
+    def unit(self) -> str:
+        """The UCUM unit its devices report in (BMI, fed by no device, in kg/m2)."""
+        return METRICS[self.metrics[0]].unit.ucum if self.metrics else "kg/m2"
+
 
 PAIN = "pain"
 

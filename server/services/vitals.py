@@ -244,7 +244,9 @@ class LiveValue:
         return {"station": station, "row": row.key if row else None, "metric": self.metric,
                 "device_id": self.device_id, "value": self.value, "unit": self.unit,
                 "unit_text": rules.unit_text(self.unit), "flags": list(self.flags),
-                "flag_text": [rules.flag_text(f) for f in self.flags], "usable": self.usable,
+                "flag_text": list(dict.fromkeys(rules.flag_text(f) for f in self.flags
+                                                if f not in rules.IN_PROGRESS_FLAGS)),
+                "usable": self.usable,
                 "in_progress": self.in_progress, "measured_at": _iso(self.measured_at),
                 "device_time": _iso(self.device_time), "reading_id": self.reading_id}
 

@@ -4,6 +4,7 @@ link that makes a browser a kiosk and a database the CLI finds; Ctrl-C stops eac
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -36,8 +37,10 @@ def test_two_demos_side_by_side_then_ctrl_c(tmp_path: Path) -> None:
             assert status == 200 and "Check in" in page and "Enrollment code" not in page
             assert kiosk.request(link)[0] == 200  # the link worked once; now it is only the form again
 
-            instance = demo.printed(r"FRONTDESK_INSTANCE_DIR=(\S+) frontdesk")
+            instance = demo.printed(r"FRONTDESK_INSTANCE_DIR=(\S+) \S*frontdesk users list")
             assert Path(instance) == tmp_path / "instance" / f"demo-{demo.web}"
+            program = demo.printed(r"FRONTDESK_INSTANCE_DIR=\S+ (\S*frontdesk) users list")
+            assert os.access(program, os.X_OK), f"the printed command {program} cannot be run as printed"
             users = run(["users", "list"], {**env, "FRONTDESK_INSTANCE_DIR": instance})
             assert users.returncode == 0 and re.search(r"^admin +admin +active +yes", users.stdout, re.M)
 

@@ -120,3 +120,9 @@ def test_device_time_is_believed_only_with_a_zone_and_not_from_the_future() -> N
     slightly_ahead = host + dt.timedelta(minutes=4)
     assert rules.believed_time(slightly_ahead, host) == (slightly_ahead, False)
     assert rules.believed_time(dt.datetime(2099, 1, 1, tzinfo=dt.UTC), host) == (host, True)
+
+
+@pytest.mark.parametrize(("key", "shown"), [("spo2", "%"), ("perfusion_index", "%"), ("mean_arterial", "mmHg"),
+                                             ("pulse", "/min"), ("bmi", "kg/m²")])
+def test_a_row_without_a_reading_yet_shows_its_devices_unit(key: str, shown: str) -> None:
+    assert rules.unit_text(rules.ROW_BY_KEY[key].unit) == shown
