@@ -132,7 +132,9 @@ def enrol(page: Page, site: Site, name: str, *, scripts: bool = True) -> None:
 
 
 def check(page: Page, what: str) -> None:
-    """axe-core and the layout checks on the page as it is now."""
+    """axe-core and the layout checks on the page as it is now (once its stylesheet has loaded: a page
+    just swapped in after a form post can be in the DOM before its CSS applies)."""
+    page.wait_for_load_state("load")
     assert_accessible(page, what)
     assert_fits(page, what)
 
