@@ -535,7 +535,11 @@ class CheckIn:
             return {}
         questionnaire, pi, pages = position
         answers = row.draft.get("answers", {}).get(questionnaire.key, {})
-        return {"questionnaire": questionnaire, "page": pages[pi], "answers": answers,
+        # A screen is shown when any of its questions is enabled; the ones that are not ("Which new
+        # allergies?" after "No") stay off it.
+        enabled = evaluate(questionnaire, answers).enabled
+        page = tuple(item for item in pages[pi] if item.link_id in enabled)
+        return {"questionnaire": questionnaire, "page": page, "answers": answers,
                 "page_number": pi + 1, "page_count": len(pages),
                 "number": int(row.draft.get("qi", 0)) + 1, "count": len(row.draft.get("queue", []))}
 

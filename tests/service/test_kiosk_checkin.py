@@ -419,3 +419,29 @@ def test_text_typed_at_the_kiosk_is_inert_on_staff_pages_and_in_the_api(kiosk: K
     api = client.get("/api/v1/pending-changes")
     assert api.headers["Content-Type"] == "application/json"
     assert api.json["changes"][0]["fields"][0]["requested"] == '<img src=x onerror="alert(1)">'
+
+
+def test_a_follow_up_question_is_not_shown_after_the_answer_that_skips_it(kiosk: Kiosk, visit: int) -> None:
+    """"Which new allergies?" shares a screen with the next question; after "No" only that question is asked."""
+    kiosk.to_questions("O'Brien-Müller", "03/09/1958")
+    asked: list[list[str]] = []
+
+    def choose(link_id: str, options: list[str]) -> str:
+        return "LA32-8" if link_id.endswith("-changed") else options[0]
+
+    for _ in range(40):
+        if kiosk.step() == "notice":
+            kiosk.services.checkin.continue_after_notice(kiosk.creds)
+            continue
+        if kiosk.step() != "questions":
+            break
+        screen = kiosk.services.checkin.screen(kiosk.creds, "questions")
+        items = [item for top in screen.data["page"] for item in top.walk() if item.asks]
+        asked.append([item.link_id for item in items])
+        form = {item.link_id: [choose(item.link_id, [o.coding.code for o in item.options])] if item.type == "choice"
+                else ["false"] if item.type == "boolean" else ["Cough"] for item in items}
+        assert kiosk.services.checkin.answer(kiosk.creds, form) is None
+    questions = [link for page in asked for link in page]
+    assert "allergies-changed" in questions and "medications-changed" in questions
+    assert "allergies" not in questions and "medications" not in questions
+    assert kiosk.step() == "done"
