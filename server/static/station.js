@@ -66,6 +66,11 @@
     tr.querySelector("[data-value]").value = data.value;
     var reading = tr.querySelector("[data-reading]");
     if (reading) { reading.value = data.reading_id; }
+    var retake = root.querySelector('li[data-retake="' + CSS.escape(data.row) + '"]');
+    if (retake) {
+      retake.hidden = false;
+      retake.querySelector("[data-retake-value]").textContent = data.value + " " + data.unit_text;
+    }
     tr.querySelector("[data-source]").value = "device";
     var unit = tr.querySelector("[data-unit]");
     if (unit) { unit.value = data.unit; }

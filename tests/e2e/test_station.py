@@ -4,6 +4,7 @@ reference records system receiving the ORU^R01, on SQLite and with two ``serve``
 from __future__ import annotations
 
 import datetime as dt
+import re
 import signal
 import sqlite3
 import typing as t
@@ -133,6 +134,9 @@ def take_vitals_and_chart(page: Page, base: str, records: Records) -> None:
     expect(spo2).not_to_have_value("", timeout=15000)
     shown = spo2.input_value()
     expect(spo2).not_to_have_value(shown, timeout=15000)  # it streams: a later reading replaces it live
+    retake = page.get_by_role("listitem").filter(has_text="SpO2")
+    expect(retake.get_by_role("button", name="Take again")).to_be_visible()  # offered for a live reading too
+    expect(retake).to_contain_text(re.compile(r"SpO2 \d+ %"))
     assert_accessible(page, "station page taking vitals")
     page.get_by_label("Weight", exact=True).fill("154")
     page.get_by_label("Weight unit").select_option(label="lb")
