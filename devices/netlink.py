@@ -28,6 +28,7 @@ import urllib.parse
 
 from devices.transport import MAX_READ_WAIT
 from devices.transport import READ_CHUNK
+from devices.transport import Attempts
 from devices.transport import Backoff
 from devices.transport import LinkError
 
@@ -73,11 +74,9 @@ class SocketLink:
         self.port = url
         self.backoff = backoff or Backoff()
         self.read_wait = read_wait
-        self._rand = rand
         self._server: socket.socket | None = None
         self._conn: socket.socket | None = None
-        self._failures = 0
-        self._next_attempt = 0.0
+        self._attempts = Attempts(self.backoff, rand)
         self.path: str | None = None
 
     @property
@@ -121,20 +120,11 @@ class SocketLink:
         """
         if self._conn is not None:
             return True
-        if now < self._next_attempt:
-            return False
-        try:
-            self.open()
-        except LinkError:
-            self._failures += 1
-            self._next_attempt = now + self.backoff.delay(self._failures, self._rand)
-            raise
-        self._failures = 0
-        return self._conn is not None
+        return self._attempts.try_open(now, self.open) and self._conn is not None
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next attempt is allowed."""
-        return max(0.0, self._next_attempt - now)
+        return self._attempts.wait_time(now)
 
     def read(self) -> bytes:
         """Wait up to ``read_wait`` seconds for bytes and return what has arrived.

@@ -92,6 +92,44 @@ class Backoff:
         return min(self.cap, exponential) + rand() * self.jitter
 
 
+class Attempts:
+    """When a link may next try to open: the failures in a row and the backoff they earned.
+
+    Shared by every kind of link so serial ports and sockets back off alike.
+    """
+
+    def __init__(self, backoff: Backoff, rand: t.Callable[[], float]) -> None:
+        self.backoff = backoff
+        self._rand = rand
+        self.failures = 0
+        self.next_at = 0.0
+
+    def try_open(self, now: float, opener: t.Callable[[], None]) -> bool:
+        """Run ``opener`` if the backoff allows it at monotonic time ``now``; ``False`` when it does not.
+
+        :raises LinkError: from ``opener``; the next attempt then waits longer.
+        """
+        if now < self.next_at:
+            return False
+        try:
+            opener()
+        except LinkError:
+            self.failures += 1
+            self.next_at = now + self.backoff.delay(self.failures, self._rand)
+            raise
+        self.failures = 0
+        return True
+
+    def lost(self) -> None:
+        """An open line failed: the next attempt may come at once, then back off as after one failure."""
+        self.failures = 1
+        self.next_at = 0.0
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until the next attempt is allowed."""
+        return max(0.0, self.next_at - now)
+
+
 Comports = t.Callable[[], t.Iterable[t.Any]]
 
 
@@ -131,11 +169,9 @@ class SerialLink:
         self.read_wait = read_wait
         self._opener = opener
         self._comports = comports
-        self._rand = rand
         self._serial: serial.SerialBase | None = None
         self._failure: BaseException | None = None
-        self._failures = 0
-        self._next_attempt = 0.0
+        self._attempts = Attempts(self.backoff, rand)
         self.path: str | None = None
 
     @property
@@ -173,20 +209,11 @@ class SerialLink:
         """
         if self._serial is not None:
             return True
-        if now < self._next_attempt:
-            return False
-        try:
-            self.open()
-        except LinkError:
-            self._failures += 1
-            self._next_attempt = now + self.backoff.delay(self._failures, self._rand)
-            raise
-        self._failures = 0
-        return True
+        return self._attempts.try_open(now, self.open)
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next open attempt is allowed."""
-        return max(0.0, self._next_attempt - now)
+        return self._attempts.wait_time(now)
 
     def read(self) -> bytes:
         """Wait up to ``read_wait`` seconds for bytes and return all that have arrived.
@@ -245,8 +272,7 @@ class SerialLink:
         """Close at once: an fd kept open on a vanished adapter makes it re-enumerate under a new name."""
         path = self.path or self.port
         self.close()
-        self._failures = 1
-        self._next_attempt = 0.0
+        self._attempts.lost()
         return LinkError(f"port {path} failed: {os_reason(exc)}")
 
 

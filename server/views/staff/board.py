@@ -45,13 +45,13 @@ from server.forms import VisitStateForm
 from server.live import BOARD_CHANNEL
 from server.live import sse_stream
 from server.services.board import CHANGE_LABELS
-from server.services.flags import ChangeNotFound
 from server.services.flags import FlagNotFound
 from server.services.outbox import OutboxError
 from server.services.outbox import OutboxNotFound
 from server.services.staff import SignInFailed
 from server.services.visits import UnknownRoom
 from server.services.visits import VisitNotFound
+from server.views.staff.decisions import decide_change
 
 bp = Blueprint("staff", __name__, url_prefix="/staff")
 root = Blueprint("root", __name__)
@@ -235,16 +235,7 @@ def decide(change_id: int) -> ResponseReturnValue:
     form = BoardActionForm()
     if not form.validate_on_submit() or form.action.data not in ("approve", "reject"):
         abort(400)
-    try:
-        services().changes.decide(change_id, form.action.data == "approve",
-                                  actor=signed_in_staff().actor(client_address()))
-    except ChangeNotFound:
-        if not services().changes.exists(change_id):
-            abort(404)
-        flash("That change was already decided by someone else.", "info")
-    else:
-        flash("Change approved and sent to the records system." if form.action.data == "approve"
-              else "Change rejected: the patient's details stay as they were.", "info")
+    decide_change(change_id, form.action.data == "approve")
     return _back(form.day.data)
 
 

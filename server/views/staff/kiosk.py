@@ -17,8 +17,8 @@ from server.auth import services
 from server.auth import signed_in_staff
 from server.forms import ActionForm
 from server.forms import SignOutForm
-from server.services.flags import ChangeNotFound
 from server.services.flags import FlagNotFound
+from server.views.staff.decisions import decide_change
 
 bp = Blueprint("staff_kiosk", __name__, url_prefix="/staff/kiosk")
 
@@ -54,14 +54,7 @@ def decide(change_id: int) -> ResponseReturnValue:
     form = ActionForm()
     if not form.validate_on_submit() or form.action.data not in ("approve", "reject"):
         abort(400)
-    try:
-        services().changes.decide(change_id, form.action.data == "approve",
-                                  actor=signed_in_staff().actor(client_address()))
-    except ChangeNotFound:
-        flash("That change was already decided.", "error")
-    else:
-        flash("Change approved and sent to the records system." if form.action.data == "approve"
-              else "Change rejected.", "info")
+    decide_change(change_id, form.action.data == "approve")
     return redirect(url_for("staff_kiosk.overview"))
 
 
