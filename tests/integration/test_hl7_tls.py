@@ -219,8 +219,9 @@ def test_a_rotated_certificate_is_used_from_the_next_connection_without_a_restar
 
 def test_a_failed_handshake_is_a_warning_naming_the_peer_and_the_reason(
         pki: PKI, mtls_listener: MLLPListener, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="hl7.listener"), pytest.raises(TransportError):
-        send(mtls_listener, client_context(cafile=str(pki.ca.cafile)))
+    with caplog.at_level(logging.INFO, logger="hl7.listener"):
+        with pytest.raises(TransportError):
+            send(mtls_listener, client_context(cafile=str(pki.ca.cafile)))
         deadline = time.monotonic() + 10
         # The listener logs from its connection thread, possibly after the client has given up.
         while not [r for r in caplog.records if r.msg == "hl7.listener_handshake_failed"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import typing as t
 from pathlib import Path
 
 import pytest
@@ -87,10 +88,16 @@ def test_serve_reads_its_configured_devices(instance: Path, tmp_path: Path,
         assert all(70 <= float(v) <= 100 for (_, metric), v in values.items() if metric == "spo2" and v)
         browser = Browser(base)
         assert browser.sign_in("ama", "correct horse battery") == 302
-        status, body, _ = browser.request("/api/v1/devices")
-        [device] = json.loads(body)["devices"]
-        assert status == 200 and device["id"] == "ox-1" and device["connected"] is True
-        assert device["frames_accepted"] > 0 and device["frames_rejected"] == 0
+
+        def counted() -> dict[str, t.Any] | None:
+            """The device's status once its reader has reported a frame (status goes out every few seconds)."""
+            status, body, _ = browser.request("/api/v1/devices")
+            assert status == 200
+            [device] = json.loads(body)["devices"]
+            return device if device["frames_accepted"] > 0 else None
+
+        device = eventually(counted, what="the device's frame count")
+        assert device["id"] == "ox-1" and device["connected"] is True and device["frames_rejected"] == 0
     finally:
         stop(server)
 
