@@ -68,6 +68,19 @@ def stop(dispatcher: Dispatcher) -> None:
     dispatcher.repository.release()
 
 
+def deliver_to(services: Services, receiver: Receiver, rounds: int = 1) -> Receiver:
+    """Start ``receiver``, run ``rounds`` dispatch rounds toward it, then stop both; returns the receiver."""
+    receiver.start()
+    dispatcher = dispatcher_to(services, receiver.port)
+    try:
+        for _ in range(rounds):
+            dispatcher.dispatch_once()
+    finally:
+        stop(dispatcher)
+        receiver.close()
+    return receiver
+
+
 def next_due(services: Services, clock: FrozenClock) -> None:
     """Move the clock to when the latest-due waiting message is due again."""
     clock.current = max(row.next_attempt_at for row in outbox_rows(services) if row.status == "pending")
@@ -152,14 +165,7 @@ def dead_letters(services: Services, clock: FrozenClock, tmp_path: Path) -> list
         return build_ack(message, "AE", errors=[ErrorDetail(text)], control_id="R" + message.msh.value(10),
                          now=clock.now())
 
-    receiver = Receiver(tmp_path / "rejecting.sqlite3", observe=reject)
-    receiver.start()
-    dispatcher = dispatcher_to(services, receiver.port)
-    try:
-        dispatcher.dispatch_once()
-    finally:
-        stop(dispatcher)
-        receiver.close()
+    deliver_to(services, Receiver(tmp_path / "rejecting.sqlite3", observe=reject))
     assert [row.status for row in outbox_rows(services)] == ["dead", "pending"] * 3
     return ["MRN0000", "MRN0001", "MRN0002"]
 
@@ -174,15 +180,7 @@ def test_bulk_retry_by_patient_and_by_error_then_all_delivers_every_message_in_o
     assert [row.status for row in outbox_rows(services)] == ["pending", "pending", "dead", "pending", "pending",
                                                              "pending"]
     assert services.outbox.retry_many(Selection(), actor=ADMIN) == 6
-    receiver = Receiver(tmp_path / "records.sqlite3", rule=ACCEPT)
-    receiver.start()
-    dispatcher = dispatcher_to(services, receiver.port)
-    try:
-        for _ in range(3):
-            dispatcher.dispatch_once()
-    finally:
-        stop(dispatcher)
-        receiver.close()
+    receiver = deliver_to(services, Receiver(tmp_path / "records.sqlite3", rule=ACCEPT), rounds=3)
     assert_delivered_once_in_order(services, receiver)
     with services.uow.begin() as session:
         retries = session.execute(select(AuditEvent.actor_id, AuditEvent.patient_id, AuditEvent.resource_id)
@@ -235,14 +233,7 @@ def test_a_backlog_older_than_the_limit_alerts_once_and_its_clearing_is_logged_o
         assert watch.check() is False
         clock.advance(minutes=16)
         assert [watch.check(), watch.check()] == [True, True]
-        receiver = Receiver(tmp_path / "records.sqlite3")
-        receiver.start()
-        dispatcher = dispatcher_to(services, receiver.port)
-        try:
-            dispatcher.dispatch_once()
-        finally:
-            stop(dispatcher)
-            receiver.close()
+        deliver_to(services, Receiver(tmp_path / "records.sqlite3"))
         assert [watch.check(), watch.check()] == [False, False]
     events = [(r.msg, r.levelname) for r in caplog.records if str(r.msg).startswith("outbox.backlog")]
     assert events == [("outbox.backlog_stalled", "ERROR"), ("outbox.backlog_cleared", "INFO")]
