@@ -21,9 +21,13 @@ import contextlib
 import threading
 import typing as t
 
+from sqlalchemy import ColumnElement
 from sqlalchemy import Engine
+from sqlalchemy import any_
+from sqlalchemy import bindparam
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -62,12 +66,32 @@ def make_engine(url: str, *, echo: bool = False, schema: str | None = None, conn
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    connect_args: dict[str, t.Any] = {"connect_timeout": 5}
+    # Plan each statement for its own parameters. The driver prepares a statement it has run a few times, and
+    # the server then settles on one generic plan, made while the tables were small: after a backlog arrives it
+    # scans whole tables where an index finds the rows (a look-up of 32 patients: 7 ms instead of 1).
+    options = ["-c plan_cache_mode=force_custom_plan"]
     if schema:
-        connect_args["options"] = f"-c search_path={schema}"
+        options.append(f"-c search_path={schema}")
+    connect_args: dict[str, t.Any] = {"connect_timeout": 5, "options": " ".join(options)}
     kept = min(connections, MAX_KEPT_CONNECTIONS)
     return create_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True, connect_args=connect_args,
                          pool_size=kept, max_overflow=max(connections - kept, 0))
+
+
+def one_of(column: ColumnElement[t.Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column`` equal to one of the values of the list bound as ``name``, for the backend named ``dialect``.
+
+    PostgreSQL gets ``= ANY(:name)`` with one array parameter: the statement is
+    the same whatever the list's length. ``IN (…)`` is a new statement for each
+    length, too long for the driver's statement cache, and once the server
+    prepares it the generic plan scans the whole table while the statistics of
+    a table that has just grown are stale (32 patients: 11 ms, against 1 ms
+    with ``ANY``). SQLite has no arrays and gets ``IN`` with an expanding
+    parameter.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def _sqlite_on_connect(dbapi_connection: t.Any, _record: t.Any) -> None:

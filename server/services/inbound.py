@@ -67,6 +67,7 @@ from hl7.inbound import Rejection
 from hl7.inbound import message_key
 from hl7.inbound import read_inbound
 from server.db import UnitOfWork
+from server.db import one_of
 from server.domain.visit import VisitState
 from server.models import Appointment
 from server.models import InboundMessage
@@ -91,11 +92,6 @@ log = logging.getLogger("frontdesk.inbound")
 
 INBOUND = table_of(InboundMessage)
 _LOG_INBOUND = insert(INBOUND)
-# Built once, with the control ids as one expanding parameter, so every group reuses the compiled statement.
-_FIND_INBOUND = (select(INBOUND.c.control_id, INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error, INBOUND.c.raw)
-                 .where(INBOUND.c.sending_application == bindparam("find_app"),
-                        INBOUND.c.sending_facility == bindparam("find_facility"),
-                        INBOUND.c.control_id.in_(bindparam("find_ids", expanding=True))))
 
 # What a schedule status means for a visit still waiting.
 STATUS_VISIT = {"cancelled": VisitState.CANCELLED, "deleted": VisitState.CANCELLED, "noshow": VisitState.NO_SHOW}
@@ -186,6 +182,12 @@ class Inbound:
         self.audit = audit
         self.patients = patients
         self.visits = visits
+        # Built once, with the control ids as one list parameter, so every group reuses the compiled statement.
+        self._find_inbound = (
+            select(INBOUND.c.control_id, INBOUND.c.outcome, INBOUND.c.ack, INBOUND.c.error, INBOUND.c.raw)
+            .where(INBOUND.c.sending_application == bindparam("find_app"),
+                   INBOUND.c.sending_facility == bindparam("find_facility"),
+                   one_of(INBOUND.c.control_id, "find_ids", uow.engine.dialect.name)))
 
     def recent(self, *, actor: Actor, control_id: str | None = None, message_type: str | None = None,
                day: dt.date | None = None, limit: int = 200) -> list[InboundMessage]:
@@ -412,15 +414,14 @@ class Inbound:
         with self.uow.begin() as session:
             return self._stored_in(session, [_key(key)]).get(_key(key))
 
-    @staticmethod
-    def _stored_in(session: Session, keys: list[_Key]) -> dict[_Key, _Stored]:
+    def _stored_in(self, session: Session, keys: list[_Key]) -> dict[_Key, _Stored]:
         """The messages already received under any of ``keys`` (sender and MSH-10): one query per sender."""
         by_sender: dict[tuple[str, str], list[str]] = {}
         for application, facility, control_id in keys:
             by_sender.setdefault((application, facility), []).append(control_id)
         found = {}
         for (application, facility), control_ids in by_sender.items():
-            rows = session.execute(_FIND_INBOUND, {"find_app": application, "find_facility": facility,
+            rows = session.execute(self._find_inbound, {"find_app": application, "find_facility": facility,
                                                    "find_ids": control_ids})
             found.update({(application, facility, r.control_id): _Stored(r.outcome, r.ack, r.error, r.raw)
                           for r in rows})

@@ -23,6 +23,7 @@ from dataclasses import fields
 
 from sqlalchemy import Insert
 from sqlalchemy import String
+from sqlalchemy import Update
 from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import func
@@ -46,6 +47,7 @@ from hl7.inbound import Provider
 from hl7.model import Address
 from hl7.model import Telephone
 from server.db import UnitOfWork
+from server.db import one_of
 from server.domain.visit import VisitState
 from server.models import Appointment
 from server.models import Insurance
@@ -142,12 +144,14 @@ class _Table:
     :param rows: rows read or written, by key; ``None`` when known not to exist.
     :param pending: rows created in this transaction but not yet inserted (their ids are already theirs).
     :param free_ids: ids reserved for rows still to be created.
+    :param changed: changes to existing rows not yet written, by row id, later changes merged over earlier ones.
     """
 
     insert: Insert
     rows: dict[tuple[str, str], _Row | None] = field(default_factory=dict)
     pending: dict[tuple[str, str], _Row] = field(default_factory=dict)
     free_ids: list[int] = field(default_factory=list)
+    changed: dict[int, _Row] = field(default_factory=dict)
 
 
 class CreatedMeanwhile(Exception):
@@ -164,11 +168,16 @@ class KnownRows:
     appointments and visits get their ids up front and are inserted together by
     :meth:`write` (one statement per table instead of one per row), which the
     caller runs before anything reads those tables and before it commits.
+    Changes to existing rows wait there too, merged per row, so a group of
+    updates costs one batch per table rather than a round trip per message.
+
+    :param moved_visits: visits to hand to another patient (a rebooked slot), by appointment id.
     """
 
     patients: _Table
     appointments: _Table
     visits: dict[int, _Row] = field(default_factory=dict)
+    moved_visits: dict[int, _Row] = field(default_factory=dict)
 
     def forget(self) -> None:
         """Drop the rows read (after a change they do not follow, such as a merge); call :meth:`write` first."""
@@ -176,7 +185,7 @@ class KnownRows:
         self.appointments.rows.clear()
 
     def write(self, session: Session) -> None:
-        """Insert what is held: patients, then appointments, then visits.
+        """Insert what is held (patients, then appointments, then visits), then write the changes held.
 
         :raises CreatedMeanwhile: if another connection created one of these patients or appointments since
             they were looked up; the caller rolls back and applies its messages one by one.
@@ -190,6 +199,9 @@ class KnownRows:
         if self.visits:
             session.execute(_INSERT_VISIT, list(self.visits.values()))
             self.visits.clear()
+        for table, statement in ((self.patients, _UPDATE_PATIENT), (self.appointments, _UPDATE_APPOINTMENT)):
+            _update_many(session, statement, table.changed)
+        _update_many(session, _MOVE_VISIT, self.moved_visits)
 
 
 class PatientNotFound(LookupError):
@@ -219,6 +231,10 @@ class Patients:
         self._sequences = dialect == "postgresql"
         self._insert_patient = _insert_if_new(PATIENT, ("mrn", "mrn_authority"), dialect)
         self._insert_appointment = _insert_if_new(APPOINTMENT, ("source", "external_id"), dialect)
+        self._find_patients = select(PATIENT).where(PATIENT.c.mrn_authority == bindparam("find_authority"),
+                                                    one_of(PATIENT.c.mrn, "find_mrns", dialect))
+        self._find_appointments = select(APPOINTMENT).where(APPOINTMENT.c.source == bindparam("find_source"),
+                                                            one_of(APPOINTMENT.c.external_id, "find_ids", dialect))
 
     def minimum(self, patient_id: int, *, actor: Actor) -> PatientSummary:
         """Who a patient is, audited as a read of their record.
@@ -244,11 +260,11 @@ class Patients:
         with ``reserve``, reserve an id for each of them that does not exist yet."""
         known = self.new_known_rows()
         for authority, mrns in _grouped((p.authority, p.value) for p in patients).items():
-            rows = session.execute(_FIND_PATIENTS, {"find_authority": authority, "find_mrns": mrns})
+            rows = session.execute(self._find_patients, {"find_authority": authority, "find_mrns": mrns})
             found = {row.mrn: dict(row._mapping) for row in rows}
             known.patients.rows.update({(mrn, authority): found.get(mrn) for mrn in mrns})
         for source, keys in _grouped(appointments).items():
-            rows = session.execute(_FIND_APPOINTMENTS, {"find_source": source, "find_ids": keys})
+            rows = session.execute(self._find_appointments, {"find_source": source, "find_ids": keys})
             found = {row.external_id: dict(row._mapping) for row in rows}
             known.appointments.rows.update({(source, key): found.get(key) for key in keys})
         for table, model in ((known.patients, PATIENT), (known.appointments, APPOINTMENT)):
@@ -303,7 +319,7 @@ class Patients:
             patient_id = int(row["id"])
             changed = _changes(row, columns)
             if changed and key not in table.pending:
-                session.execute(_UPDATE_PATIENT, {**changed, "updated_at": now, "row_id": patient_id})
+                _change(session, table, _UPDATE_PATIENT, patient_id, {**changed, "updated_at": now}, held=known)
             row.update(changed)
             action = "patient.updated" if changed else "patient.confirmed"
         if not isinstance(update_.insurance, Marker) or update_.insurance is CLEARED:
@@ -356,11 +372,14 @@ class Patients:
             known_visit.update(patient_id=patient_id, updated_at=now)
         else:
             changed = _changes(row, columns)
-            session.execute(_UPDATE_APPOINTMENT, {**changed, **fixed, "row_id": appointment_id})
+            _change(session, table, _UPDATE_APPOINTMENT, appointment_id, {**changed, **fixed}, held=known)
             row.update(changed)
             # A slot rebooked for another patient takes its visit along, or staff and the ADT would name the wrong one.
-            session.execute(_MOVE_VISIT, {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now,
-                                          "row_id": appointment_id})
+            move = {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now}
+            if known is None:
+                session.execute(_MOVE_VISIT, {**move, "row_id": appointment_id})
+            else:
+                known.moved_visits[appointment_id] = move
         self.audit.record(session, actor, "appointment.scheduled", patient_id=patient_id,
                           resource_type="appointment", resource_id=appointment_id)
         return appointment_id
@@ -379,10 +398,6 @@ _UPDATE_PATIENT = update(PATIENT).where(PATIENT.c.id == bindparam("row_id"))
 _DELETE_INSURANCE = delete(INSURANCE).where(INSURANCE.c.patient_id == bindparam("row_id"))
 _FIND_APPOINTMENT = select(APPOINTMENT).where(APPOINTMENT.c.source == bindparam("find_source"),
                                               APPOINTMENT.c.external_id == bindparam("find_external_id"))
-_FIND_PATIENTS = select(PATIENT).where(PATIENT.c.mrn_authority == bindparam("find_authority"),
-                                       PATIENT.c.mrn.in_(bindparam("find_mrns", expanding=True)))
-_FIND_APPOINTMENTS = select(APPOINTMENT).where(APPOINTMENT.c.source == bindparam("find_source"),
-                                               APPOINTMENT.c.external_id.in_(bindparam("find_ids", expanding=True)))
 _UPDATE_APPOINTMENT = update(APPOINTMENT).where(APPOINTMENT.c.id == bindparam("row_id"))
 _INSERT_VISIT = insert(VISIT)
 _MOVE_VISIT = (update(VISIT)
@@ -437,6 +452,25 @@ def _find_or_create(session: Session, known: KnownRows | None, table: _Table, ke
     row = {**values, "id": created}
     table.rows[key] = row
     return row, True
+
+
+def _change(session: Session, table: _Table, statement: Update, row_id: int, values: _Row, *,
+            held: KnownRows | None) -> None:
+    """Change an existing row: at once, or held in ``table`` until :meth:`KnownRows.write` when ``held``."""
+    if held is None:
+        session.execute(statement, {**values, "row_id": row_id})
+    else:
+        table.changed.setdefault(row_id, {}).update(values)
+
+
+def _update_many(session: Session, statement: Update, changes: dict[int, _Row]) -> None:
+    """Write held changes (``{row id: values}``) and forget them: one batch per set of columns changed."""
+    shapes: dict[tuple[str, ...], list[_Row]] = {}
+    for row_id, values in changes.items():
+        shapes.setdefault(tuple(sorted(values)), []).append({**values, "row_id": row_id})
+    for rows in shapes.values():
+        session.execute(statement, rows)
+    changes.clear()
 
 
 def _new_row(columns: dict[str, t.Any]) -> _Row:

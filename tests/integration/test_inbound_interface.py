@@ -428,3 +428,30 @@ def test_one_group_creating_updating_and_merging_patients_ends_as_sent_one_by_on
         assert rows["OLD9"].merged_into_id == rows["NEW9"].id and rows["NEW9"].sex == "F"
         assert session.scalars(select(Visit.patient_id)).all() == [rows["NEW9"].id]
         assert session.scalars(select(Appointment.patient_id)).all() == [rows["NEW9"].id]
+
+
+def test_a_group_of_updates_to_existing_rows_ends_as_sent_one_by_one(listener: ListenerPart,
+                                                                     services: Services) -> None:
+    """Changes to rows that already exist are held and written together at the end of the group: later
+    changes to the same row win, untouched fields stay, and a slot rebooked for another patient takes its
+    visit along."""
+    other = "PID|1||MRN88^^^MAINCLINIC^MR||Other^Pat||19900101|M"
+    exchange(listener, siu("U0"), adt("A28", "U1", other))
+    messages = [
+        siu("U2", event="S13").replace(b"EXAM3^^^MAINCLINIC", b"EXAM5^^^MAINCLINIC"),
+        siu("U3", event="S13").replace(b"MRN77", b"MRN88").replace(b"Nguyen^Linh", b"Other^Pat")
+        .replace(b"EXAM3^^^MAINCLINIC", b"EXAM5^^^MAINCLINIC").replace(b"|20|min|", b"|30|min|"),
+        adt("A08", "U4", "PID|1||MRN77^^^MAINCLINIC^MR||Nguyen^Lin||19750412|M"),
+        adt("A08", "U5", "PID|1||MRN77^^^MAINCLINIC^MR||Nguyen-Tran^Linh"),
+    ]
+    acks = exchange(listener, *messages, together=True)
+    assert [ack_code(a) for a in acks] == ["AA"] * 4
+    with services.uow.begin() as session:
+        rows = {p.mrn: p for p in session.scalars(select(Patient))}
+        first = rows["MRN77"]
+        assert (first.family_name, first.given_name, first.sex) == ("Nguyen-Tran", "Linh", "M")
+        assert (first.birth_date, first.preferred_language) == (dt.date(1975, 4, 12), "es")
+        appointment = session.scalars(select(Appointment)).one()
+        assert (appointment.patient_id, appointment.location, appointment.duration_minutes) == (
+            rows["MRN88"].id, "EXAM5", 30)
+        assert session.scalars(select(Visit.patient_id)).all() == [rows["MRN88"].id]
