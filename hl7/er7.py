@@ -202,14 +202,16 @@ class Segment:
         Used to echo a field into another message (an ACK swapping MSH-3/4 and
         MSH-5/6) with our own delimiters, losing no structure.
         """
+        raw = self.raw(field)
+        if self._is_msh_header(field):
+            return raw
+        d = self.delimiters
         reps: list[Repetition] = []
-        for r in range(1, self.repetition_count(field) + 1):
+        # Split each level once: every ACK echoes four MSH fields this way.
+        for repetition in raw.split(d.repetition):
             comps: list[Component] = []
-            for c in range(1, self.component_count(field, r) + 1):
-                subs = tuple(
-                    self.value(field, c, s, repetition=r)
-                    for s in range(1, self.subcomponent_count(field, c, r) + 1)
-                )
+            for component in repetition.split(d.component):
+                subs = tuple(unescape_text(s, d, self.charset) for s in component.split(d.subcomponent))
                 comps.append(subs[0] if len(subs) == 1 else subs)
             reps.append(comps[0] if len(comps) == 1 and isinstance(comps[0], str) else tuple(comps))
         return reps[0] if len(reps) == 1 else Repeated(tuple(reps))

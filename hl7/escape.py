@@ -22,6 +22,7 @@ escape (``\\F\\``) through unchanged; python-hl7 writes malformed hex escapes
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -95,23 +96,26 @@ class Delimiters:
     def from_msh(cls, msh1: str, msh2: str) -> Delimiters:
         """Build from the field separator (MSH-1) and the encoding characters (MSH-2).
 
+        The same few delimiter sets arrive over and over, and a set is immutable,
+        so each is built once and shared: deriving its tables cost as much as
+        parsing the rest of a short message.
+
         :raises EncodingError: if MSH-2 is not 4 or 5 distinct, non-alphanumeric characters.
         """
-        if len(msh2) not in (4, 5):
-            raise EncodingError(f"MSH-2 must hold 4 or 5 encoding characters, got {msh2!r}")
-        return cls(
-            field=msh1,
-            component=msh2[0],
-            repetition=msh2[1],
-            escape=msh2[2],
-            subcomponent=msh2[3],
-            truncation=msh2[4] if len(msh2) == 5 else "",
-        )
+        return _delimiters_from_msh(msh1, msh2)
 
     @property
     def encoding_characters(self) -> str:
         """The MSH-2 value: component, repetition, escape, subcomponent (and truncation) characters."""
         return self.component + self.repetition + self.escape + self.subcomponent + self.truncation
+
+
+@functools.lru_cache(maxsize=64)
+def _delimiters_from_msh(msh1: str, msh2: str) -> Delimiters:
+    if len(msh2) not in (4, 5):
+        raise EncodingError(f"MSH-2 must hold 4 or 5 encoding characters, got {msh2!r}")
+    return Delimiters(field=msh1, component=msh2[0], repetition=msh2[1], escape=msh2[2], subcomponent=msh2[3],
+                      truncation=msh2[4] if len(msh2) == 5 else "")
 
 
 def _escape_table(delimiters: Delimiters) -> dict[int, str]:

@@ -195,7 +195,9 @@ class RecordStore:
 
 def _printable(text: str) -> str:
     """Keep a logged field on one line: an LF or other control character cannot forge a log entry."""
-    return "".join(c if c.isprintable() else "?" for c in text) or "-"
+    if text.isprintable():
+        return text or "-"
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _message_type(message: Message) -> str:
