@@ -464,9 +464,12 @@ def _change(session: Session, table: _Table, statement: Update, row_id: int, val
 
 
 def _update_many(session: Session, statement: Update, changes: dict[int, _Row]) -> None:
-    """Write held changes (``{row id: values}``) and forget them: one batch per set of columns changed."""
+    """Write held changes (``{row id: values}``) and forget them: one batch per set of columns changed.
+
+    Rows are taken in id order, so two groups changing the same rows lock them in the same order.
+    """
     shapes: dict[tuple[str, ...], list[_Row]] = {}
-    for row_id, values in changes.items():
+    for row_id, values in sorted(changes.items()):
         shapes.setdefault(tuple(sorted(values)), []).append({**values, "row_id": row_id})
     for rows in shapes.values():
         session.execute(statement, rows)
