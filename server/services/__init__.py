@@ -8,6 +8,7 @@ clock. :func:`build_services` wires one set for an app or a CLI command.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,8 @@ def build_services(config: Config, engine: Engine, *, secret: str, clock: Clock 
         inbound=Inbound(uow=uow, clock=clock, audit=audit, patients=patients, visits=visits, zone=config.web.zone),
         vitals=Vitals(uow=uow, clock=clock, live=live, audit=audit, visits=visits, messages=messages),
         stations=Stations(uow=uow, clock=clock, live=live),
-        health=Health(engine=engine),
+        health=Health(engine=engine, outbox=outbox,
+                      backlog_alert=dt.timedelta(minutes=config.hl7.backlog_alert_minutes)),
         live=live,
         kiosks=kiosks,
         checkin=checkin,

@@ -121,3 +121,18 @@ def test_inbound_messages_by_control_id_and_day(client: FlaskClient, services: S
     assert len(audited(services, "inbound.listed")) == 3
     response = client.get("/api/v1/inbound?date=tomorrow")
     assert response.status_code == 400 and response.json["error"].startswith("date:")
+
+
+def test_health_reports_a_stalled_outbox_without_failing_the_probe(client: FlaskClient, services: Services,
+                                                                    clock: FrozenClock) -> None:
+    """A records system that is down leaves this service healthy (200); the outbox part says it is stalled."""
+    assert client.get("/healthz").get_json()["outbox"] == {"waiting": 0, "held": 0, "oldest_waiting_seconds": None,
+                                                           "stalled": False}
+    with services.uow.begin() as session:
+        services.outbox.enqueue(session, b"MSH|^~\\&|FRONTDESK\r", control_id="H1", message_type="ADT^A04",
+                                ordering_key="patient:1")
+    clock.advance(minutes=16)
+    answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.get_json()["status"] == "ok"
+    assert answer.get_json()["outbox"] == {"waiting": 1, "held": 0, "oldest_waiting_seconds": 960.0,
+                                           "stalled": True}
