@@ -95,13 +95,11 @@ def _postgresql_on_connect(dbapi_connection: t.Any, _record: t.Any) -> None:
 def one_of(column: ColumnElement[t.Any], name: str, dialect: str) -> ColumnElement[bool]:
     """``column`` equal to one of the values of the list bound as ``name``, for the backend named ``dialect``.
 
-    PostgreSQL gets ``= ANY(:name)`` with one array parameter: the statement is
-    the same whatever the list's length. ``IN (…)`` is a new statement for each
-    length, too long for the driver's statement cache, and once the server
-    prepares it the generic plan scans the whole table while the statistics of
-    a table that has just grown are stale (32 patients: 11 ms, against 1 ms
-    with ``ANY``). SQLite has no arrays and gets ``IN`` with an expanding
-    parameter.
+    PostgreSQL gets ``= ANY(:name)`` with one array parameter: one statement
+    whatever the list's length, where ``IN (…)`` is a different statement, to
+    parse, prepare and plan, for each length (a group's look-up of 32 patients:
+    1.1 ms with ``ANY``, 2.2–3.9 ms with ``IN``). SQLite has no arrays and gets
+    ``IN`` with an expanding parameter.
     """
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(column.type)))

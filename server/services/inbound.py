@@ -422,7 +422,7 @@ class Inbound:
         found = {}
         for (application, facility), control_ids in by_sender.items():
             rows = session.execute(self._find_inbound, {"find_app": application, "find_facility": facility,
-                                                   "find_ids": control_ids})
+                                                        "find_ids": control_ids})
             found.update({(application, facility, r.control_id): _Stored(r.outcome, r.ack, r.error, r.raw)
                           for r in rows})
         return found
