@@ -14,6 +14,11 @@ Baseline, in the same run against the same kind of receiver: the same backlog
 sent without the outbox, one TCP connection per message (connect, send, read
 the ACK, close), the way ``mllp_send``-style tools deliver.
 
+Ceiling, also in the same run: the receiver alone, fed the same messages over
+8 connections by a client process that does nothing else. No sender can
+deliver faster than the receiver answers, so a goal above this line cannot be
+shown on the machine the benchmark runs on.
+
 The receiver is the reference records server in this process (an
 :class:`hl7.listener.MLLPListener` in front of :class:`hl7.records_server.RecordsServer`),
 storing every message in its own SQLite file with ``synchronous=FULL``; each
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -210,6 +216,44 @@ def one_connection_per_message(backlog: Backlog, store: Path) -> float:
         receiver.close()
 
 
+_CEILING_CLIENT = """
+import pickle, socket, sys, threading
+from hl7.mllp import MLLPDecoder
+port, connections = int(sys.argv[1]), int(sys.argv[2])
+frames = pickle.load(sys.stdin.buffer)
+def run(share):
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        decoder = MLLPDecoder()
+        for frame in share:
+            sock.sendall(frame)
+            while not decoder.feed(sock.recv(65536)):
+                pass
+threads = [threading.Thread(target=run, args=(frames[i::connections],)) for i in range(connections)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+"""
+
+
+def receiver_ceiling(backlog: Backlog, store: Path, measure: int, connections: int = 8) -> float:
+    """ACKs per second the receiver gives a client process that only sends the backlog, waiting for each ACK."""
+    receiver = Receiver(store, target=measure)
+    try:
+        client = subprocess.Popen([sys.executable, "-c", _CEILING_CLIENT, str(receiver.port), str(connections)],
+                                  stdin=subprocess.PIPE, cwd=Path(__file__).resolve().parents[1])
+        assert client.stdin is not None
+        client.stdin.write(pickle.dumps([encode_frame(payload) for _, _, payload in backlog]))
+        client.stdin.close()
+        client.wait(timeout=300)
+        if not receiver.done.is_set():
+            raise SystemExit(f"only {receiver.answered} of {measure} messages ACKed by the receiver alone")
+        return receiver.rate()
+    finally:
+        receiver.close()
+
+
 def claim_cost_ms(services: Services, backlog: Backlog, calls: int = 10) -> float:
     """Milliseconds per ``claim_next`` (10 messages) with ``backlog`` due: the dispatcher's fixed cost per batch."""
     enqueue(services, backlog)
@@ -257,6 +301,8 @@ def main() -> None:
 
         baseline = one_connection_per_message(backlog, work / "baseline.sqlite3")
         print(f"baseline  one connection per message, no outbox          {baseline:8.0f} msg/s")
+        ceiling = receiver_ceiling(backlog, work / "ceiling.sqlite3", measure)
+        print(f"ceiling   the receiver alone, 8 connections, bare client {ceiling:8.0f} msg/s")
 
         url = f"sqlite:///{work / 'frontdesk.db'}"
         services = open_services(url, work / "instance")
