@@ -319,7 +319,8 @@ class Patients:
             patient_id = int(row["id"])
             changed = _changes(row, columns)
             if changed and key not in table.pending:
-                _change(session, table, _UPDATE_PATIENT, patient_id, {**changed, "updated_at": now}, held=known)
+                _change(session, _UPDATE_PATIENT, patient_id, {**changed, "updated_at": now},
+                        held=known.patients.changed if known is not None else None)
             row.update(changed)
             action = "patient.updated" if changed else "patient.confirmed"
         if not isinstance(update_.insurance, Marker) or update_.insurance is CLEARED:
@@ -372,14 +373,13 @@ class Patients:
             known_visit.update(patient_id=patient_id, updated_at=now)
         else:
             changed = _changes(row, columns)
-            _change(session, table, _UPDATE_APPOINTMENT, appointment_id, {**changed, **fixed}, held=known)
+            _change(session, _UPDATE_APPOINTMENT, appointment_id, {**changed, **fixed},
+                    held=known.appointments.changed if known is not None else None)
             row.update(changed)
             # A slot rebooked for another patient takes its visit along, or staff and the ADT would name the wrong one.
-            move = {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now}
-            if known is None:
-                session.execute(_MOVE_VISIT, {**move, "row_id": appointment_id})
-            else:
-                known.moved_visits[appointment_id] = move
+            _change(session, _MOVE_VISIT, appointment_id,
+                    {"patient_id": patient_id, "new_patient": patient_id, "updated_at": now},
+                    held=known.moved_visits if known is not None else None)
         self.audit.record(session, actor, "appointment.scheduled", patient_id=patient_id,
                           resource_type="appointment", resource_id=appointment_id)
         return appointment_id
@@ -454,13 +454,13 @@ def _find_or_create(session: Session, known: KnownRows | None, table: _Table, ke
     return row, True
 
 
-def _change(session: Session, table: _Table, statement: Update, row_id: int, values: _Row, *,
-            held: KnownRows | None) -> None:
-    """Change an existing row: at once, or held in ``table`` until :meth:`KnownRows.write` when ``held``."""
+def _change(session: Session, statement: Update, row_id: int, values: _Row, *, held: dict[int, _Row] | None) -> None:
+    """Change an existing row at once or, given ``held`` (a :class:`KnownRows` map), merged there until
+    :meth:`KnownRows.write`."""
     if held is None:
         session.execute(statement, {**values, "row_id": row_id})
     else:
-        table.changed.setdefault(row_id, {}).update(values)
+        held.setdefault(row_id, {}).update(values)
 
 
 def _update_many(session: Session, statement: Update, changes: dict[int, _Row]) -> None:
