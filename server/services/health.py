@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from server import migrate
 from server.services.outbox import Outbox
+from server.services.outbox import stalled
 
 
 class Health:
@@ -49,5 +50,5 @@ class Health:
             "schema": {"current": current, "expected": head, "up_to_date": ok},
             "outbox": {"waiting": counts["pending"] + counts["sending"], "held": counts["dead"],
                        "oldest_waiting_seconds": age,
-                       "stalled": age is not None and age > self.backlog_alert.total_seconds()},
+                       "stalled": stalled(stats, self.backlog_alert)},
         }

@@ -35,6 +35,7 @@ from server.services.context import Actor
 from server.services.context import Clock
 from server.services.outbox import Outbox
 from server.services.outbox import patient_of
+from server.services.outbox import stalled
 from server.services.stations import DeviceView
 from server.services.stations import Stations
 
@@ -225,7 +226,7 @@ class InterfaceMonitor:
                                             .where(InboundMessage.received_at >= hour_ago)
                                             .group_by(InboundMessage.outcome)).all())
         return Overview(t.cast(dict[str, int], stats["counts"]), age,
-                        age is not None and age > self.backlog_alert, int(sent),
+                        stalled(stats, self.backlog_alert), int(sent),
                         int(sum(received.values())), int(received.get("AE", 0) + received.get("AR", 0)))
 
     def dead_letters(self, *, actor: Actor, limit: int = 200) -> list[DeadLetter]:

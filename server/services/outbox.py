@@ -271,6 +271,12 @@ class Outbox:
                               detail=f"control_id={row.control_id}")
 
 
+def stalled(stats: t.Mapping[str, object], limit: dt.timedelta) -> bool:
+    """Whether the oldest undelivered message in ``stats`` (from :meth:`Outbox.stats`) has waited past ``limit``."""
+    age = t.cast(float | None, stats["oldest_pending_age_seconds"])
+    return age is not None and age > limit.total_seconds()
+
+
 class BacklogWatch:
     """Alerts when the oldest undelivered message has waited too long, once per state change.
 
@@ -291,14 +297,14 @@ class BacklogWatch:
         stats = self.outbox.stats()
         age = t.cast(float | None, stats["oldest_pending_age_seconds"])
         counts = t.cast(dict[str, int], stats["counts"])
-        stalled = age is not None and age > self.limit.total_seconds()
-        if stalled and not self.stalled:
+        now_stalled = stalled(stats, self.limit)
+        if now_stalled and not self.stalled:
             log.error("outbox.backlog_stalled", extra={"age_seconds": age,
                                                        "count": counts["pending"] + counts["sending"]})
-        elif self.stalled and not stalled:
+        elif self.stalled and not now_stalled:
             log.info("outbox.backlog_cleared", extra={"age_seconds": age})
-        self.stalled = stalled
-        return stalled
+        self.stalled = now_stalled
+        return now_stalled
 
 
 class OutboxRepository:
