@@ -14,11 +14,13 @@ import typing as t
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 from playwright.sync_api import Browser
 from playwright.sync_api import Page
 from playwright.sync_api import Playwright
+from playwright.sync_api import expect
 from playwright.sync_api import sync_playwright
 
 from tests import browsers
@@ -120,3 +122,19 @@ def sign_in(page: Page, base: str, username: str, password: str = PASSWORD) -> N
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
+
+
+def send_to_chart(station: Page, tries: int = 5) -> dict[str, list[str]]:
+    """Press "Send to chart" until the station charts; returns the form the browser posted.
+
+    Devices keep streaming while the assistant looks, so a reading can arrive while the form is on its way:
+    the page then shows the newest value and asks again, and the assistant sends again.
+    """
+    for _ in range(tries):
+        with station.expect_request(lambda r: r.method == "POST" and "/sessions/" in r.url) as posted:
+            station.get_by_role("button", name="Send to chart").click()
+        charted = station.get_by_text("Sent to chart.")
+        expect(charted.or_(station.get_by_text("A newer reading arrived").first)).to_be_visible()
+        if charted.is_visible():
+            return parse_qs(posted.value.post_data or "")
+    raise AssertionError("the station never charted: a newer reading arrived at every try")

@@ -28,6 +28,7 @@ from tests.browsers import assert_accessible
 from tests.conftest import drop_postgres_schema
 from tests.conftest import new_postgres_schema
 from tests.e2e.conftest import Served
+from tests.e2e.conftest import send_to_chart
 from tests.e2e.conftest import serve
 from tests.e2e.conftest import sign_in
 from tests.procs import clean_env
@@ -140,8 +141,7 @@ def take_vitals_and_chart(page: Page, base: str, records: Records) -> None:
     assert_accessible(page, "station page taking vitals")
     page.get_by_label("Weight", exact=True).fill("154")
     page.get_by_label("Weight unit").select_option(label="lb")
-    page.get_by_role("button", name="Send to chart").click()
-    expect(page.get_by_text("Sent to chart.")).to_be_visible()
+    send_to_chart(page)
     assert_accessible(page, "station page after sending to chart")
 
     [payload] = eventually(lambda: records.messages("ORU"), what="the ORU^R01 at the records system")
@@ -208,8 +208,7 @@ def test_unplugged_device_shows_disconnected_and_values_can_be_typed(page: Page,
         expect(device).to_have_text("Disconnected", timeout=20000)
         expect(device).to_have_text("Connected", timeout=20000)
         page.get_by_label("Pulse", exact=True).fill("64")
-        page.get_by_role("button", name="Send to chart").click()
-        expect(page.get_by_text("Sent to chart.")).to_be_visible()
+        send_to_chart(page)
         [payload] = eventually(lambda: records.messages("ORU"), what="the ORU^R01")
         values = {s.value(3): (s.value(5), s.value(17)) for s in parse_message(payload).all("OBX")
                   if s.value(2) == "NM"}
@@ -228,8 +227,7 @@ def test_records_system_down_still_charts_and_says_queued(page: Page, tmp_path: 
         page.goto(served.base + "/staff/stations/room1")
         page.get_by_role("button", name="Take vitals").click()
         expect(page.get_by_label("SpO2", exact=True)).not_to_have_value("", timeout=15000)
-        page.get_by_role("button", name="Send to chart").click()
-        expect(page.get_by_text("Sent to chart.")).to_be_visible()
+        send_to_chart(page)
         expect(page.get_by_text("Queued: the records system has not answered yet")).to_be_visible()
     finally:
         served.stop()
