@@ -100,6 +100,14 @@ def codec_for(msh18: str) -> str:
         raise ParseError(f"unsupported MSH-18 character set {msh18!r}") from None
 
 
+def _part(text: str, separator: str, index: int) -> str:
+    """The ``index``-th (1-based) part of ``text`` split on ``separator``; ``""`` when there are fewer."""
+    if separator not in text:
+        return text if index == 1 else ""
+    parts = text.split(separator, index)
+    return parts[index - 1] if len(parts) >= index else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Segment:
     """One segment; ``fields[n]`` is field *n* (``fields[0]`` is the segment name).
@@ -170,23 +178,15 @@ class Segment:
 
         :raises CharsetError: if a ``\\X..\\`` escape holds bytes invalid in the message charset.
         """
-        if not 0 < field < len(self.fields):
+        if not 0 < field < len(self.fields) or repetition < 1 or component < 1 or subcomponent < 1:
             return ""
         text = self.fields[field]
         if self._is_msh_header(field):
             return text if component == subcomponent == repetition == 1 else ""
         d = self.delimiters
-        for separator, index in ((d.repetition, repetition), (d.component, component), (d.subcomponent,
-                                                                                        subcomponent)):
-            if index < 1:
-                return ""
-            if separator in text:
-                parts = text.split(separator, index)
-                if len(parts) < index:
-                    return ""
-                text = parts[index - 1]
-            elif index != 1:
-                return ""
+        text = _part(text, d.repetition, repetition)
+        text = _part(text, d.component, component)
+        text = _part(text, d.subcomponent, subcomponent)
         return unescape_text(text, d, self.charset)
 
     def values(self, field: int, component: int = 1, subcomponent: int = 1) -> tuple[str, ...]:

@@ -155,6 +155,11 @@ class Rejection(Exception):
         self.keyed = keyed
 
 
+def _what(key: str) -> str:
+    """How an error names the value stored under ``key``."""
+    return LIMIT_KEYS[key][2] if key else "value"
+
+
 def _error(code: str, segment: str, field: int, text: str, *, keyed: bool = True) -> Rejection:
     return Rejection("AE", ErrorDetail(f"{segment}-{field} {text}", code=code, segment=segment, sequence=1,
                                        field=field), keyed=keyed)
@@ -320,10 +325,11 @@ def parse_timestamp(text: str, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
             index = text.index(sign, 8)
             body, offset = text[:index], text[index:]
     body = body.split(".", 1)[0]
-    formats = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
-    if len(body) not in formats or not body.isdigit():
+    if len(body) not in (8, 10, 12, 14) or not body.isascii() or not body.isdigit():
         raise ValueError(text)
-    moment = dt.datetime.strptime(body, formats[len(body)])
+    # Fixed-width digits: slicing is exact and many times cheaper than strptime, which runs per message.
+    hour, minute, second = (int(body[i:i + 2] or 0) for i in (8, 10, 12))
+    moment = dt.datetime(int(body[:4]), int(body[4:6]), int(body[6:8]), hour, minute, second)
     if offset is None:
         return moment.replace(tzinfo=zone)
     if len(offset) != 5 or not offset[1:].isdigit():
@@ -383,15 +389,18 @@ class _Reader:
         return self._clean(value, segment.name, field, key)
 
     def _clean(self, value: str, segment: str, field: int, key: str) -> str:
-        value = value.translate(_SPACES).strip()
-        what = LIMIT_KEYS[key][2] if key else "value"
-        bad = find_unsendable(value)
-        if bad is not None:
-            raise _error("102", segment, field, f"{what} contains the control character U+{ord(bad):04X}, "
-                                                 "which cannot be stored or sent")
+        # Printable text (nearly every value) holds no line break, TAB or control character: skip the scans.
+        if value.isprintable():
+            value = value.strip()
+        else:
+            value = value.translate(_SPACES).strip()
+            bad = find_unsendable(value)
+            if bad is not None:
+                raise _error("102", segment, field, f"{_what(key)} contains the control character "
+                                                     f"U+{ord(bad):04X}, which cannot be stored or sent")
         limit = self.limits.get(key) if key else None
         if limit is not None and len(value) > limit:
-            raise _error("104", segment, field, f"{what} is longer than {limit} characters")
+            raise _error("104", segment, field, f"{_what(key)} is longer than {limit} characters")
         return value
 
     @staticmethod
@@ -410,7 +419,7 @@ class _Reader:
             return state
         text = segment.value(field)
         try:
-            return dt.datetime.strptime(text[:8], "%Y%m%d").date()
+            return parse_timestamp(text[:8]).date()
         except ValueError:
             raise _error("102", segment.name, field, f"{what} must be a date YYYYMMDD") from None
 

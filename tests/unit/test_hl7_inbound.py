@@ -185,7 +185,20 @@ def test_insurance_present_replaces_absent_keeps() -> None:
         ("20261126", dt.datetime(2026, 11, 26, tzinfo=dt.UTC)),
         ("202611261030-0500", dt.datetime(2026, 11, 26, 15, 30, tzinfo=dt.UTC)),
         ("20261126103015.123+0100", dt.datetime(2026, 11, 26, 9, 30, 15, tzinfo=dt.UTC)),
+        ("2026112610", dt.datetime(2026, 11, 26, 10, tzinfo=dt.UTC)),
     ],
 )
 def test_parse_timestamp(text: str, moment: dt.datetime) -> None:
     assert parse_timestamp(text) == moment
+
+
+@pytest.mark.parametrize("text", ["2026", "202611", "2026112", "20261326", "20260230", "2026112625",
+                                  "2026 1126", "+2026112", "２０２６１１２６", "20261126+05", "20261126+ab00"])
+def test_parse_timestamp_refuses_what_is_not_a_dtm(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+@pytest.mark.parametrize("birth", ["1955011", "19551301", "１９５５０１１５"])
+def test_a_date_of_birth_that_is_not_yyyymmdd_is_refused_naming_the_field(birth: str) -> None:
+    assert refusal(f"PID|1||MR1^^^H^MR||Lee^Ann||{birth}")[:4] == ("AE", "PID", 7, "102")
