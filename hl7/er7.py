@@ -203,7 +203,7 @@ class Segment:
         MSH-5/6) with our own delimiters, losing no structure.
         """
         raw = self.raw(field)
-        if self._is_msh_header(field):
+        if self._is_msh_header(field) or self.delimiters.plain(raw):
             return raw
         d = self.delimiters
         reps: list[Repetition] = []

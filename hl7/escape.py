@@ -92,6 +92,11 @@ class Delimiters:
         ))
         object.__setattr__(self, "_named", _named_escapes(self))
 
+    def plain(self, text: str) -> bool:
+        """True when ``text`` holds no delimiter, escape, line break or control character: it reads, and is
+        sent, as itself."""
+        return self._special.search(text) is None
+
     @classmethod
     def from_msh(cls, msh1: str, msh2: str) -> Delimiters:
         """Build from the field separator (MSH-1) and the encoding characters (MSH-2).
@@ -163,7 +168,7 @@ def escape_text(text: str, delimiters: Delimiters = DEFAULT_DELIMITERS) -> str:
     :raises EscapeError: for C0 control characters other than CR/LF and for lone
         surrogates, naming the character and its position.
     """
-    if delimiters._special.search(text) is None:
+    if delimiters.plain(text):
         return text
     bad = _FORBIDDEN.search(text)
     if bad is not None:
